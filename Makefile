@@ -1,0 +1,32 @@
+# xprov: the two commands.
+#   make run    set up a virtualenv and serve the sample config on 127.0.0.1:8080
+#   make test   install what the tests need (Python and Debian packages), lint, run every test
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+
+.PHONY: run test lint bench debs clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(VENV)/bin/xprov serve -c etc/xprov.toml --log-format console
+
+debs:
+	scripts/install-debs.sh
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: $(VENV)/.installed debs lint
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed debs
+	$(PY) -m tests.bench.bench_http
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,150 @@
+"""Test helpers: sample configs in a temporary directory, free ports, bounded waits."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+ETC = ROOT / "etc"
+TEMPLATES = ROOT / "vendor_templates"
+XPROV = [sys.executable, "-m", "xprov.cli"]
+
+# Sample phones of etc/inventory.toml, with the files each asks for.
+YEALINK_T46G = "00156574b150"
+YEALINK_T31G = "805ec0d57d72"
+SPA504G = "0002fdff2103"
+SPA942 = "000e08aabbcc"
+SAMPLE_PASSWORDS = [
+    "yk-1001-Secret",
+    "yk-1002-Secret",
+    "yk-1003-Secret",
+    "spa&<2001>\"'Secret",
+    "spa-2002-Secret",
+    "spa-2003-Secret",
+    "provpass",
+]
+USER_AGENTS = {
+    YEALINK_T46G: "Yealink SIP-T46G 28.72.0.1 00:15:65:74:b1:50",
+    YEALINK_T31G: "Yealink SIP-T31G 124.85.257.55 80:5e:c0:d5:7d:72",
+    SPA504G: "Cisco/SPA504G-7.4.4 (0002FDFF2103)(CBT141400UK)",
+    SPA942: "Linksys/SPA-942-6.1.5(a) (88019FA42805)",
+}
+FILES = {
+    YEALINK_T46G: [
+        f"{YEALINK_T46G}.boot",
+        "y000000000000.boot",
+        "y000000000028.cfg",
+        f"{YEALINK_T46G}.cfg",
+    ],
+    YEALINK_T31G: [f"{YEALINK_T31G}.boot", "y000000000123.cfg", f"{YEALINK_T31G}.cfg"],
+    SPA504G: ["spa504G.cfg", f"{SPA504G}.xml"],
+    SPA942: ["spa942.cfg", f"{SPA942}.xml"],
+}
+
+
+def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def sample_config(
+    tmp: Path,
+    replace: dict[str, str] | None = None,
+    http_port: int = 8080,
+    templates: Path = TEMPLATES,
+    inventory: str | None = None,
+) -> Path:
+    """etc/xprov.toml copied into `tmp`, with its paths made absolute and `replace` applied."""
+    text = (ETC / "xprov.toml").read_text()
+    text = text.replace('dirs = ["../vendor_templates"]', f'dirs = ["{templates}"]')
+    text = text.replace('listen = ["127.0.0.1:8080"]', f'listen = ["127.0.0.1:{http_port}"]')
+    text = text.replace('url = "http://127.0.0.1:8080"', f'url = "http://127.0.0.1:{http_port}"')
+    for old, new in (replace or {}).items():
+        assert old in text, old
+        text = text.replace(old, new)
+    (tmp / "inventory.toml").write_text(
+        inventory if inventory is not None else (ETC / "inventory.toml").read_text()
+    )
+    path = tmp / "xprov.toml"
+    path.write_text(text)
+    return path
+
+
+def copy_templates(tmp: Path) -> Path:
+    target = tmp / "templates"
+    shutil.copytree(TEMPLATES, target)
+    return target
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll `condition` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+class XprovProcess:
+    """`xprov serve` as a real process; stopped with SIGTERM (then SIGKILL) on exit."""
+
+    def __init__(self, config: Path, http_port: int, log_path: Path) -> None:
+        self.config, self.http_port, self.log_path = config, http_port, log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> XprovProcess:
+        self.log_file = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [*XPROV, "serve", "-c", str(self.config)],
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        wait_for(
+            lambda: port_open(self.http_port) or self.proc.poll() is not None, 15, "xprov to listen"
+        )
+        if self.proc.poll() is not None:
+            raise AssertionError(f"xprov exited: {self.log()}")
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 5.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.log_file.close()

@@ -1,0 +1,208 @@
+"""Config validation: each class of error is named with its key path; all are listed."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import sample_config
+from xprov import cli, config
+
+
+@pytest.fixture
+def valid(config_path: Path) -> dict:
+    with config_path.open("rb") as f:
+        return tomllib.load(f)
+
+
+def problems(data: dict, path: Path) -> list[str]:
+    with pytest.raises(config.ConfigError) as info:
+        config.parse(data, path)
+    return info.value.problems
+
+
+def test_the_shipped_config_is_valid() -> None:
+    cfg = config.load(Path(__file__).parents[2] / "etc" / "xprov.toml")
+    assert cfg.failover.primary == "chicago" and cfg.failover.backup == "virginia"
+    chicago, virginia = cfg.sites["chicago"], cfg.sites["virginia"]
+    for service in config.SERVICES:
+        assert chicago.service(service) != virginia.service(service), service
+    assert [str(x) for x in cfg.http.listen] == ["127.0.0.1:8080"]
+
+
+def test_valid_sample_parses(valid: dict, config_path: Path) -> None:
+    cfg = config.parse(valid, config_path)
+    assert cfg.sites["chicago"].sip.port == 5060
+    assert cfg.sites["virginia"].stun.port == 3479  # type: ignore[union-attr]
+    assert cfg.provisioning.url == "http://127.0.0.1:8080"
+    with pytest.raises(AttributeError):
+        cfg.http = None  # type: ignore[misc]  # frozen
+
+
+def test_db_password_is_not_in_repr(valid: dict, config_path: Path) -> None:
+    cfg = config.parse(valid, config_path)
+    assert "provpass" not in repr(cfg)
+    assert cfg.secrets() == ["provpass", "provpass"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda d: d["http"].update(lisen=["x"]), "http.lisen: unknown key"),
+        (lambda d: d.update(extra=1), "extra: unknown key"),
+        (
+            lambda d: d["sites"]["chicago"]["sip"].update(port="5060"),
+            "sites.chicago.sip.port: expected an integer, got a string",
+        ),
+        (
+            lambda d: d["sites"]["chicago"]["sip"].update(port=True),
+            "sites.chicago.sip.port: expected an integer, got true or false",
+        ),
+        (
+            lambda d: d["sites"]["chicago"]["sip"].update(port=70000),
+            "sites.chicago.sip.port: 70000 is out of range 1..65535",
+        ),
+        (
+            lambda d: d["http"].update(listen=["127.0.0.1:0"]),
+            "http.listen[0]: bad port in '127.0.0.1:0' (1..65535)",
+        ),
+        (
+            lambda d: d["http"].update(listen=["localhost:8080"]),
+            "http.listen[0]: 'localhost:8080' is not ADDRESS:PORT with an IP address",
+        ),
+        (lambda d: d["http"].update(listen=[]), "http.listen: needs at least one address"),
+        (
+            lambda d: d["failover"].update(backup="denver"),
+            "failover.backup: site 'denver' is not defined under [sites]",
+        ),
+        (
+            lambda d: d["failover"].update(backup="chicago"),
+            "failover.backup: must be a different site from primary",
+        ),
+        (lambda d: d["sites"]["chicago"]["sip"].pop("host"), "sites.chicago.sip.host: missing"),
+        (lambda d: d["sites"]["chicago"].pop("sip"), "sites.chicago.sip: missing"),
+        (
+            lambda d: d["sites"]["chicago"]["sip"].update(transport="sctp"),
+            "sites.chicago.sip.transport: 'sctp' is not one of udp, tcp, tls",
+        ),
+        (
+            lambda d: d["sites"]["virginia"].pop("stun"),
+            "sites: stun is set for chicago but missing for virginia",
+        ),
+        (
+            lambda d: d["templates"].update(dirs=["/nonexistent/templates"]),
+            "templates.dirs[0]: '/nonexistent/templates' is not a readable directory",
+        ),
+        (lambda d: d["templates"].update(dirs=[]), "templates.dirs: needs at least one directory"),
+        (
+            lambda d: d["inventory"].update(path="/nonexistent.toml"),
+            "inventory.path: '/nonexistent.toml' is not a readable file",
+        ),
+        (
+            lambda d: d["inventory"].update(source="ldap"),
+            "inventory.source: 'ldap' is not one of file",
+        ),
+        (
+            lambda d: d["provisioning"].update(url="ftp://x"),
+            "provisioning.url: 'ftp://x' is not an http:// or https:// URL with a host",
+        ),
+        (
+            lambda d: d["provisioning"].update(poll_seconds=5),
+            "provisioning.poll_seconds: 5 is out of range 60..86400",
+        ),
+        (
+            lambda d: d["sites"]["chicago"]["sip"].update(host="a\nb"),
+            "sites.chicago.sip.host: contains a control character",
+        ),
+        (
+            lambda d: d["vars"].update(bad=[1, 2]),
+            "vars.bad: expected a string or an integer or a number or true or false, got a list",
+        ),
+        (
+            lambda d: d["logging"].update(format="xml"),
+            "logging.format: 'xml' is not one of json, console",
+        ),
+        (lambda d: d.pop("sites"), "sites: missing"),
+    ],
+)
+def test_each_error_names_its_key(valid: dict, config_path: Path, mutate, expected: str) -> None:
+    data = copy.deepcopy(valid)
+    mutate(data)
+    found = problems(data, config_path)
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_every_problem_is_listed_at_once(valid: dict, config_path: Path) -> None:
+    data = copy.deepcopy(valid)
+    data["http"]["listen"] = ["nope"]
+    data["sites"]["chicago"]["sip"]["port"] = 0
+    data["failover"]["primary"] = "nowhere"
+    data["surprise"] = True
+    assert len(problems(data, config_path)) == 4
+
+
+def test_password_file(valid: dict, tmp_path: Path) -> None:
+    secret = tmp_path / "db.secret"
+    secret.write_text("from-a-file\n")
+    data = copy.deepcopy(valid)
+    db = data["sites"]["chicago"]["db"]
+    del db["password"]
+    db["password_file"] = str(secret)
+    cfg = config.parse(data, tmp_path / "xprov.toml")
+    assert cfg.sites["chicago"].db.password == "from-a-file"  # type: ignore[union-attr]
+    db["password_file"] = str(tmp_path / "missing")
+    assert "sites.chicago.db.password_file: cannot read: FileNotFoundError" in problems(
+        data, tmp_path / "xprov.toml"
+    )
+
+
+def test_ipv6_listen(valid: dict, config_path: Path) -> None:
+    data = copy.deepcopy(valid)
+    data["http"]["listen"] = ["[::1]:8080", "127.0.0.1:8081"]
+    cfg = config.parse(data, config_path)
+    assert [str(x) for x in cfg.http.listen] == ["[::1]:8080", "127.0.0.1:8081"]
+
+
+def test_not_toml(tmp_path: Path) -> None:
+    path = tmp_path / "x.toml"
+    path.write_text("[http\n")
+    with pytest.raises(config.ConfigError) as info:
+        config.load(path)
+    assert "not valid TOML" in info.value.problems[0]
+
+
+def test_check_config_prints_every_problem_and_exits_1(tmp_path: Path, capsys) -> None:
+    path = sample_config(
+        tmp_path, {"port = 5060": "port = 99999", 'primary = "chicago"': 'primary = "denver"'}
+    )
+    assert cli.main(["check-config", "-c", str(path)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert "sites.chicago.sip.port: 99999 is out of range 1..65535" in err
+    assert "failover.primary: site 'denver' is not defined under [sites]" in err
+
+
+def test_check_config_reports_template_and_inventory_problems(tmp_path: Path, capsys) -> None:
+    templates = tmp_path / "t"
+    (templates / "yealink").mkdir(parents=True)
+    (templates / "yealink" / "device.cfg").write_text("{% if %}\n")
+    path = sample_config(
+        tmp_path, templates=templates, inventory='[[phones]]\nmac = "zz"\nvendor = "yealink"\n'
+    )
+    assert cli.main(["check-config", "-c", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "template yealink/device.cfg:1:" in err
+    assert "template linksys/model.xml: not found" in err
+    assert "phones[0].mac: not a MAC address" in err
+
+
+def test_check_config_ok(config_path: Path, capsys) -> None:
+    assert cli.main(["check-config", "-c", str(config_path)]) == 0
+    assert "OK (4 phones" in capsys.readouterr().out
+
+
+def test_unreadable_config(tmp_path: Path, capsys) -> None:
+    assert cli.main(["check-config", "-c", str(tmp_path / "none.toml")]) == 1
+    assert "cannot read" in capsys.readouterr().err

@@ -1,0 +1,101 @@
+"""The file inventory and the phone-record validator every source shares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from xprov.inventory import BadRecord, InventoryError, phone_from_record
+from xprov.inventory.file_source import load_file
+
+GOOD = {
+    "mac": "00:15:65:74:B1:50",
+    "vendor": "yealink",
+    "model": "T46G",
+    "lines": [{"user": "1001", "password": "pw-1001-x"}],
+}
+
+
+def test_record_defaults() -> None:
+    phone = phone_from_record(GOOD)
+    assert phone.mac == "00156574b150"
+    (line,) = phone.lines
+    assert (line.number, line.user, line.auth_user, line.display_name, line.label) == (
+        1,
+        "1001",
+        "1001",
+        "1001",
+        "1001",
+    )
+    assert "pw-1001-x" not in repr(phone)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"mac": "00:15:65:74:B1"}, "mac: not a MAC address"),
+        ({"mac": 5}, "mac: expected a string"),
+        ({"vendor": "polycom"}, "vendor: 'polycom' is not one of linksys, yealink"),
+        ({"colour": "red"}, "colour: unknown key"),
+        ({"lines": "1001"}, "lines: expected a list"),
+        ({"lines": [{"user": "1001"}]}, "lines[0].password: missing"),
+        ({"lines": [{"user": "", "password": "x"}]}, "lines[0].user: must not be empty"),
+        ({"lines": [{"user": "1", "password": "a\nb"}]}, "lines[0].password: contains a control"),
+        ({"lines": [{"user": "1", "password": "p", "number": 0}]}, "lines[0].number: expected"),
+        (
+            {
+                "lines": [
+                    {"user": "1", "password": "p"},
+                    {"user": "2", "password": "q", "number": 1},
+                ]
+            },
+            "lines: duplicate line number",
+        ),
+        ({"lines": [{"user": "1", "password": "p", "pin": 1}]}, "lines[0].pin: unknown key"),
+        ({"vars": {"a": [1]}}, "vars.a: expected a string, number or boolean"),
+    ],
+)
+def test_bad_records(change: dict, message: str) -> None:
+    with pytest.raises(BadRecord) as info:
+        phone_from_record({**GOOD, **change})
+    assert str(info.value).startswith(message)
+    assert "pw-1001-x" not in str(info.value)
+
+
+def test_file_lists_every_problem(tmp_path: Path) -> None:
+    path = tmp_path / "inventory.toml"
+    path.write_text(
+        '[[phones]]\nmac = "001565000001"\nvendor = "yealink"\nmodel = "T46G"\n'
+        '[[phones]]\nmac = "00:15:65:00:00:01"\nvendor = "yealink"\nmodel = "T46G"\n'
+        '[[phones]]\nmac = "nope"\nvendor = "yealink"\n'
+        "[[phones]]\nvendor = 3\n"
+    )
+    with pytest.raises(InventoryError) as info:
+        load_file(path, 1)
+    assert [p.split(": ", 1)[1] for p in info.value.problems] == [
+        "phones[1].mac: duplicate of an earlier phone",
+        "phones[2].mac: not a MAC address (12 hex digits)",
+        "phones[3].mac: missing",
+    ]
+
+
+def test_file_loads_an_immutable_snapshot(tmp_path: Path) -> None:
+    path = tmp_path / "inventory.toml"
+    path.write_text(
+        '[[phones]]\nmac = "001565000001"\nvendor = "yealink"\nmodel = "T46G"\n'
+        'lines = [{ user = "1", password = "pw-x-1234" }]\n'
+    )
+    inventory = load_file(path, 7)
+    assert inventory.generation == 7 and len(inventory) == 1
+    assert list(inventory.secrets()) == ["pw-x-1234"]
+    with pytest.raises(TypeError):
+        inventory.phones["001565000002"] = None  # type: ignore[index]
+
+
+def test_unreadable_or_invalid_file(tmp_path: Path) -> None:
+    with pytest.raises(InventoryError, match="cannot read"):
+        load_file(tmp_path / "none.toml", 1)
+    (tmp_path / "bad.toml").write_text("[[phones]\n")
+    with pytest.raises(InventoryError, match="not valid TOML"):
+        load_file(tmp_path / "bad.toml", 1)

@@ -1,0 +1,266 @@
+"""The provisioning core: files parsed back key by key, byte stability, escaping, cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import (
+    FILES,
+    SPA504G,
+    SPA942,
+    USER_AGENTS,
+    YEALINK_T31G,
+    YEALINK_T46G,
+    copy_templates,
+    sample_config,
+)
+from xprov.inventory import Inventory
+from xprov.provisioning import Failed, NotFound, Provisioner, Served
+from xprov.selection import ActiveSites
+from xprov.service import load
+
+
+def yealink_keys(body: bytes) -> dict[str, str]:
+    lines = body.decode().splitlines()
+    assert lines[0] == "#!version:1.0.0.1"
+    keys = {}
+    for line in lines[1:]:
+        if line.startswith("#") or not line.strip():
+            continue
+        key, sep, value = line.partition(" = ")
+        assert sep, line
+        assert key not in keys, f"duplicate {key}"
+        keys[key] = value
+    return keys
+
+
+def spa_keys(body: bytes) -> dict[str, str]:
+    root = ET.fromstring(body)
+    assert root.tag == "flat-profile"
+    for element in root:
+        assert element.get("ua") == "na"
+    return {element.tag: element.text or "" for element in root}
+
+
+def served(p: Provisioner, name: str, user_agent: str | None = None) -> bytes:
+    outcome = p.provide(name, user_agent)
+    assert isinstance(outcome, Served), outcome
+    return outcome.body
+
+
+def test_yealink_device_file(provisioner: Provisioner) -> None:
+    keys = yealink_keys(served(provisioner, f"{YEALINK_T46G}.cfg", USER_AGENTS[YEALINK_T46G]))
+    assert keys["account.1.enable"] == "1"
+    assert keys["account.1.user_name"] == "1001"
+    assert keys["account.1.auth_name"] == "1001"
+    assert keys["account.1.password"] == "yk-1001-Secret"
+    assert keys["account.1.display_name"] == "Alice Archer"
+    assert keys["account.2.auth_name"] == "auth1002"
+    assert keys["account.2.label"] == "Desk"
+    for n in ("1", "2"):
+        assert keys[f"account.{n}.sip_server.1.address"] == "127.0.0.1"
+        assert keys[f"account.{n}.sip_server.1.port"] == "5060"
+        assert keys[f"account.{n}.sip_server.1.transport_type"] == "0"
+        assert keys[f"account.{n}.sip_server.1.expires"] == "600"
+        assert keys[f"account.{n}.nat.nat_traversal"] == "1"
+    assert keys["static.sip.nat_stun.enable"] == "1"
+    assert keys["static.sip.nat_stun.server"] == "127.0.0.1"
+    assert keys["static.sip.nat_stun.port"] == "3478"
+    assert keys["static.auto_provision.repeat.enable"] == "1"
+    assert keys["static.auto_provision.repeat.minutes"] == "1"
+    assert "account.3.enable" not in keys
+
+
+def test_yealink_boot_and_common_files(provisioner: Provisioner) -> None:
+    boot = served(provisioner, f"{YEALINK_T46G}.boot").decode().splitlines()
+    assert boot[0] == "#!version:1.0.0.1"
+    includes = [line for line in boot if line.startswith("include:config")]
+    assert includes == [
+        'include:config "y000000000028.cfg"',
+        f'include:config "{YEALINK_T46G}.cfg"',
+    ]
+    assert "overwrite_mode = 1" in boot
+    common_boot = served(provisioner, "y000000000000.boot").decode().splitlines()
+    assert common_boot[0] == "#!version:1.0.0.1"
+    assert 'include:config "y000000000000.cfg"' in common_boot
+    common = yealink_keys(served(provisioner, "y000000000028.cfg"))
+    assert common["static.auto_provision.repeat.minutes"] == "1"
+    assert common["static.auto_provision.server.url"] == "http://127.0.0.1:8080/"
+    assert common["local_time.ntp_server1"] == "pool.ntp.org"
+
+
+def test_spa_device_file(provisioner: Provisioner) -> None:
+    keys = spa_keys(served(provisioner, f"{SPA504G}.xml"))
+    assert keys["Password_1_"] == "spa&<2001>\"'Secret"
+    assert keys["Display_Name_1_"] == "Carol & Co <Sales>"
+    assert keys["User_ID_1_"] == "2001"
+    assert keys["Proxy_1_"] == "127.0.0.1:5060"
+    assert keys["Proxy_2_"] == "127.0.0.1:5060"
+    assert keys["SIP_Transport_1_"] == "UDP"
+    assert keys["Register_Expires_1_"] == "600"
+    assert keys["Use_Auth_ID_1_"] == "No"
+    assert keys["STUN_Enable"] == "Yes"
+    assert keys["STUN_Server"] == "127.0.0.1:3478"
+    assert keys["Resync_Periodic"] == "60"
+    assert "Line_Enable_3_" not in keys
+
+
+def test_spa_model_file_points_at_the_device_file(provisioner: Provisioner) -> None:
+    keys = spa_keys(served(provisioner, "/spa504G.cfg", USER_AGENTS[SPA504G]))
+    assert keys["Profile_Rule"] == "http://127.0.0.1:8080/spa504G.cfg"
+    assert keys["Profile_Rule_B"] == "http://127.0.0.1:8080/$MA.xml"
+    assert keys["Resync_Periodic"] == "60"
+    assert int(keys["Resync_Error_Retry_Delay"]) <= 60
+    assert keys["Resync_Fails_On_FNF"] == "Yes"
+    assert spa_keys(served(provisioner, "/init.cfg"))["Profile_Rule"].endswith("/init.cfg")
+
+
+@pytest.mark.parametrize("mac", sorted(FILES))
+def test_every_sample_file_is_served_and_ends_with_a_newline(provisioner, mac) -> None:
+    for name in FILES[mac]:
+        body = served(provisioner, name, USER_AGENTS[mac])
+        assert body.endswith(b"\n") and not body.endswith(b"\n\n"), name
+
+
+def test_output_is_byte_stable(provisioner: Provisioner, config_path: Path) -> None:
+    before = {name: served(provisioner, name) for names in FILES.values() for name in names}
+    # Render again from scratch (new generations, empty cache) with an unrelated change:
+    # another phone's password.
+    inputs = load(config_path, generation=2)
+    phones = dict(inputs.inventory.phones)
+    other = phones[SPA942]
+    phones[SPA942] = dataclasses.replace(
+        other, lines=(dataclasses.replace(other.lines[0], password="changed-Secret"),)
+    )
+    inventory = Inventory(phones, generation=2, source="test")
+    again = Provisioner(dataclasses.replace(inputs, inventory=inventory), provisioner.active)
+    for name, body in before.items():
+        if SPA942 not in name:
+            assert served(again, name) == body, name
+    assert served(again, f"{SPA942}.xml") != before[f"{SPA942}.xml"]
+
+
+def test_a_switch_changes_only_the_switched_service(provisioner: Provisioner) -> None:
+    before = yealink_keys(served(provisioner, f"{YEALINK_T46G}.cfg"))
+    selection = provisioner.active.switch({"sip": "virginia"})
+    outcome = provisioner.provide(f"{YEALINK_T46G}.cfg")
+    assert isinstance(outcome, Served) and outcome.selection_generation == selection.generation
+    after = yealink_keys(outcome.body)
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed == {
+        "account.1.sip_server.1.address",
+        "account.1.sip_server.1.port",
+        "account.2.sip_server.1.address",
+        "account.2.sip_server.1.port",
+    }
+    assert after["account.1.sip_server.1.address"] == "127.0.0.2"
+    assert after["account.1.sip_server.1.port"] == "5070"
+    assert after["static.sip.nat_stun.server"] == "127.0.0.1"  # stun stayed at chicago
+
+
+def test_switch_is_atomic_and_validated(provisioner: Provisioner) -> None:
+    active = provisioner.active
+    first = active.current
+    both = active.switch({"sip": "virginia", "stun": "virginia"})
+    assert both.generation == first.generation + 1
+    assert active.switch({"sip": "virginia"}) is both  # nothing changed: same generation
+    with pytest.raises(ValueError, match="unknown site"):
+        active.switch({"sip": "denver"})
+    with pytest.raises(ValueError, match="unknown service"):
+        active.switch({"ntp": "virginia"})
+    assert active.current is both
+
+
+def test_second_request_renders_nothing(provisioner: Provisioner) -> None:
+    name = f"{YEALINK_T46G}.cfg"
+    first = served(provisioner, name)
+    renders = provisioner.renders
+    assert served(provisioner, name) is first
+    assert provisioner.renders == renders
+    provisioner.active.switch({"stun": "virginia"})
+    assert served(provisioner, name) != first
+    assert provisioner.renders == renders + 1
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("ffffffffffff.cfg", "unknown device"),
+        ("ffffffffffff.xml", "unknown device"),
+        ("ffffffffffff.boot", "unknown device"),
+        (f"{SPA504G}.cfg", "vendor mismatch"),  # an SPA asking for a Yealink file
+        (f"{YEALINK_T46G}.xml", "vendor mismatch"),
+        (f"{YEALINK_T46G}-local.cfg", "unknown file"),
+        ("index.html", "unknown file"),
+    ],
+)
+def test_not_found(provisioner: Provisioner, name: str, reason: str) -> None:
+    outcome = provisioner.provide(name, USER_AGENTS[YEALINK_T46G])
+    assert isinstance(outcome, NotFound) and outcome.reason == reason
+
+
+def test_user_agent_hint_identifies_the_phone_but_not_the_bytes(provisioner) -> None:
+    plain = provisioner.provide("y000000000123.cfg")
+    hinted = provisioner.provide("y000000000123.cfg", USER_AGENTS[YEALINK_T31G])
+    assert isinstance(plain, Served) and isinstance(hinted, Served)
+    assert plain.phone is None and hinted.phone is not None
+    assert hinted.phone.mac == YEALINK_T31G
+    assert hinted.body == plain.body
+
+
+def broken(tmp_path: Path, template: str, text: str) -> Provisioner:
+    templates = copy_templates(tmp_path)
+    (templates / template).write_text(text)
+    inputs = load(sample_config(tmp_path, templates=templates))
+    return Provisioner(inputs, ActiveSites(inputs.config.sites, "chicago"))
+
+
+def test_undefined_variable_fails_with_template_line_and_key(tmp_path: Path) -> None:
+    p = broken(
+        tmp_path,
+        "yealink/device.cfg",
+        "#!version:1.0.0.1\naccount.1.enable = 1\nx = {{ sip.nonexistent }}\n",
+    )
+    outcome = p.provide(f"{YEALINK_T46G}.cfg")
+    assert isinstance(outcome, Failed)
+    assert outcome.error.template == "yealink/device.cfg"
+    assert outcome.error.line == 3
+    assert "nonexistent" in outcome.error.reason
+    assert isinstance(p.provide(f"{SPA504G}.xml"), Served)  # other templates unaffected
+
+
+def test_control_character_in_output_fails(tmp_path: Path) -> None:
+    p = broken(tmp_path, "yealink/device.cfg", '#!version:1.0.0.1\nx = {{ "a\\nb" }}\n')
+    outcome = p.provide(f"{YEALINK_T46G}.cfg")
+    assert isinstance(outcome, Failed) and "control character" in outcome.error.reason
+
+
+def test_sandbox_blocks_unsafe_attributes(tmp_path: Path) -> None:
+    p = broken(
+        tmp_path,
+        "yealink/device.cfg",
+        "#!version:1.0.0.1\n{{ phone.__class__.__init__.__globals__ }}\n",
+    )
+    outcome = p.provide(f"{YEALINK_T46G}.cfg")
+    assert isinstance(outcome, Failed)
+
+
+def test_render_error_message_holds_no_secret(tmp_path: Path) -> None:
+    p = broken(
+        tmp_path,
+        "yealink/device.cfg",
+        "#!version:1.0.0.1\n{{ lines[0].password | int }}{{ lines[0].password.x }}\n",
+    )
+    outcome = p.provide(f"{YEALINK_T46G}.cfg")
+    assert isinstance(outcome, Failed)
+    assert "yk-1001-Secret" not in str(outcome.error)
+
+
+def test_device_file_names(provisioner: Provisioner) -> None:
+    assert provisioner.device_file(YEALINK_T46G) == f"{YEALINK_T46G}.cfg"
+    assert provisioner.device_file(SPA942) == f"{SPA942}.xml"
+    assert provisioner.device_file("ffffffffffff") is None

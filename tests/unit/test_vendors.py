@@ -1,0 +1,171 @@
+"""File-name and User-Agent routing for every example in reference/phones.md."""
+
+from __future__ import annotations
+
+import pytest
+
+from xprov.vendors import identify, linksys, yealink
+
+T46G_UA = "Yealink SIP-T46G 28.72.0.1 00:15:65:4a:a9:37"
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "model", "firmware", "mac"),
+    [
+        ("Yealink SIP-T46G 28.72.0.1 00:15:65:4a:a9:37", "T46G", "28.72.0.1", "0015654aa937"),
+        (
+            "Yealink SIP-T31G 124.85.257.55 80:5e:c0:d5:7d:72",
+            "T31G",
+            "124.85.257.55",
+            "805ec0d57d72",
+        ),
+        ("Yealink SIP VP-T49G 51.80.0.10 00:15:65:12:34:56", "T49G", "51.80.0.10", "001565123456"),
+        ("Yealink W52P 25.80.0.15 00:15:65:12:34:56", "W52P", "25.80.0.15", "001565123456"),
+        ("W52P 25.30.0.2 00:15:65:12:34:56", "W52P", "25.30.0.2", "001565123456"),
+        ("Yealink  SIP-T46G  28.72.0.1  00:15:65:4a:a9:37", "T46G", "28.72.0.1", "0015654aa937"),
+        ("Yealink SIP-T46G 28.72.0.1 0015654AA937", "T46G", "28.72.0.1", "0015654aa937"),
+        ("Yealink SIP-T46G 28.72.0.1", "T46G", "28.72.0.1", None),
+        ("Yealink-T46G 28.71.0.81 28.1.0.128.0.0.0", "T46G", "28.71.0.81", None),
+        (
+            "Yealink SIP-T21P_E2 52.84.0.15 00:15:65:12:34:56",
+            "T21P_E2",
+            "52.84.0.15",
+            "001565123456",
+        ),
+    ],
+)
+def test_yealink_user_agents(user_agent: str, model: str, firmware: str, mac: str | None) -> None:
+    ua = yealink.parse_user_agent(user_agent)
+    assert ua == yealink.UserAgent(model, firmware, mac)
+
+
+@pytest.mark.parametrize(
+    "user_agent",
+    [
+        None,
+        "",
+        "curl/8.0",
+        "Cisco/SPA508G-7.4.4 (x)(y)",
+        "Yealink",
+        "Mozilla/5.0 (X11; Linux x86_64)",
+    ],
+)
+def test_yealink_foreign_user_agents(user_agent: str | None) -> None:
+    assert yealink.parse_user_agent(user_agent) is None
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "model", "firmware", "mac"),
+    [
+        # old firmware: the group is the serial number, even though it looks like hex
+        ("Linksys/SPA-942-6.1.5(a) (88019FA42805)", "SPA942", "6.1.5(a)", None),
+        ("Cisco/SPA508G-7.4.4 (0002FDFF2103)(CBT141400UK)", "SPA508G", "7.4.4", "0002fdff2103"),
+        ("Cisco/SPA525G-7.4.4 (CBT141900G7)", "SPA525G", "7.4.4", None),
+    ],
+)
+def test_spa_user_agents(user_agent: str, model: str, firmware: str, mac: str | None) -> None:
+    assert linksys.parse_user_agent(user_agent) == linksys.UserAgent(model, firmware, mac)
+
+
+@pytest.mark.parametrize(
+    ("path", "kind", "mac"),
+    [
+        ("00156574b150.boot", "device_boot", "00156574b150"),
+        ("/00156574B150.boot", "device_boot", "00156574b150"),
+        ("y000000000000.boot", "common_boot", None),
+        ("y000000000028.cfg", "common", None),
+        ("/y000000000123.cfg", "common", None),
+        ("00156574b150.cfg", "device", "00156574b150"),
+        ("00156574B150.cfg", "device", "00156574b150"),
+        ("/provisioning/00156574b150.cfg", "device", "00156574b150"),
+    ],
+)
+def test_yealink_files(path: str, kind: str, mac: str | None) -> None:
+    request = identify(path, None)
+    assert request is not None
+    assert (request.vendor, request.kind, request.mac) == ("yealink", kind, mac)
+
+
+def test_yealink_common_file_model_from_user_agent_or_code_table() -> None:
+    assert identify("y000000000028.cfg", None).model == "T46G"  # type: ignore[union-attr]
+    assert identify("y000000000123.cfg", None).model == "T31G"  # type: ignore[union-attr]
+    # a User-Agent names the model even when the code table disagrees
+    assert identify("y000000000028.cfg", "Yealink SIP-T48G 35.1.2.3").model == "T48G"  # type: ignore[union-attr]
+    assert identify("y000000000999.cfg", None).model is None  # type: ignore[union-attr]
+
+
+def test_file_name_identifies_the_phone_user_agent_only_hints() -> None:
+    request = identify("00156574b150.cfg", T46G_UA)  # the UA names another phone
+    assert request is not None
+    assert request.mac == "00156574b150" and request.ua_mac is None
+    common = identify("y000000000028.cfg", T46G_UA)
+    assert common is not None
+    assert common.mac is None and common.ua_mac == "0015654aa937"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "00156574b150-local.cfg",
+        "00156574B150-local.cfg",
+        "00156574b15.cfg",
+        "0015657xb150.cfg",
+        "y00000000028.cfg",
+        "y000000000028.txt",
+        "favicon.ico",
+        "",
+        "/",
+        "../../etc/passwd",
+        "spa.xml",
+        "spa9420.cfg.bak",
+        "00156574b150.cfg/",
+        "a" * 200 + ".cfg",
+    ],
+)
+def test_not_ours(path: str) -> None:
+    assert identify(path, T46G_UA) is None
+
+
+@pytest.mark.parametrize(
+    ("path", "model"),
+    [
+        ("/spa942.cfg", "SPA942"),
+        ("spa504G.cfg", "SPA504G"),
+        ("spa112.cfg", "SPA112"),
+        ("spa2102.cfg", "SPA2102"),
+        ("spa3102.cfg", "SPA3102"),
+        ("/spa.cfg", "SPA2000"),
+        ("/init.cfg", "PAP2T"),
+    ],
+)
+def test_spa_model_files(path: str, model: str) -> None:
+    request = identify(path, None)
+    assert request is not None
+    assert (request.vendor, request.kind, request.mac, request.model) == (
+        "linksys",
+        "model",
+        None,
+        model,
+    )
+    assert request.name == path.lstrip("/")
+
+
+def test_spa_model_file_takes_mac_hint_from_user_agent() -> None:
+    request = identify("/spa508G.cfg", "Cisco/SPA508G-7.4.4 (0002FDFF2103)(CBT141400UK)")
+    assert request is not None
+    assert request.ua_mac == "0002fdff2103" and request.model == "SPA508G"
+    assert identify("/spa.cfg", "Cisco/SPA525G-7.4.4 (CBT141900G7)").model == "SPA525G"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("path", ["0002fdff2103.xml", "/0002FDFF2103.xml"])
+def test_spa_device_file(path: str) -> None:
+    request = identify(path, "Cisco/SPA508G-7.4.4 (0002FDFF2103)(CBT141400UK)")
+    assert request is not None
+    assert (request.vendor, request.kind, request.mac) == ("linksys", "device", "0002fdff2103")
+
+
+def test_common_file_names() -> None:
+    assert yealink.common_file("T46G") == "y000000000028.cfg"
+    assert yealink.common_file("t43u") == "y000000000107.cfg"
+    assert yealink.common_file("NOPE") is None
+    assert yealink.common_file(None) is None

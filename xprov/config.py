@@ -1,0 +1,445 @@
+"""Read and validate the TOML configuration into frozen dataclasses.
+
+Every problem is collected with its key path, so `xprov check-config` lists them all at once
+and a wrong config never starts a half-configured server.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+SERVICES = ("sip", "stun", "db")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+Scalar = str | int | float | bool
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `problems` lists each one as 'key.path: what is wrong'."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class SipService:
+    host: str
+    port: int
+    transport: str
+    expires: int
+
+
+@dataclass(frozen=True)
+class StunService:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class DbService:
+    host: str
+    port: int
+    database: str
+    user: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    sip: SipService
+    stun: StunService | None
+    db: DbService | None
+
+    def service(self, name: str) -> SipService | StunService | DbService | None:
+        return getattr(self, name)
+
+
+@dataclass(frozen=True)
+class ProvisioningConfig:
+    url: str
+    poll_seconds: int
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    listen: tuple[Listen, ...]
+
+
+@dataclass(frozen=True)
+class TemplatesConfig:
+    dirs: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class InventoryConfig:
+    source: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    format: str
+    level: str
+
+
+@dataclass(frozen=True)
+class FailoverConfig:
+    primary: str
+    backup: str
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    provisioning: ProvisioningConfig
+    http: HttpConfig
+    templates: TemplatesConfig
+    inventory: InventoryConfig
+    logging: LoggingConfig
+    failover: FailoverConfig
+    sites: Mapping[str, Site]
+    vars: Mapping[str, Scalar]
+
+    def secrets(self) -> list[str]:
+        """Every secret value in this config, for log redaction."""
+        return [s.db.password for s in self.sites.values() if s.db and s.db.password]
+
+
+_REQUIRED: Any = object()
+
+
+class _Table:
+    """A TOML table being read: checks types, records problems under its key path and,
+    once read, reports the keys nobody asked for."""
+
+    def __init__(self, data: Mapping[str, Any], path: str, problems: list[str]) -> None:
+        self.data, self.path, self.problems = data, path, problems
+        self.seen: set[str] = set()
+
+    def key(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{self.key(key)}: {message}")
+
+    def get(self, key: str, kind: type[T] | tuple[type, ...], default: Any = _REQUIRED) -> Any:
+        self.seen.add(key)
+        if key not in self.data:
+            if default is _REQUIRED:
+                self.problem(key, "missing")
+            return default
+        value = self.data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # bool is an int in Python, never in a config file
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            names = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+            self.problem(key, f"expected {names}, got {_TYPE_NAMES.get(type(value), 'value')}")
+            return None if default is _REQUIRED else default
+        return value
+
+    def text(self, key: str, default: Any = _REQUIRED, choices: tuple[str, ...] = ()) -> Any:
+        value = self.get(key, str, default)
+        if isinstance(value, str) and choices and value not in choices:
+            self.problem(key, f"{value!r} is not one of {', '.join(choices)}")
+            return None
+        if isinstance(value, str) and _CONTROL.search(value):
+            self.problem(key, "contains a control character")
+            return None
+        if isinstance(value, str) and not value and default is _REQUIRED:
+            self.problem(key, "must not be empty")
+            return None
+        return value
+
+    def integer(self, key: str, default: Any, lo: int, hi: int) -> Any:
+        value = self.get(key, int, default)
+        if isinstance(value, int) and not lo <= value <= hi:
+            self.problem(key, f"{value} is out of range {lo}..{hi}")
+            return None
+        return value
+
+    def port(self, key: str, default: Any = _REQUIRED) -> Any:
+        return self.integer(key, default, 1, 65535)
+
+    def table(self, key: str, required: bool = True) -> _Table | None:
+        value = self.get(key, dict, _REQUIRED if required else None)
+        return _Table(value, self.key(key), self.problems) if isinstance(value, dict) else None
+
+    def items(self, key: str, read: Callable[[Any, str], T | None]) -> tuple[T, ...]:
+        """A list whose items `read(item, key_path)` turns into values (None: a problem)."""
+        values = self.get(key, list, [])
+        out = [read(item, f"{self.key(key)}[{i}]") for i, item in enumerate(values or ())]
+        return tuple(v for v in out if v is not None)
+
+    def finish(self) -> None:
+        for key in sorted(set(self.data) - self.seen):
+            self.problem(key, "unknown key")
+
+
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    dict: "a table",
+    list: "a list",
+}
+
+
+def parse_listen(text: Any, where: str, problems: list[str]) -> Listen | None:
+    """'127.0.0.1:8080' or '[::1]:8080': an IP literal and a port."""
+    if not isinstance(text, str):
+        problems.append(f"{where}: expected a string like '127.0.0.1:8080'")
+        return None
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        problems.append(f"{where}: {text!r} is not ADDRESS:PORT with an IP address")
+        return None
+    if not sep or not 1 <= number <= 65535:
+        problems.append(f"{where}: bad port in {text!r} (1..65535)")
+        return None
+    return Listen(host, number)
+
+
+def _listeners(table: _Table, default: Listen) -> tuple[Listen, ...]:
+    if "listen" not in table.data:
+        table.seen.add("listen")
+        return (default,)
+    before = len(table.problems)
+    listen = table.items("listen", lambda v, where: parse_listen(v, where, table.problems))
+    if not listen and len(table.problems) == before:
+        table.problem("listen", "needs at least one address")
+    return listen
+
+
+def _string_item(problems: list[str]) -> Callable[[Any, str], str | None]:
+    def read(value: Any, where: str) -> str | None:
+        if isinstance(value, str) and value:
+            return value
+        problems.append(f"{where}: expected a non-empty string")
+        return None
+
+    return read
+
+
+def _vars(table: _Table | None) -> Mapping[str, Scalar]:
+    if table is None:
+        return MappingProxyType({})
+    out = {}
+    for key in table.data:
+        value = table.get(key, (str, int, float, bool))
+        if isinstance(value, str) and _CONTROL.search(value):
+            table.problem(key, "contains a control character")
+        elif value is not None:
+            out[key] = value
+    return MappingProxyType(out)
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def _read_secret(table: _Table, base: Path) -> str:
+    """`password`, or `password_file` (first line) so the secret can live outside the config."""
+    password = table.get("password", str, None)
+    secret_file = table.get("password_file", str, None)
+    if password is not None and secret_file is not None:
+        table.problem("password_file", "give either password or password_file, not both")
+    if secret_file is not None:
+        try:
+            return _resolve(base, secret_file).read_text().splitlines()[0].strip()
+        except (OSError, IndexError, UnicodeDecodeError) as exc:
+            table.problem("password_file", f"cannot read: {type(exc).__name__}")
+    return password or ""
+
+
+def _sip(t: _Table) -> SipService:
+    transport = t.text("transport", "udp", ("udp", "tcp", "tls"))
+    return SipService(
+        host=t.text("host"),
+        port=t.port("port", 5061 if transport == "tls" else 5060),
+        transport=transport,
+        expires=t.integer("expires", 600, 30, 86400),
+    )
+
+
+def _stun(t: _Table) -> StunService:
+    return StunService(host=t.text("host"), port=t.port("port", 3478))
+
+
+def _db(t: _Table, base: Path) -> DbService:
+    return DbService(
+        host=t.text("host"),
+        port=t.port("port", 3306),
+        database=t.text("database"),
+        user=t.text("user"),
+        password=_read_secret(t, base),
+    )
+
+
+def _site(name: str, t: _Table, base: Path) -> Site:
+    services: dict[str, Any] = {}
+    for service, read in (("sip", _sip), ("stun", _stun), ("db", lambda s: _db(s, base))):
+        sub = t.table(service, required=service == "sip")
+        services[service] = read(sub) if sub else None
+        if sub:
+            sub.finish()
+    t.finish()
+    return Site(name=name, **services)
+
+
+def _sites(root: _Table, base: Path) -> Mapping[str, Site]:
+    table = root.table("sites")
+    if table is None:
+        return MappingProxyType({})
+    sites = {}
+    for name in table.data:
+        sub = table.table(name)
+        if sub is not None:
+            sites[name] = _site(name, sub, base)
+    for service in ("stun", "db"):
+        have = sorted(n for n, s in sites.items() if s.service(service) is not None)
+        if have and len(have) != len(sites):
+            missing = sorted(set(sites) - set(have))
+            root.problems.append(
+                f"sites: {service} is set for {', '.join(have)} but missing "
+                f"for {', '.join(missing)} (every site needs the same services)"
+            )
+    return MappingProxyType(sites)
+
+
+def _failover(root: _Table, sites: Mapping[str, Site]) -> FailoverConfig:
+    t = root.table("failover")
+    if t is None:
+        return FailoverConfig("", "")
+    primary, backup = t.text("primary"), t.text("backup")
+    for key, name in (("primary", primary), ("backup", backup)):
+        if name and name not in sites:
+            t.problem(key, f"site {name!r} is not defined under [sites]")
+    if primary and primary == backup:
+        t.problem("backup", "must be a different site from primary")
+    t.finish()
+    return FailoverConfig(primary, backup)
+
+
+def _provisioning(root: _Table) -> ProvisioningConfig:
+    t = root.table("provisioning")
+    if t is None:
+        return ProvisioningConfig("", 60)
+    url = t.text("url")
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            t.problem("url", f"{url!r} is not an http:// or https:// URL with a host")
+        elif parts.query or parts.fragment:
+            t.problem("url", "must not have a query or fragment")
+    poll = t.integer("poll_seconds", 60, 60, 86400)
+    t.finish()
+    return ProvisioningConfig(url=(url or "").rstrip("/"), poll_seconds=poll)
+
+
+def _templates(root: _Table, base: Path) -> TemplatesConfig:
+    t = root.table("templates")
+    if t is None:
+        return TemplatesConfig(())
+    before = len(t.problems)
+    names = t.items("dirs", _string_item(t.problems))
+    if not names and len(t.problems) == before:
+        t.problem("dirs", "needs at least one directory")
+    dirs = []
+    for i, name in enumerate(names):
+        path = _resolve(base, name)
+        if not path.is_dir() or not os.access(path, os.R_OK | os.X_OK):
+            t.problems.append(f"{t.key('dirs')}[{i}]: {str(path)!r} is not a readable directory")
+        dirs.append(path)
+    t.finish()
+    return TemplatesConfig(tuple(dirs))
+
+
+def _inventory(root: _Table, base: Path) -> InventoryConfig:
+    t = root.table("inventory")
+    if t is None:
+        return InventoryConfig("file", Path())
+    source = t.text("source", "file", ("file",))
+    path = _resolve(base, t.text("path"))
+    if not os.access(path, os.R_OK) or not path.is_file():
+        t.problem("path", f"{str(path)!r} is not a readable file")
+    t.finish()
+    return InventoryConfig(source, path)
+
+
+def _logging(root: _Table) -> LoggingConfig:
+    t = root.table("logging", required=False) or _Table({}, "logging", root.problems)
+    fmt = t.text("format", "json", ("json", "console"))
+    level = t.text("level", "info", ("debug", "info", "warning", "error"))
+    t.finish()
+    return LoggingConfig(fmt, level)
+
+
+def _http(root: _Table) -> HttpConfig:
+    t = root.table("http")
+    if t is None:
+        return HttpConfig(())
+    listen = _listeners(t, Listen("127.0.0.1", 8080))
+    t.finish()
+    return HttpConfig(listen)
+
+
+def parse(data: Mapping[str, Any], path: Path) -> Config:
+    """Validate a decoded TOML document; raise ConfigError listing every problem."""
+    problems: list[str] = []
+    root = _Table(data, "", problems)
+    base = path.parent
+    sites = _sites(root, base)
+    config = Config(
+        path=path,
+        provisioning=_provisioning(root),
+        http=_http(root),
+        templates=_templates(root, base),
+        inventory=_inventory(root, base),
+        logging=_logging(root),
+        failover=_failover(root, sites),
+        sites=sites,
+        vars=_vars(root.table("vars", required=False)),
+    )
+    root.finish()
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a config file; raise ConfigError listing every problem."""
+    file = Path(path).resolve()
+    try:
+        with file.open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError([f"{file}: cannot read: {exc.strerror}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{file}: not valid TOML: {exc}"]) from None
+    return parse(data, file)

@@ -1,0 +1,151 @@
+"""structlog set-up: JSON lines for machines, console for people, secrets redacted.
+
+Twisted's and the standard library's logs are bridged into the same stream. Every event,
+traceback included, passes the redactor before it is written: values under secret-looking
+keys are masked, and every known secret (SIP and DB passwords) is cut out of any string.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+from twisted.logger import LogLevel, formatEvent, globalLogBeginner, globalLogPublisher
+
+MASK = "***"
+_SECRET_KEY = re.compile(r"pass(word)?|secret|token|authorization", re.IGNORECASE)
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+class Redactor:
+    """Cuts known secrets out of log text.
+
+    Secrets are grouped by length, so one scan of a line costs a set lookup per position and
+    length, whatever the number of secrets (100,000 phones have 200,000 passwords)."""
+
+    MIN_LENGTH = 4  # shorter strings would mask ordinary words; such passwords are refused anyway
+
+    def __init__(self) -> None:
+        self._by_length: dict[int, frozenset[str]] = {}
+
+    def update(self, secrets: Iterable[str]) -> None:
+        groups: dict[int, set[str]] = {}
+        for secret in secrets:
+            if len(secret) >= self.MIN_LENGTH:
+                groups.setdefault(len(secret), set()).add(secret)
+        self._by_length = {n: frozenset(group) for n, group in groups.items()}
+
+    def scrub(self, text: str) -> str:
+        found = set()
+        for length, group in self._by_length.items():
+            for i in range(len(text) - length + 1):
+                if text[i : i + length] in group:
+                    found.add(text[i : i + length])
+        for secret in sorted(found, key=len, reverse=True):
+            text = text.replace(secret, MASK)
+        return text
+
+    def __call__(self, logger: Any, name: str, event: MutableMapping[str, Any]) -> Any:
+        for key, value in event.items():
+            event[key] = self._clean(key, value)
+        return event
+
+    def _clean(self, key: str, value: Any) -> Any:
+        if _SECRET_KEY.search(key):
+            return MASK
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, dict):
+            return {k: self._clean(str(k), v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._clean("", v) for v in value]
+        if isinstance(value, int | float | bool) or value is None:
+            return value
+        return self.scrub(str(value))
+
+
+REDACTOR = Redactor()
+_bridged = False
+
+
+def configure(fmt: str = "json", level: str = "info", stream: TextIO | None = None) -> None:
+    """Send every log event (ours, Twisted's, the standard library's) to `stream`."""
+    renderer: Any = (
+        structlog.processors.JSONRenderer(sort_keys=True)
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
+    )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            # plain text tracebacks: never a formatter that shows local variables
+            structlog.processors.format_exc_info,
+            REDACTOR,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=structlog.WriteLoggerFactory(stream or sys.stdout),
+        cache_logger_on_first_use=False,
+    )
+    _bridge(_LEVELS[level])
+
+
+def _bridge(level: int) -> None:
+    global _bridged
+    logging.getLogger().setLevel(level)
+    if _bridged:
+        return
+    _bridged = True
+    logging.getLogger().handlers = [_StdlibHandler()]
+    globalLogPublisher.addObserver(_twisted_observer)
+
+
+def begin_twisted_logging() -> None:
+    """End Twisted's start-up buffering (once per process, by the server only)."""
+    globalLogBeginner.beginLoggingTo([], redirectStandardIO=False)
+
+
+_TWISTED_LEVELS = {
+    LogLevel.debug: "debug",
+    LogLevel.info: "info",
+    LogLevel.warn: "warning",
+    LogLevel.error: "error",
+    LogLevel.critical: "critical",
+}
+
+
+def _twisted_observer(event: dict[str, Any]) -> None:
+    level = _TWISTED_LEVELS.get(event.get("log_level", LogLevel.info), "info")
+    failure = event.get("log_failure")
+    log = get_logger("twisted")
+    fields: dict[str, Any] = {"source": event.get("log_namespace", "twisted")}
+    if failure is not None:
+        fields["exception"] = failure.getTraceback()
+        level = "error"
+    getattr(log, level if level != "critical" else "error")(formatEvent(event) or "", **fields)
+
+
+class _StdlibHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        log = get_logger(record.name)
+        fields: dict[str, Any] = {}
+        if record.exc_info:
+            fields["exc_info"] = record.exc_info
+        log.log(record.levelno, record.getMessage(), **fields)
+
+
+def get_logger(name: str = "xprov") -> Any:
+    """A logger whose events say where they come from (`"component": name`)."""
+    return structlog.get_logger(component=name)

@@ -1,0 +1,131 @@
+"""The request core: identify -> look up -> render, the same for every transport.
+
+Pure: no sockets, no reactor, no clock. Both transports call `Provisioner.provide`, so TFTP
+and HTTP can never disagree about a file. The outcome is typed; each transport maps it to
+its own answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from xprov.config import Config
+from xprov.inventory import Inventory, Phone
+from xprov.mac import colon_mac
+from xprov.render import RenderCache, RenderError, Templates
+from xprov.selection import ActiveSites, Selection, service_variables
+from xprov.vendors import VENDORS, FileRequest, identify
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a file depends on, apart from the selection; replaced whole on reload."""
+
+    config: Config
+    config_generation: int
+    templates: Templates
+    inventory: Inventory
+
+
+@dataclass(frozen=True)
+class Served:
+    body: bytes
+    request: FileRequest
+    phone: Phone | None  # the phone that fetched, when known (file name or User-Agent hint)
+    selection_generation: int
+
+    @property
+    def content_type(self) -> str:
+        return self.request.spec.content_type
+
+
+@dataclass(frozen=True)
+class NotFound:
+    reason: str  # for logs and metrics only: a phone never learns why
+    request: FileRequest | None = None
+
+
+@dataclass(frozen=True)
+class Failed:
+    request: FileRequest
+    error: RenderError
+
+
+Outcome = Served | NotFound | Failed
+
+
+class Provisioner:
+    def __init__(
+        self, inputs: Inputs, active: ActiveSites, cache: RenderCache | None = None
+    ) -> None:
+        self.inputs = inputs
+        self.active = active
+        self.cache = cache or RenderCache()
+        self.renders = 0
+
+    def provide(self, path: str, user_agent: str | None = None) -> Outcome:
+        request = identify(path, user_agent)
+        if request is None:
+            return NotFound("unknown file")
+        inputs, selection = self.inputs, self.active.current
+        phone = None
+        if request.spec.per_device:
+            phone = inputs.inventory.get(request.mac)  # type: ignore[arg-type]
+            if phone is None:
+                return NotFound("unknown device", request)
+            if phone.vendor != request.vendor:
+                return NotFound("vendor mismatch", request)
+        elif request.ua_mac:
+            hint = inputs.inventory.get(request.ua_mac)
+            phone = hint if hint is not None and hint.vendor == request.vendor else None
+        # The body of a shared file must not depend on who asked, only on the file.
+        owner = phone if request.spec.per_device else None
+        model = request.model if owner is None else owner.model
+        key = (request.vendor, request.kind, request.name, model)
+        generation = (
+            inputs.config_generation,
+            inputs.templates.generation,
+            inputs.inventory.generation,
+            selection.generation,
+        )
+        body = self.cache.get(key, generation)
+        if body is None:
+            try:
+                body = inputs.templates.render(
+                    request.spec.template, self._context(request, owner, model, selection)
+                )
+            except RenderError as error:
+                return Failed(request, error)
+            self.renders += 1
+            self.cache.put(key, generation, body)
+        return Served(body, request, phone, selection.generation)
+
+    def _context(
+        self, request: FileRequest, phone: Phone | None, model: str | None, selection: Selection
+    ) -> dict[str, Any]:
+        config = self.inputs.config
+        variables = dict(config.vars)
+        if phone is not None:
+            variables.update(phone.vars)
+        return {
+            "file": request.name,
+            "model": model,
+            "phone": phone,
+            "mac": phone.mac if phone else None,
+            "mac_colon": colon_mac(phone.mac) if phone else None,
+            "lines": phone.lines if phone else (),
+            "vars": variables,
+            "provisioning": {
+                "url": config.provisioning.url,
+                "poll_seconds": config.provisioning.poll_seconds,
+                "poll_minutes": max(1, config.provisioning.poll_seconds // 60),
+            },
+            **service_variables(config, selection),
+            **VENDORS[request.vendor].context(request, model),
+        }
+
+    def device_file(self, mac: str) -> str | None:
+        """The main per-device file name of a known phone (`xprov render MAC`)."""
+        phone = self.inputs.inventory.get(mac)
+        return None if phone is None else VENDORS[phone.vendor].device_file(phone.mac)

@@ -1,0 +1,49 @@
+"""Phone vendors: which file names each asks for, how to read its User-Agent, its templates.
+
+Each vendor module contributes its own identification rules; file names never overlap
+between vendors, so the first vendor that recognises a name owns the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from xprov.vendors import linksys, yealink
+from xprov.vendors.base import FileRequest, FileSpec
+
+__all__ = ["VENDORS", "VENDOR_NAMES", "FileRequest", "FileSpec", "all_templates", "identify"]
+
+
+class Vendor(Protocol):
+    NAME: str
+    FILES: Mapping[str, FileSpec]
+
+    def identify(self, name: str, user_agent: str | None) -> FileRequest | None: ...
+
+    def device_file(self, mac: str) -> str: ...
+
+    def context(self, request: FileRequest, model: str | None) -> dict[str, Any]: ...
+
+
+VENDORS: Mapping[str, Vendor] = {v.NAME: v for v in (yealink, linksys)}  # type: ignore[misc]
+VENDOR_NAMES = tuple(sorted(VENDORS))
+MAX_NAME = 64
+MAX_USER_AGENT = 256
+
+
+def identify(path: str, user_agent: str | None) -> FileRequest | None:
+    """Which vendor's file is this, for which phone and model? None: nobody's."""
+    name = path.rsplit("/", 1)[-1]
+    if not name or len(name) > MAX_NAME:
+        return None
+    ua = user_agent[:MAX_USER_AGENT] if user_agent else None
+    for vendor in VENDORS.values():
+        request = vendor.identify(name, ua)
+        if request is not None:
+            return request
+    return None
+
+
+def all_templates() -> list[str]:
+    return sorted({spec.template for v in VENDORS.values() for spec in v.FILES.values()})

@@ -1,0 +1,23 @@
+"""What every vendor module produces: the file it recognised and how to render it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    template: str
+    content_type: str
+    per_device: bool  # True: only for a known phone of this vendor, MAC from the file name
+
+
+class FileRequest(NamedTuple):  # a tuple: made on every request, so cheap to build
+    vendor: str
+    kind: str
+    spec: FileSpec
+    name: str  # the file name as asked, without directories
+    mac: str | None  # from the file name: identifies the phone
+    ua_mac: str | None  # from the User-Agent: a hint, never proof of identity
+    model: str | None  # from the file name or User-Agent
