@@ -27,6 +27,7 @@ test: $(VENV)/.installed debs lint
 
 bench: $(VENV)/.installed debs
 	$(PY) -m tests.bench.bench_http
+	$(PY) -m tests.bench.bench_tftp
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .hypothesis

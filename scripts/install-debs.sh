@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing. Packaged daemons are never used; the tests
 # start their own instances on loopback.
 set -euo pipefail
-PACKAGES=(curl wrk)
+PACKAGES=(curl wrk tftp-hpa atftp tftpd-hpa)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -63,9 +63,13 @@ def sample_config(
     http_port: int = 8080,
     templates: Path = TEMPLATES,
     inventory: str | None = None,
+    tftp_port: int | None = None,
 ) -> Path:
-    """etc/xprov.toml copied into `tmp`, with its paths made absolute and `replace` applied."""
+    """etc/xprov.toml copied into `tmp`, with its paths made absolute and `replace` applied.
+    TFTP listens on `tftp_port`, or on a free port when none is given."""
     text = (ETC / "xprov.toml").read_text()
+    tftp_port = tftp_port or free_port(socket.SOCK_DGRAM)
+    text = text.replace('listen = ["127.0.0.1:6969"]', f'listen = ["127.0.0.1:{tftp_port}"]')
     text = text.replace('dirs = ["../vendor_templates"]', f'dirs = ["{templates}"]')
     text = text.replace('listen = ["127.0.0.1:8080"]', f'listen = ["127.0.0.1:{http_port}"]')
     text = text.replace('url = "http://127.0.0.1:8080"', f'url = "http://127.0.0.1:{http_port}"')

@@ -86,6 +86,16 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class TftpConfig:
+    listen: tuple[Listen, ...]
+    max_blksize: int
+    max_windowsize: int
+    timeout: float  # seconds before a retransmission, when the client asks for no timeout
+    retries: int
+    max_transfers: int
+
+
+@dataclass(frozen=True)
 class TemplatesConfig:
     dirs: tuple[Path, ...]
 
@@ -113,6 +123,7 @@ class Config:
     path: Path
     provisioning: ProvisioningConfig
     http: HttpConfig
+    tftp: TftpConfig | None  # None: no TFTP
     templates: TemplatesConfig
     inventory: InventoryConfig
     logging: LoggingConfig
@@ -409,6 +420,25 @@ def _http(root: _Table) -> HttpConfig:
     return HttpConfig(listen)
 
 
+def _tftp(root: _Table) -> TftpConfig | None:
+    t = root.table("tftp", required=False)
+    if t is None:
+        return None
+    timeout = t.get("timeout", (int, float), 1.0)
+    if isinstance(timeout, int | float) and not 0.1 <= timeout <= 255:
+        t.problem("timeout", f"{timeout} is out of range 0.1..255")
+    config = TftpConfig(
+        listen=_listeners(t, Listen("127.0.0.1", 6969)),
+        max_blksize=t.integer("max_blksize", 1468, 8, 65464),
+        max_windowsize=t.integer("max_windowsize", 64, 1, 64),
+        timeout=float(timeout or 1.0),
+        retries=t.integer("retries", 5, 1, 20),
+        max_transfers=t.integer("max_transfers", 1000, 1, 100_000),
+    )
+    t.finish()
+    return config
+
+
 def parse(data: Mapping[str, Any], path: Path) -> Config:
     """Validate a decoded TOML document; raise ConfigError listing every problem."""
     problems: list[str] = []
@@ -419,6 +449,7 @@ def parse(data: Mapping[str, Any], path: Path) -> Config:
         path=path,
         provisioning=_provisioning(root),
         http=_http(root),
+        tftp=_tftp(root),
         templates=_templates(root, base),
         inventory=_inventory(root, base),
         logging=_logging(root),

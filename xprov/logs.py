@@ -126,7 +126,15 @@ _TWISTED_LEVELS = {
 }
 
 
+# Twisted announces every port it opens and closes; TFTP opens one per transfer, so that
+# chatter would be two lines per phone poll. Our own "started" event lists the listeners.
+_PORT_CHATTER = re.compile(r"^\(\w+ Port \d+ Closed\)$|^\S+ starting on \d+$")
+
+
 def _twisted_observer(event: dict[str, Any]) -> None:
+    message = event.get("message")
+    if message and isinstance(message[0], str) and _PORT_CHATTER.match(message[0]):
+        return
     level = _TWISTED_LEVELS.get(event.get("log_level", LogLevel.info), "info")
     failure = event.get("log_failure")
     log = get_logger("twisted")

@@ -16,6 +16,8 @@ from xprov.provisioning import Inputs, Provisioner
 from xprov.render import TemplateProblems, Templates
 from xprov.selection import ActiveSites
 from xprov.servers import http
+from xprov.servers.tftp import TftpServer
+from xprov.tftp.options import Limits
 from xprov.vendors import all_templates
 
 log = logs.get_logger("xprov.service")
@@ -67,6 +69,7 @@ class Service:
         cfg = inputs.config
         self.active = ActiveSites(cfg.sites, cfg.failover.primary)
         self.provisioner = Provisioner(inputs, self.active)
+        self.tftp = self._tftp_server(cfg)
         self.ports: list[IListeningPort] = []
         logs.REDACTOR.update(secrets_of(inputs))
 
@@ -77,6 +80,9 @@ class Service:
         try:
             for listen in cfg.http.listen:
                 self.ports.append(self.reactor.listenTCP(listen.port, web, interface=listen.host))
+            if self.tftp is not None and cfg.tftp is not None:
+                for listen in cfg.tftp.listen:
+                    self.ports.append(self.tftp.listen(listen))
         except Exception:
             self.stop()
             raise
@@ -84,11 +90,22 @@ class Service:
             "started",
             version=__version__,
             http=[str(x) for x in cfg.http.listen],
+            tftp=[str(x) for x in cfg.tftp.listen] if cfg.tftp else [],
             phones=len(self.provisioner.inputs.inventory),
             active=dict(self.active.current.active),
         )
 
+    def _tftp_server(self, cfg: config.Config) -> TftpServer | None:
+        if cfg.tftp is None:
+            return None
+        limits = Limits(
+            cfg.tftp.max_blksize, cfg.tftp.max_windowsize, cfg.tftp.timeout, cfg.tftp.retries
+        )
+        return TftpServer(self.provisioner, limits, cfg.tftp.max_transfers, self.reactor)
+
     def stop(self) -> None:
+        if self.tftp is not None:
+            self.tftp.stop()
         ports, self.ports = self.ports, []
         for port in ports:
             port.stopListening()

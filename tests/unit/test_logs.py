@@ -72,3 +72,12 @@ def test_scrub_cost_does_not_grow_with_secret_count() -> None:
     redactor.update(f"pw-{i:06d}" for i in range(100_000))
     assert redactor.scrub("a pw-004242 b pw-99 c") == "a *** b pw-99 c"
     assert redactor.scrub("x") == "x"
+
+
+def test_twisted_port_chatter_is_dropped(output) -> None:
+    from twisted.python import log as legacy
+
+    legacy.msg("(UDP Port 40123 Closed)")
+    legacy.msg("_TransferPort starting on 40123")
+    legacy.msg("something else")
+    assert [e["event"] for e in events(output)] == ["something else"]

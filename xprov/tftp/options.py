@@ -1,0 +1,51 @@
+"""TFTP option negotiation (RFC 2347): blksize (2348), tsize and timeout (2349),
+windowsize (7440). Names are case-insensitive; a bad or unknown option is ignored, never
+fatal; no OACK is sent when no option was accepted."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_BLKSIZE = 512
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_blksize: int = 1468  # fits a 1500-byte Ethernet frame with IPv4 and UDP headers
+    max_windowsize: int = 64
+    timeout: float = 1.0  # seconds, when the client asks for none
+    retries: int = 5
+
+
+@dataclass(frozen=True)
+class Negotiated:
+    blksize: int
+    windowsize: int
+    timeout: float
+    oack: dict[str, str]  # what to acknowledge; empty: send DATA at once
+
+
+def _integer(text: str) -> int | None:
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 10 else None
+
+
+def negotiate(requested: Mapping[str, str], size: int, limits: Limits) -> Negotiated:
+    blksize, windowsize, timeout = DEFAULT_BLKSIZE, 1, limits.timeout
+    oack: dict[str, str] = {}
+    for name, text in requested.items():
+        value = _integer(text)
+        if value is None:
+            continue
+        if name == "blksize" and 8 <= value <= 65464:
+            blksize = min(value, limits.max_blksize)
+            oack[name] = str(blksize)
+        elif name == "tsize":
+            oack[name] = str(size)
+        elif name == "timeout" and 1 <= value <= 255:
+            timeout = float(value)
+            oack[name] = text
+        elif name == "windowsize" and 1 <= value <= 65535:
+            windowsize = min(value, limits.max_windowsize)
+            oack[name] = str(windowsize)
+    return Negotiated(blksize, windowsize, timeout, oack)

@@ -1,0 +1,134 @@
+"""One TFTP read transfer as a state machine: OACK, windows of DATA, ACKs, retransmission.
+
+No sockets: the transfer sends through a callable and keeps time with an injected clock
+(the reactor, or `task.Clock` in tests). The transport has already checked the peer's
+transfer id; everything that arrives here comes from the peer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+from xprov.tftp import codec
+from xprov.tftp.options import Negotiated
+
+
+class Result(Enum):
+    OK = "ok"
+    TIMEOUT = "timeout"  # the peer stopped answering; retries exhausted
+    ABORTED = "aborted"  # the peer sent an ERROR (refused our options, gave up, ...)
+    CANCELLED = "cancelled"  # the server ended it (a new request replaced it, shutdown)
+
+
+class ReadTransfer:
+    """Sends `body` in blocks of `blksize`, `windowsize` blocks per window (RFC 7440).
+
+    Block numbers are absolute inside (1, 2, ... n) and wrap to 0 after 65535 on the wire.
+    Only an ACK that moves the acknowledged point forward causes a send, so a duplicated
+    ACK never duplicates DATA (no Sorcerer's Apprentice); lost packets are recovered by the
+    timer alone, a bounded number of times."""
+
+    def __init__(
+        self,
+        body: bytes,
+        negotiated: Negotiated,
+        retries: int,
+        send: Callable[[bytes], None],
+        clock: Any,
+        finished: Callable[[ReadTransfer, Result], None],
+    ) -> None:
+        self.body = body
+        self.blksize = negotiated.blksize
+        self.windowsize = negotiated.windowsize
+        self.timeout = negotiated.timeout
+        self.oack = negotiated.oack
+        self.retries = retries
+        self.send, self.clock, self.finished = send, clock, finished
+        self.blocks = len(body) // self.blksize + 1  # the last block is short, maybe empty
+        self.waiting_for_oack_ack = bool(self.oack)
+        self.acked = 0  # highest block the peer acknowledged
+        self.sent = 0  # highest block sent
+        self.tries = 0
+        self.retransmits = 0
+        self.bytes_sent = 0
+        self.result: Result | None = None
+        self._timer: Any = None
+
+    def start(self) -> None:
+        if self.waiting_for_oack_ack:
+            self.send(codec.oack(self.oack))
+            self._arm()
+        else:
+            self._send_window()
+
+    def receive(self, packet: codec.Packet) -> None:
+        if self.result is not None:
+            return
+        if isinstance(packet, codec.Error):
+            self._finish(Result.ABORTED)
+        elif isinstance(packet, codec.Ack):
+            self._on_ack(packet.block)
+        # anything else from the peer (DATA, a stray RRQ, ...) is ignored
+
+    def cancel(self) -> None:
+        if self.result is None:
+            self._finish(Result.CANCELLED)
+
+    def _on_ack(self, block: int) -> None:
+        if self.waiting_for_oack_ack:
+            if block == 0:
+                self.waiting_for_oack_ack = False
+                self.tries = 0
+                self._send_window()
+            return
+        acked = self._absolute(block)
+        if acked is None:
+            return  # a duplicate or stale ACK: never answer it with DATA
+        self.acked, self.tries = acked, 0
+        if acked == self.blocks:
+            self._finish(Result.OK)
+        else:
+            self._send_window()
+
+    def _absolute(self, block: int) -> int | None:
+        """The outstanding absolute block whose 16-bit number is `block`, if any."""
+        candidate = self.sent - ((self.sent - block) & 0xFFFF)
+        return candidate if self.acked < candidate <= self.sent else None
+
+    def _send_window(self) -> None:
+        """(Re)send every block from the first unacknowledged one, up to a window."""
+        last = min(self.acked + self.windowsize, self.blocks)
+        for block in range(self.acked + 1, last + 1):
+            start = (block - 1) * self.blksize
+            payload = self.body[start : start + self.blksize]
+            self.send(codec.data(block, payload))
+            self.bytes_sent += len(payload)
+        self.sent = max(self.sent, last)
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(self.timeout)
+        else:
+            self._timer = self.clock.callLater(self.timeout, self._on_timeout)
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        if self.tries >= self.retries:
+            self._finish(Result.TIMEOUT)
+            return
+        self.tries += 1
+        self.retransmits += 1
+        if self.waiting_for_oack_ack:
+            self.start()
+        else:
+            self._send_window()
+
+    def _finish(self, result: Result) -> None:
+        self.result = result
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self.finished(self, result)
