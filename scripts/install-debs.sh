@@ -3,7 +3,8 @@
 # Idempotent: installs only what is missing. Packaged daemons are never used; the tests
 # start their own instances on loopback.
 set -euo pipefail
-PACKAGES=(curl wrk tftp-hpa atftp tftpd-hpa)
+PACKAGES=(curl wrk tftp-hpa atftp tftpd-hpa kamailio kamailio-tls-modules coturn mariadb-server
+          mariadb-client openssl iproute2 procps)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -19,3 +19,27 @@ def config_path(tmp_path: Path) -> Path:
 def provisioner(config_path: Path) -> Provisioner:
     inputs = load(config_path)
     return Provisioner(inputs, ActiveSites(inputs.config.sites, inputs.config.failover.primary))
+
+
+@pytest.fixture
+def log_events():
+    """Every structured event logged during the test, decoded (a callable)."""
+    import io
+    import json
+
+    from xprov import logs
+
+    stream = io.StringIO()
+    logs.configure("json", "debug", stream)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    logs.configure("json", "info")
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory: pytest.TempPathFactory):
+    """One real MariaDB for the whole run (initialising a data directory takes a second)."""
+    from tests.peers import MariaDB, free_udp_tcp_port
+
+    server = MariaDB(tmp_path_factory.mktemp("mariadb"), free_udp_tcp_port())
+    with server:
+        yield server

@@ -64,12 +64,15 @@ def sample_config(
     templates: Path = TEMPLATES,
     inventory: str | None = None,
     tftp_port: int | None = None,
+    admin_port: int | None = None,
 ) -> Path:
     """etc/xprov.toml copied into `tmp`, with its paths made absolute and `replace` applied.
-    TFTP listens on `tftp_port`, or on a free port when none is given."""
+    TFTP and the admin API listen on the ports given, or on free ones."""
     text = (ETC / "xprov.toml").read_text()
     tftp_port = tftp_port or free_port(socket.SOCK_DGRAM)
     text = text.replace('listen = ["127.0.0.1:6969"]', f'listen = ["127.0.0.1:{tftp_port}"]')
+    admin_port = admin_port or free_port()
+    text = text.replace('listen = ["127.0.0.1:8081"]', f'listen = ["127.0.0.1:{admin_port}"]')
     text = text.replace('dirs = ["../vendor_templates"]', f'dirs = ["{templates}"]')
     text = text.replace('listen = ["127.0.0.1:8080"]', f'listen = ["127.0.0.1:{http_port}"]')
     text = text.replace('url = "http://127.0.0.1:8080"', f'url = "http://127.0.0.1:{http_port}"')
@@ -81,6 +84,41 @@ def sample_config(
     )
     path = tmp / "xprov.toml"
     path.write_text(text)
+    return path
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def site_config(
+    tmp: Path,
+    sites: dict[str, dict[str, dict[str, Any]]],
+    monitor: dict[str, Any] | None = None,
+    http_port: int | None = None,
+    admin_port: int | None = None,
+    primary: str = "chicago",
+    backup: str = "virginia",
+) -> Path:
+    """The sample config with its [failover], [monitor] and [sites] replaced."""
+    path = sample_config(tmp, http_port=http_port or free_port(), admin_port=admin_port)
+    text = path.read_text()
+    text = text[: text.index("[failover]")] + text[text.index("[vars]") :]
+    tables = [f'[failover]\nprimary = "{primary}"\nbackup = "{backup}"\n']
+    tables.append(
+        "[monitor]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in (monitor or {}).items())
+    )
+    for site, services in sites.items():
+        for service, values in services.items():
+            body = "".join(f"{k} = {toml_value(v)}\n" for k, v in values.items())
+            tables.append(f"[sites.{site}.{service}]\n{body}")
+    path.write_text(text + "\n" + "\n".join(tables))
     return path
 
 

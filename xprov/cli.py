@@ -1,12 +1,17 @@
-"""The `xprov` command: serve, check-config, render."""
+"""The `xprov` command: serve, check-config, render, probe, status, failover, failback."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import urllib.error
+import urllib.request
+from typing import Any
 
-from xprov import __version__, logs
+from xprov import __version__, config, logs
+from xprov.config import SERVICES
 from xprov.mac import normalize_mac
 from xprov.provisioning import Failed, NotFound, Provisioner
 from xprov.selection import ActiveSites
@@ -88,6 +93,131 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    try:
+        cfg = config.load(args.config)
+    except config.ConfigError as exc:
+        _print_problems(exc.problems)
+        return 1
+    from twisted.internet import task
+    from twisted.internet.defer import gatherResults
+
+    from xprov.monitor import build_targets, probe_pool
+
+    def run(reactor: Any) -> Any:
+        pool = probe_pool(cfg)
+        pool.start()
+        targets = build_targets(cfg, reactor, pool)
+
+        def report(results: list[Any]) -> None:
+            rows = [
+                {
+                    "target": t.name,
+                    "probe": t.description,
+                    "ok": r.ok,
+                    "latency_ms": round(r.latency * 1000, 1),
+                    "detail": r.detail,
+                }
+                for t, r in zip(targets, results, strict=True)
+            ]
+            print(json.dumps(rows, indent=2) if args.json else _table(rows))
+            primary_ok = all(
+                row["ok"]
+                for t, row in zip(targets, rows, strict=True)
+                if t.site == cfg.failover.primary
+            )
+            raise SystemExit(0 if primary_ok else 1)
+
+        return gatherResults([t.probe() for t in targets]).addCallback(report)
+
+    task.react(run)
+    return 0  # not reached: react exits
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    header = ("TARGET", "PROBE", "VERDICT", "LATENCY", "DETAIL")
+    lines = [
+        (r["target"], r["probe"], "up" if r["ok"] else "DOWN", f"{r['latency_ms']} ms", r["detail"])
+        for r in rows
+    ]
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *lines, strict=False)]
+    return "\n".join(
+        "  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip()
+        for line in [header, *lines]
+    )
+
+
+def _admin_call(args: argparse.Namespace, path: str, body: dict[str, Any] | None) -> int:
+    """Ask the running server's admin API; print its answer; 0 if it agreed."""
+    try:
+        cfg = config.load(args.config)
+    except config.ConfigError as exc:
+        _print_problems(exc.problems)
+        return 1
+    if cfg.admin is None:
+        print(f"{cfg.path}: no [admin] section: the server has no admin API", file=sys.stderr)
+        return 1
+    listen = cfg.admin.listen[0]
+    host = f"[{listen.host}]" if ":" in listen.host else listen.host
+    host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]"}.get(host, host)
+    request = urllib.request.Request(
+        f"http://{host}:{listen.port}{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {cfg.admin.token}", "Content-Type": "application/json"},
+        method="GET" if body is None else "POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        print(
+            f"refused ({exc.code}): {json.loads(exc.read() or b'{}').get('error')}", file=sys.stderr
+        )
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"cannot reach the admin API at {request.full_url}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(answer, indent=2, sort_keys=True))
+    else:
+        print(_describe(answer))
+    return 0
+
+
+def _describe(status: dict[str, Any]) -> str:
+    monitor = status.get("monitor") or {}
+    lines = [
+        f"xprov {status.get('version')}, up {status.get('uptime_s')} s, selection "
+        f"generation {status.get('selection', {}).get('generation')}"
+    ]
+    if monitor.get("switching_suspended"):
+        lines.append("SWITCHING SUSPENDED: every target fails at once")
+    for service, info in (monitor.get("services") or {}).items():
+        manual = f" (manual: {info['manual']})" if info.get("manual") else ""
+        lines.append(f"{service:5} active at {info['active']}{manual}: {info['why']}")
+    for name, target in (monitor.get("targets") or {}).items():
+        last = target.get("last") or {}
+        lines.append(
+            f"  {name:20} {target['state']:8} {last.get('detail', '-')} "
+            f"({last.get('latency_ms', '-')} ms)"
+        )
+    return "\n".join(lines)
+
+
+def cmd_failover(args: argparse.Namespace) -> int:
+    return _admin_call(
+        args, "/failover", {"service": args.service, "site": args.to, "force": args.force}
+    )
+
+
+def cmd_failback(args: argparse.Namespace) -> int:
+    return _admin_call(args, "/failback", {"service": args.service, "force": args.force})
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    return _admin_call(args, "/status", None)
+
+
 def _active_item(text: str) -> str:
     if "=" not in text:
         raise argparse.ArgumentTypeError("expected SERVICE=SITE")
@@ -140,6 +270,36 @@ def parser() -> argparse.ArgumentParser:
         help="render as if SITE were active for SERVICE",
     )
     render.set_defaults(func=cmd_render)
+
+    probe = command(
+        "probe",
+        "Probe every service at every site once; print a table; exit 0 "
+        "only if every primary is up.",
+    )
+    probe.add_argument("--json", action="store_true", help="print JSON")
+    probe.set_defaults(func=cmd_probe)
+
+    status = command("status", "Show the running server's active sites and probe states.")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(func=cmd_status)
+
+    failover = command(
+        "failover",
+        "Point SERVICE at SITE on the running server and keep it there until `xprov failback`.",
+    )
+    failover.add_argument("service", choices=SERVICES)
+    failover.add_argument("--to", required=True, metavar="SITE")
+    failover.add_argument("--force", action="store_true", help="even if SITE is not up")
+    failover.add_argument("--json", action="store_true", help="print JSON")
+    failover.set_defaults(func=cmd_failover)
+
+    failback = command(
+        "failback", "Return SERVICE to the primary site and hand it back to the monitor."
+    )
+    failback.add_argument("service", choices=SERVICES)
+    failback.add_argument("--force", action="store_true", help="even if the primary is not up")
+    failback.add_argument("--json", action="store_true", help="print JSON")
+    failback.set_defaults(func=cmd_failback)
     return top
 
 

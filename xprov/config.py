@@ -46,6 +46,8 @@ class SipService:
     port: int
     transport: str
     expires: int
+    tls_server_name: str | None = None  # for the TLS probe; default: host
+    tls_ca: str | None = None  # CA file the TLS probe trusts; default: the system's
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ class DbService:
     database: str
     user: str
     password: str = field(repr=False)
+    tls: bool = False
+    expect_read_only: bool | None = None  # checked by the probe when set
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,25 @@ class TftpConfig:
 
 
 @dataclass(frozen=True)
+class MonitorConfig:
+    enabled: bool
+    interval: float  # seconds between probe rounds
+    fast_interval: float  # seconds between rounds while a target is changing state
+    timeout: float  # each probe's deadline
+    fall: int
+    rise: int
+    failback: str  # "manual" or "auto" (never automatic for db)
+    hold_down: float  # seconds of continuous health before an automatic failback
+    sip_down_codes: frozenset[int]  # final SIP replies that mean down (others: up)
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    listen: tuple[Listen, ...]
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class TemplatesConfig:
     dirs: tuple[Path, ...]
 
@@ -128,12 +151,15 @@ class Config:
     inventory: InventoryConfig
     logging: LoggingConfig
     failover: FailoverConfig
+    monitor: MonitorConfig
+    admin: AdminConfig | None  # None: no admin API
     sites: Mapping[str, Site]
     vars: Mapping[str, Scalar]
 
     def secrets(self) -> list[str]:
         """Every secret value in this config, for log redaction."""
-        return [s.db.password for s in self.sites.values() if s.db and s.db.password]
+        secrets = [s.db.password for s in self.sites.values() if s.db and s.db.password]
+        return secrets + ([self.admin.token] if self.admin else [])
 
 
 _REQUIRED: Any = object()
@@ -187,6 +213,13 @@ class _Table:
             self.problem(key, f"{value} is out of range {lo}..{hi}")
             return None
         return value
+
+    def number(self, key: str, default: Any, lo: float, hi: float) -> Any:
+        value = self.get(key, (int, float), default)
+        if isinstance(value, int | float) and not lo <= value <= hi:
+            self.problem(key, f"{value} is out of range {lo}..{hi}")
+            return None
+        return None if value is None else float(value)
 
     def port(self, key: str, default: Any = _REQUIRED) -> Any:
         return self.integer(key, default, 1, 65535)
@@ -295,6 +328,8 @@ def _sip(t: _Table) -> SipService:
         port=t.port("port", 5061 if transport == "tls" else 5060),
         transport=transport,
         expires=t.integer("expires", 600, 30, 86400),
+        tls_server_name=t.text("tls_server_name", None),
+        tls_ca=t.text("tls_ca", None),
     )
 
 
@@ -309,6 +344,8 @@ def _db(t: _Table, base: Path) -> DbService:
         database=t.text("database"),
         user=t.text("user"),
         password=_read_secret(t, base),
+        tls=t.get("tls", bool, False),
+        expect_read_only=t.get("expect_read_only", bool, None),
     )
 
 
@@ -424,9 +461,7 @@ def _tftp(root: _Table) -> TftpConfig | None:
     t = root.table("tftp", required=False)
     if t is None:
         return None
-    timeout = t.get("timeout", (int, float), 1.0)
-    if isinstance(timeout, int | float) and not 0.1 <= timeout <= 255:
-        t.problem("timeout", f"{timeout} is out of range 0.1..255")
+    timeout = t.number("timeout", 1.0, 0.1, 255)
     config = TftpConfig(
         listen=_listeners(t, Listen("127.0.0.1", 6969)),
         max_blksize=t.integer("max_blksize", 1468, 8, 65464),
@@ -439,21 +474,83 @@ def _tftp(root: _Table) -> TftpConfig | None:
     return config
 
 
+def _monitor(root: _Table) -> MonitorConfig:
+    t = root.table("monitor", required=False) or _Table({}, "monitor", root.problems)
+    interval = t.number("interval", 1.0, 0.1, 3600)
+    timeout = t.number("timeout", 1.0, 0.1, 60)
+    fast = t.number("fast_interval", interval, 0.1, 3600)
+    if interval and timeout and timeout > interval:
+        t.problem("timeout", f"must not exceed interval ({interval} s): rounds never overlap")
+    if fast and timeout and interval and not timeout <= fast <= interval:
+        t.problem("fast_interval", f"must be within timeout..interval ({timeout}..{interval})")
+    codes = t.items("sip_down_codes", _status_code(t.problems))
+    config = MonitorConfig(
+        enabled=t.get("enabled", bool, True),
+        interval=interval or 1.0,
+        fast_interval=fast or interval or 1.0,
+        timeout=timeout or 1.0,
+        fall=t.integer("fall", 3, 1, 100),
+        rise=t.integer("rise", 2, 1, 100),
+        failback=t.text("failback", "manual", ("manual", "auto")),
+        hold_down=t.number("hold_down", 300.0, 0, 86400),
+        sip_down_codes=frozenset(codes)
+        if "sip_down_codes" in t.data
+        else frozenset({408, 500, 503, 504}),
+    )
+    t.finish()
+    return config
+
+
+def _status_code(problems: list[str]) -> Callable[[Any, str], int | None]:
+    def read(value: Any, where: str) -> int | None:
+        if isinstance(value, int) and not isinstance(value, bool) and 200 <= value <= 699:
+            return value
+        problems.append(f"{where}: expected a SIP final status code (200..699)")
+        return None
+
+    return read
+
+
+def _admin(root: _Table, base: Path, http: HttpConfig) -> AdminConfig | None:
+    t = root.table("admin", required=False)
+    if t is None:
+        return None
+    listen = _listeners(t, Listen("127.0.0.1", 8081))
+    token = t.get("token", str, None)
+    token_file = t.get("token_file", str, None)
+    if token_file is not None:
+        try:
+            token = _resolve(base, token_file).read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            t.problem("token_file", f"cannot read: {type(exc).__name__}")
+    if (token is None) == (token_file is None):
+        t.problem("token", "give exactly one of token or token_file")
+    elif token is not None and len(token) < 16:
+        t.problem("token", "must be at least 16 characters")
+    for address in set(listen) & set(http.listen):
+        t.problem("listen", f"{address} is a phones' listener: the admin API needs its own")
+    t.finish()
+    return AdminConfig(listen, token or "")
+
+
 def parse(data: Mapping[str, Any], path: Path) -> Config:
     """Validate a decoded TOML document; raise ConfigError listing every problem."""
     problems: list[str] = []
     root = _Table(data, "", problems)
     base = path.parent
     sites = _sites(root, base)
+    http = _http(root)
     config = Config(
         path=path,
         provisioning=_provisioning(root),
-        http=_http(root),
+        http=http,
         tftp=_tftp(root),
         templates=_templates(root, base),
         inventory=_inventory(root, base),
         logging=_logging(root),
         failover=_failover(root, sites),
+        monitor=_monitor(root),
+        admin=_admin(root, base, http),
         sites=sites,
         vars=_vars(root.table("vars", required=False)),
     )

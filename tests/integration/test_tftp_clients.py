@@ -31,7 +31,10 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         http_port=http_port,
         tftp_port=tftp_port,
         # a slow retransmission timer: a transfer outlives the floods below
-        replace={f'listen = ["127.0.0.1:{tftp_port}"]': both, "timeout = 1.0": "timeout = 10.0"},
+        replace={
+            f'listen = ["127.0.0.1:{tftp_port}"]': both,
+            "timeout = 1.0           #": "timeout = 10.0           #",
+        },
     )
     with XprovProcess(config, http_port, tmp / "xprov.log") as proc:
         proc.tftp_port, proc.tftp6_port = tftp_port, tftp6_port

@@ -45,7 +45,8 @@ def test_valid_sample_parses(valid: dict, config_path: Path) -> None:
 def test_db_password_is_not_in_repr(valid: dict, config_path: Path) -> None:
     cfg = config.parse(valid, config_path)
     assert "provpass" not in repr(cfg)
-    assert cfg.secrets() == ["provpass", "provpass"]
+    assert cfg.secrets() == ["provpass", "provpass", "dev-admin-token-change-me"]
+    assert "dev-admin-token-change-me" not in repr(cfg)
 
 
 @pytest.mark.parametrize(

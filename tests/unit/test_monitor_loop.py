@@ -1,0 +1,228 @@
+"""The monitor loop on task.Clock: rounds on a fixed schedule, judged together, switches
+applied to the active sites, manual control."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.task import Clock
+
+from xprov.config import MonitorConfig
+from xprov.monitor import ManualChoiceError, Monitor, Target
+from xprov.monitor.probe import run_probe
+from xprov.selection import ActiveSites
+
+SERVICES = ("sip", "stun", "db")
+SITES = ("chicago", "virginia")
+
+
+def settings(**changes) -> MonitorConfig:
+    base = dict(
+        enabled=True,
+        interval=1.0,
+        fast_interval=1.0,
+        timeout=1.0,
+        fall=3,
+        rise=2,
+        failback="manual",
+        hold_down=300.0,
+        sip_down_codes=frozenset({503}),
+    )
+    return MonitorConfig(**{**base, **changes})
+
+
+class World:
+    """Targets whose behaviour the test sets: 'up', 'down' (refused at once) or 'hang'."""
+
+    def __init__(self, **changes) -> None:
+        self.clock = Clock()
+        self.behaviour = {f"{s}@{site}": "up" for s in SERVICES for site in SITES}
+        self.probed: list[tuple[float, str]] = []
+        targets = [
+            Target(s, site, f"fake {s}", self._probe(f"{s}@{site}"))
+            for s in SERVICES
+            for site in SITES
+        ]
+        self.active = ActiveSites(SITES, "chicago")
+        self.monitor = Monitor(targets, self.active, list(SITES), settings(**changes), self.clock)
+
+    def _probe(self, name: str):
+        def probe():
+            self.probed.append((self.clock.seconds(), name))
+
+            def attempt(done):
+                behaviour = self.behaviour[name]
+                if behaviour == "up":
+                    done.callback((True, "200 OK"))
+                elif behaviour == "down":
+                    done.callback((False, "ICMP port unreachable"))
+                return lambda: None
+
+            return run_probe(attempt, 1.0, self.clock)
+
+        return probe
+
+    def run(self, seconds: float, step: float = 0.25) -> None:
+        for _ in range(round(seconds / step)):
+            self.clock.advance(step)
+
+    def state(self, name: str) -> str:
+        return self.monitor.states[name].health.value
+
+
+@pytest.fixture
+def world() -> World:
+    w = World()
+    w.monitor.start()
+    w.run(3)  # everything known up
+    return w
+
+
+def test_rounds_keep_a_fixed_schedule_even_when_probes_hang(world: World) -> None:
+    world.behaviour["sip@chicago"] = "hang"
+    start = len(world.probed)
+    world.run(5)
+    times = sorted({t for t, name in world.probed[start:] if name == "sip@virginia"})
+    assert times == [4.0, 5.0, 6.0, 7.0, 8.0]
+
+
+def test_killed_primary_switches_after_fall_rounds(world: World, log_events) -> None:
+    generation = world.active.current.generation
+    world.behaviour["sip@chicago"] = "down"  # killed after the round of t=3: refused at once
+    world.run(2.75)
+    assert world.active.current.site_of("sip") == "chicago"  # two failures (t=4, 5): not yet
+    world.run(0.5)
+    assert world.active.current.site_of("sip") == "virginia"  # third failing round, t=6
+    assert world.active.current.generation == generation + 1
+    assert dict(world.active.current.active) == {
+        "sip": "virginia",
+        "stun": "chicago",
+        "db": "chicago",
+    }
+    (switch,) = [e for e in log_events() if e["event"] == "switch"]
+    assert switch["service"] == "sip" and switch["before"] == "chicago"
+    assert switch["after"] == "virginia" and switch["by"] == "auto"
+    assert switch["detection_s"] == 2.0  # first failure at t=4, switch at t=6
+    assert switch["failed_probes"] == {"consecutive": 3, "last": "ICMP port unreachable"}
+    assert "3 consecutive failures" in switch["reason"]
+    (down,) = [e for e in log_events() if e["event"] == "target_state" and e["after"] == "down"]
+    assert down["target"] == "sip@chicago" and down["last"] == "ICMP port unreachable"
+
+
+def test_hung_primary_switches_at_the_deadline_of_the_third_round(world: World) -> None:
+    world.behaviour["stun@chicago"] = "hang"
+    world.run(3.75)
+    assert world.active.current.site_of("stun") == "chicago"
+    world.run(0.5)  # the round of t=6 is judged at its deadline, t=7
+    assert world.active.current.site_of("stun") == "virginia"
+
+
+def test_a_single_lost_probe_switches_nothing(world: World) -> None:
+    for _ in range(5):
+        world.behaviour["sip@chicago"] = "hang"
+        world.run(1)
+        world.behaviour["sip@chicago"] = "up"
+        world.run(1)
+    assert world.active.current.generation == 1
+    assert world.state("sip@chicago") == "up"
+
+
+def test_both_sites_down_switches_nothing(world: World, log_events) -> None:
+    world.behaviour["sip@chicago"] = world.behaviour["sip@virginia"] = "down"
+    world.run(10)
+    assert world.active.current.generation == 1
+    holds = [e for e in log_events() if e["event"] == "switch_impossible"]
+    assert len(holds) == 1 and holds[0]["reason"] == "sip at chicago down and no other site is up"
+
+
+def test_everything_down_at_once_switches_nothing(world: World, log_events) -> None:
+    for name in world.behaviour:
+        world.behaviour[name] = "down"
+    world.run(10)
+    assert world.active.current.generation == 1
+    assert world.monitor.blind
+    events = [e["event"] for e in log_events()]
+    assert events.count("switching_suspended") == 1 and "switch" not in events
+    world.behaviour["sip@virginia"] = "up"  # the backup answers again: the rule applies
+    world.run(3)
+    assert not world.monitor.blind
+    assert world.active.current.site_of("sip") == "virginia"
+    assert events.count("switching_suspended") == 1
+
+
+def test_fast_interval_while_in_transition() -> None:
+    w = World(fast_interval=0.5, timeout=0.5)
+    w.monitor.start()
+    w.run(3)
+    start = len(w.probed)
+    w.run(2)
+    steady = [t for t, n in w.probed[start:] if n == "sip@virginia"]
+    assert len(steady) == 2  # 1 s apart while stable
+    w.behaviour["sip@chicago"] = "down"
+    start = len(w.probed)
+    w.run(1.5)
+    fast = [t for t, n in w.probed[start:] if n == "sip@virginia"]
+    assert len(fast) == 3  # 0.5 s apart once a target starts failing
+    assert w.active.current.site_of("sip") == "virginia"
+
+
+def test_manual_failover_is_kept_until_released(world: World) -> None:
+    world.monitor.failover("sip", "virginia")
+    assert world.active.current.site_of("sip") == "virginia"
+    world.behaviour["sip@virginia"] = "down"  # the rule would go back: the operator's choice wins
+    world.run(10)
+    assert world.active.current.site_of("sip") == "virginia"
+    assert world.monitor.status()["services"]["sip"]["manual"] == "virginia"
+    world.monitor.failback("sip")
+    assert world.active.current.site_of("sip") == "chicago"
+    assert world.monitor.manual == {}
+
+
+def test_manual_choices_are_checked(world: World) -> None:
+    world.behaviour["sip@virginia"] = "down"
+    world.run(4)
+    with pytest.raises(ManualChoiceError, match="sip at virginia is down"):
+        world.monitor.failover("sip", "virginia")
+    world.monitor.failover("sip", "virginia", force=True)
+    assert world.active.current.site_of("sip") == "virginia"
+    with pytest.raises(ManualChoiceError, match="no site 'denver'"):
+        world.monitor.failover("sip", "denver")
+    with pytest.raises(ManualChoiceError, match="unknown service"):
+        world.monitor.failback("ntp")
+    world.behaviour["sip@chicago"] = "down"
+    world.run(4)
+    with pytest.raises(ManualChoiceError, match="sip at chicago is down"):
+        world.monitor.failback("sip")
+
+
+def test_manual_failback_mode_stays_on_the_backup_after_recovery(world: World) -> None:
+    world.behaviour["sip@chicago"] = "down"
+    world.run(3)
+    assert world.active.current.site_of("sip") == "virginia"
+    world.behaviour["sip@chicago"] = "up"
+    world.run(600)
+    assert world.active.current.site_of("sip") == "virginia"
+
+
+def test_auto_failback_after_hold_down_and_relapse_cancels_it() -> None:
+    w = World(failback="auto", hold_down=10.0)
+    w.monitor.start()
+    w.run(3)
+    w.behaviour["sip@chicago"] = "down"
+    w.run(3)
+    assert w.active.current.site_of("sip") == "virginia"
+    w.behaviour["sip@chicago"] = "up"
+    w.run(8)
+    w.behaviour["sip@chicago"] = "hang"  # one lost probe: the hold-down starts again
+    w.run(1)
+    w.behaviour["sip@chicago"] = "up"
+    w.run(9)
+    assert w.active.current.site_of("sip") == "virginia"
+    w.run(3)
+    assert w.active.current.site_of("sip") == "chicago"
+
+
+def test_stop_ends_the_rounds(world: World) -> None:
+    world.monitor.stop()
+    count = len(world.probed)
+    world.run(5)
+    assert len(world.probed) == count

@@ -1,0 +1,305 @@
+"""SIP OPTIONS probe (RFC 3261 8.1.1, 11, 17.1) over UDP, TCP or TLS.
+
+Each probe has a fresh branch, Call-ID and From tag, a neutral User-Agent and
+`Max-Forwards: 70`; the reply must match all three of branch, Call-ID and CSeq. Over UDP the
+request is retransmitted at +0.5 s and +1.5 s inside the deadline. 2xx is up; 408, 500, 503,
+504, a refused connection (ICMP unreachable) and the deadline are down; any other final
+reply proves the server process answers and counts as up unless configured otherwise.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet import endpoints, ssl
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import DatagramProtocol, Protocol
+
+from xprov.config import SipService
+from xprov.monitor.probe import Verdict, error_detail, resolve, run_probe
+from xprov.monitor.state import ProbeResult
+
+DOWN_CODES = frozenset({408, 500, 503, 504})
+USER_AGENT = "xprov-monitor"
+RETRANSMIT_AT = (0.5, 1.5)
+_COMPACT = {"v": "via", "i": "call-id", "f": "from", "t": "to", "l": "content-length"}
+MAX_MESSAGE = 65535
+
+
+@dataclass(frozen=True)
+class Request:
+    """The identifiers a reply must echo."""
+
+    branch: str
+    call_id: str
+    tag: str
+    cseq: int = 1
+
+    @classmethod
+    def fresh(cls) -> Request:
+        return cls(
+            "z9hG4bK" + secrets.token_hex(8), secrets.token_hex(12) + "@xprov", secrets.token_hex(4)
+        )
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    reason: str
+    headers: dict[str, list[str]]  # lower-case full names
+
+    def first(self, name: str) -> str:
+        values = self.headers.get(name)
+        return values[0] if values else ""
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def build_options(
+    target: SipService, transport: str, local: tuple[str, int], request: Request
+) -> bytes:
+    here = _hostport(*local)
+    there = _hostport(target.host, target.port)
+    uri = f"sip:{there}" + ("" if transport == "udp" else f";transport={transport}")
+    lines = [
+        f"OPTIONS {uri} SIP/2.0",
+        f"Via: SIP/2.0/{transport.upper()} {here};branch={request.branch};rport",
+        "Max-Forwards: 70",
+        f"From: <sip:xprov@{here}>;tag={request.tag}",
+        f"To: <sip:{there}>",
+        f"Call-ID: {request.call_id}",
+        f"CSeq: {request.cseq} OPTIONS",
+        f"User-Agent: {USER_AGENT}",
+        "Accept: application/sdp",
+        "Content-Length: 0",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+
+
+def parse_response(data: bytes) -> Response | None:
+    """A SIP response's status and headers; None for anything else."""
+    head, _, _ = data.partition(b"\r\n\r\n")
+    try:
+        lines = head.decode("utf-8").split("\r\n")
+        version, status, *reason = lines[0].split(" ", 2)
+        if version != "SIP/2.0" or len(status) != 3 or not status.isdigit():
+            return None
+        headers: dict[str, list[str]] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if not sep:
+                continue
+            key = name.strip().lower()
+            headers.setdefault(_COMPACT.get(key, key), []).append(value.strip())
+        return Response(int(status), reason[0] if reason else "", headers)
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def _branch(via: str) -> str:
+    for param in via.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "branch":
+            return value.strip()
+    return ""
+
+
+def matches(response: Response, request: Request) -> bool:
+    top_via = response.first("via").split(",")[0]
+    cseq = response.first("cseq").split()
+    return (
+        _branch(top_via) == request.branch
+        and response.first("call-id") == request.call_id
+        and cseq == [str(request.cseq), "OPTIONS"]
+    )
+
+
+def verdict(response: Response, down_codes: Collection[int] = DOWN_CODES) -> Verdict | None:
+    """None while provisional (1xx): keep waiting for the final reply."""
+    if response.status < 200:
+        return None
+    detail = f"{response.status} {response.reason}".strip()
+    return (200 <= response.status < 300 or response.status not in down_codes), detail
+
+
+class _UdpOptions(DatagramProtocol):
+    noisy = False
+
+    def __init__(
+        self,
+        target: SipService,
+        address: str,
+        request: Request,
+        done: Deferred[Verdict],
+        down_codes: Collection[int],
+        clock: Any,
+    ) -> None:
+        self.target, self.address, self.request, self.done = target, address, request, done
+        self.down_codes, self.clock = down_codes, clock
+        self.timers: list[Any] = []
+
+    def startProtocol(self) -> None:
+        # connected: the kernel drops strangers' datagrams and reports ICMP unreachable
+        self.transport.connect(self.address, self.target.port)
+        local = self.transport.getHost()
+        self.message = build_options(self.target, "udp", (local.host, local.port), self.request)
+        self.transport.write(self.message)
+        self.timers = [self.clock.callLater(at, self._resend) for at in RETRANSMIT_AT]
+
+    def _resend(self) -> None:
+        if not self.done.called:
+            self.transport.write(self.message)
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        response = parse_response(datagram)
+        if response is None or not matches(response, self.request) or self.done.called:
+            return
+        result = verdict(response, self.down_codes)
+        if result is not None:
+            self.done.callback(result)
+
+    def connectionRefused(self) -> None:
+        if not self.done.called:
+            self.done.callback((False, "ICMP port unreachable"))
+
+    def stopProtocol(self) -> None:
+        # Twisted's epoll reactor closes a connected UDP port on a pending ICMP error
+        # (EPOLLERR) without reading it: the port ends here instead of connectionRefused.
+        self.cleanup()
+        if not self.done.called:
+            self.done.callback((False, "ICMP port unreachable"))
+
+    def cleanup(self) -> None:
+        for timer in self.timers:
+            if timer.active():
+                timer.cancel()
+
+
+class _StreamOptions(Protocol):
+    def __init__(
+        self,
+        target: SipService,
+        request: Request,
+        done: Deferred[Verdict],
+        down_codes: Collection[int],
+    ) -> None:
+        self.target, self.request, self.done, self.down_codes = target, request, done, down_codes
+        self.buffer = b""
+
+    def connectionMade(self) -> None:
+        local = self.transport.getHost()
+        self.transport.write(
+            build_options(
+                self.target, self.target.transport, (local.host, local.port), self.request
+            )
+        )
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer and not self.done.called:
+            head, _, rest = self.buffer.partition(b"\r\n\r\n")
+            response = parse_response(head + b"\r\n\r\n")
+            length = _content_length(response)
+            if len(rest) < length:
+                return  # the body is still on its way
+            self.buffer = rest[length:]
+            if response is not None and matches(response, self.request):
+                result = verdict(response, self.down_codes)
+                if result is not None:
+                    self.done.callback(result)
+        if len(self.buffer) > MAX_MESSAGE and not self.done.called:
+            self.done.callback((False, "reply too large"))
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if not self.done.called:
+            self.done.callback((False, f"connection closed: {error_detail(reason)}"))
+
+
+def _content_length(response: Response | None) -> int:
+    text = response.first("content-length") if response else ""
+    return int(text) if text.isdigit() else 0
+
+
+def _tls_options(target: SipService, server_name: str | None, ca: str | None) -> Any:
+    trust = None
+    if ca:
+        with open(ca, "rb") as f:
+            trust = ssl.Certificate.loadPEM(f.read())
+    return ssl.optionsForClientTLS(server_name or target.host, trustRoot=trust)
+
+
+def probe_options(
+    target: SipService,
+    timeout: float,
+    reactor: Any,
+    down_codes: Collection[int] = DOWN_CODES,
+    tls_server_name: str | None = None,
+    tls_ca: str | None = None,
+) -> Deferred[ProbeResult]:
+    """One OPTIONS round trip to `target` over its own transport, bounded by `timeout`."""
+    request = Request.fresh()
+
+    def udp(done: Deferred[Verdict]) -> Any:
+        opened: list[tuple[_UdpOptions, Any]] = []
+
+        def start(address: str) -> None:
+            if done.called:
+                return
+            protocol = _UdpOptions(target, address, request, done, down_codes, reactor)
+            interface = "::" if ipaddress.ip_address(address).version == 6 else "0.0.0.0"
+            opened.append((protocol, reactor.listenUDP(0, protocol, interface=interface)))
+
+        resolving = resolve(target.host, reactor)
+        resolving.addCallback(start).addErrback(
+            lambda reason: done.called or done.callback((False, f"DNS: {error_detail(reason)}"))
+        )
+
+        def cleanup() -> None:
+            for protocol, port in opened:
+                protocol.cleanup()
+                port.stopListening()
+
+        return cleanup
+
+    def stream(done: Deferred[Verdict]) -> Any:
+        protocol = _StreamOptions(target, request, done, down_codes)
+        endpoint = _tcp_endpoint(target.host, target.port, timeout, reactor)
+        if target.transport == "tls":
+            endpoint = endpoints.wrapClientTLS(
+                _tls_options(target, tls_server_name, tls_ca), endpoint
+            )
+        connecting = endpoints.connectProtocol(endpoint, protocol)
+        connecting.addErrback(
+            lambda reason: done.called or done.callback((False, _connect_error(reason)))
+        )
+
+        def cleanup() -> None:
+            connecting.cancel()
+            if protocol.transport is not None:
+                protocol.transport.abortConnection()
+
+        return cleanup
+
+    return run_probe(udp if target.transport == "udp" else stream, timeout, reactor)
+
+
+def _tcp_endpoint(host: str, port: int, timeout: float, reactor: Any) -> Any:
+    """An IP literal gets a plain endpoint: HostnameEndpoint would hold a refusal back for
+    its happy-eyeballs delay (0.3 s) before reporting it."""
+    try:
+        version = ipaddress.ip_address(host).version
+    except ValueError:
+        return endpoints.HostnameEndpoint(reactor, host, port, timeout=timeout)
+    kind = endpoints.TCP6ClientEndpoint if version == 6 else endpoints.TCP4ClientEndpoint
+    return kind(reactor, host, port, timeout=timeout)
+
+
+def _connect_error(reason: Any) -> str:
+    text = error_detail(reason)
+    return "connection refused" if "refused" in text.lower() else text

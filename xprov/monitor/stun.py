@@ -1,0 +1,145 @@
+"""STUN probe: an RFC 5389 Binding request with the magic cookie, on Twisted.
+
+Written here rather than taken from pystun3, which speaks only RFC 3489, blocks, binds a
+fixed source port and hangs against coturn. RFC 3489 servers answer a request with the
+cookie too; their MAPPED-ADDRESS is accepted when XOR-MAPPED-ADDRESS is missing. Up only for
+a Binding Success with our transaction id and a decodable mapped address, from the
+server's own address (the socket is connected); a Binding Error is down.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import struct
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import DatagramProtocol
+
+from xprov.config import StunService
+from xprov.monitor.probe import Verdict, error_detail, resolve, run_probe
+from xprov.monitor.state import ProbeResult
+
+MAGIC_COOKIE = 0x2112A442
+BINDING_REQUEST, BINDING_SUCCESS, BINDING_ERROR = 0x0001, 0x0101, 0x0111
+MAPPED_ADDRESS, XOR_MAPPED_ADDRESS, ERROR_CODE = 0x0001, 0x0020, 0x0009
+RETRANSMIT_AT = (0.5,)
+
+
+def binding_request(transaction: bytes) -> bytes:
+    return struct.pack("!HHI", BINDING_REQUEST, 0, MAGIC_COOKIE) + transaction
+
+
+def _attributes(body: bytes) -> dict[int, bytes]:
+    attributes: dict[int, bytes] = {}
+    offset = 0
+    while offset + 4 <= len(body):
+        kind, length = struct.unpack_from("!HH", body, offset)
+        value = body[offset + 4 : offset + 4 + length]
+        if len(value) < length:
+            break
+        attributes.setdefault(kind, value)
+        offset += 4 + length + (-length % 4)  # values are padded to 4 bytes
+    return attributes
+
+
+def _address(value: bytes, transaction: bytes, xor: bool) -> str | None:
+    if len(value) < 8 or value[1] not in (1, 2):
+        return None
+    port = struct.unpack_from("!H", value, 2)[0]
+    raw = value[4 : 8 if value[1] == 1 else 20]
+    if len(raw) not in (4, 16):
+        return None
+    if xor:
+        port ^= MAGIC_COOKIE >> 16
+        key = struct.pack("!I", MAGIC_COOKIE) + transaction
+        raw = bytes(a ^ b for a, b in zip(raw, key, strict=False))
+    address = ipaddress.ip_address(raw)
+    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+
+
+def parse_binding_response(data: bytes, transaction: bytes) -> Verdict | None:
+    """The verdict on a reply to our request; None if it is not one (ignore it)."""
+    if len(data) < 20:
+        return None
+    kind, length, cookie = struct.unpack_from("!HHI", data)
+    if cookie != MAGIC_COOKIE or data[8:20] != transaction or length > len(data) - 20:
+        return None
+    attributes = _attributes(data[20 : 20 + length])
+    if kind == BINDING_ERROR:
+        code = attributes.get(ERROR_CODE, b"\0\0\0\0")
+        number = (code[2] & 7) * 100 + code[3] if len(code) >= 4 else 0
+        return False, f"Binding Error {number}"
+    if kind != BINDING_SUCCESS:
+        return None
+    for attribute, xor in ((XOR_MAPPED_ADDRESS, True), (MAPPED_ADDRESS, False)):
+        if attribute in attributes:
+            mapped = _address(attributes[attribute], transaction, xor)
+            if mapped:
+                return True, f"mapped {mapped}"
+    return False, "Binding Success without a mapped address"
+
+
+class _Binding(DatagramProtocol):
+    noisy = False
+
+    def __init__(self, address: str, port: int, done: Deferred[Verdict], clock: Any) -> None:
+        self.address, self.port, self.done, self.clock = address, port, done, clock
+        self.transaction = os.urandom(12)
+        self.timers: list[Any] = []
+
+    def startProtocol(self) -> None:
+        self.transport.connect(self.address, self.port)
+        self._send()
+        self.timers = [self.clock.callLater(at, self._send) for at in RETRANSMIT_AT]
+
+    def _send(self) -> None:
+        if not self.done.called:
+            self.transport.write(binding_request(self.transaction))
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        result = parse_binding_response(datagram, self.transaction)
+        if result is not None and not self.done.called:
+            self.done.callback(result)
+
+    def connectionRefused(self) -> None:
+        if not self.done.called:
+            self.done.callback((False, "ICMP port unreachable"))
+
+    def stopProtocol(self) -> None:
+        # Twisted's epoll reactor closes a connected UDP port on a pending ICMP error
+        # (EPOLLERR) without reading it: the port ends here instead of connectionRefused.
+        self.cleanup()
+        if not self.done.called:
+            self.done.callback((False, "ICMP port unreachable"))
+
+    def cleanup(self) -> None:
+        for timer in self.timers:
+            if timer.active():
+                timer.cancel()
+
+
+def probe_binding(target: StunService, timeout: float, reactor: Any) -> Deferred[ProbeResult]:
+    def attempt(done: Deferred[Verdict]) -> Any:
+        opened: list[tuple[_Binding, Any]] = []
+
+        def start(address: str) -> None:
+            if done.called:
+                return
+            protocol = _Binding(address, target.port, done, reactor)
+            interface = "::" if ipaddress.ip_address(address).version == 6 else "0.0.0.0"
+            opened.append((protocol, reactor.listenUDP(0, protocol, interface=interface)))
+
+        resolve(target.host, reactor).addCallback(start).addErrback(
+            lambda reason: done.called or done.callback((False, f"DNS: {error_detail(reason)}"))
+        )
+
+        def cleanup() -> None:
+            for protocol, port in opened:
+                protocol.cleanup()
+                port.stopListening()
+
+        return cleanup
+
+    return run_probe(attempt, timeout, reactor)
