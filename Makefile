@@ -28,6 +28,7 @@ test: $(VENV)/.installed debs lint
 bench: $(VENV)/.installed debs
 	$(PY) -m tests.bench.bench_http
 	$(PY) -m tests.bench.bench_tftp
+	$(PY) -m tests.bench.bench_inventory
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -15,7 +15,7 @@ from xprov.config import SERVICES
 from xprov.mac import normalize_mac
 from xprov.provisioning import Failed, NotFound, Provisioner
 from xprov.selection import ActiveSites
-from xprov.service import BuildError, Service, load
+from xprov.service import BuildError, Service, build, load
 
 DEFAULT_CONFIG = os.environ.get("XPROV_CONFIG", "/etc/xprov/xprov.toml")
 
@@ -27,15 +27,16 @@ def _print_problems(problems: list[str]) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
-        inputs = load(args.config)
+        built = build(args.config)
     except BuildError as exc:
         _print_problems(exc.problems)
         return 1
-    logs.configure(args.log_format or inputs.config.logging.format, inputs.config.logging.level)
+    cfg = built.inputs.config
+    logs.configure(args.log_format or cfg.logging.format, cfg.logging.level)
     logs.begin_twisted_logging()
     from twisted.internet import reactor
 
-    service = Service(inputs, reactor)
+    service = Service(built, reactor)
     try:
         service.start()
     except Exception as exc:
@@ -147,75 +148,150 @@ def _table(rows: list[dict[str, Any]]) -> str:
     )
 
 
-def _admin_call(args: argparse.Namespace, path: str, body: dict[str, Any] | None) -> int:
-    """Ask the running server's admin API; print its answer; 0 if it agreed."""
+def _admin_call(
+    args: argparse.Namespace, path: str, body: dict[str, Any] | None
+) -> tuple[int, dict[str, Any]] | None:
+    """Ask the running server's admin API: (HTTP status, JSON answer), or None after saying
+    why it could not be asked."""
     try:
         cfg = config.load(args.config)
     except config.ConfigError as exc:
         _print_problems(exc.problems)
-        return 1
+        return None
     if cfg.admin is None:
         print(f"{cfg.path}: no [admin] section: the server has no admin API", file=sys.stderr)
-        return 1
+        return None
     listen = cfg.admin.listen[0]
-    host = f"[{listen.host}]" if ":" in listen.host else listen.host
-    host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]"}.get(host, host)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(listen.host, listen.host)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{listen.port}{path}"
     request = urllib.request.Request(
-        f"http://{host}:{listen.port}{path}",
+        url,
         data=None if body is None else json.dumps(body).encode(),
         headers={"Authorization": f"Bearer {cfg.admin.token}", "Content-Type": "application/json"},
         method="GET" if body is None else "POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            answer = json.loads(response.read())
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        print(
-            f"refused ({exc.code}): {json.loads(exc.read() or b'{}').get('error')}", file=sys.stderr
-        )
-        return 1
+        try:
+            return exc.code, json.loads(exc.read() or b"{}")
+        except ValueError:
+            return exc.code, {"error": exc.reason}
     except (OSError, ValueError) as exc:
-        print(f"cannot reach the admin API at {request.full_url}: {exc}", file=sys.stderr)
+        print(f"cannot reach the admin API at {url}: {exc}", file=sys.stderr)
+        return None
+
+
+def _show(args: argparse.Namespace, answer: tuple[int, dict[str, Any]] | None) -> int:
+    """Print a status answer (or the refusal); 0 if the server agreed."""
+    if answer is None:
         return 1
-    if args.json:
-        print(json.dumps(answer, indent=2, sort_keys=True))
-    else:
-        print(_describe(answer))
+    code, body = answer
+    if code != 200:
+        print(f"refused ({code}): {body.get('error')}", file=sys.stderr)
+        return 1
+    print(json.dumps(body, indent=2, sort_keys=True) if args.json else _describe(body))
     return 0
 
 
 def _describe(status: dict[str, Any]) -> str:
+    """The status document for people."""
     monitor = status.get("monitor") or {}
     lines = [
         f"xprov {status.get('version')}, up {status.get('uptime_s')} s, selection "
         f"generation {status.get('selection', {}).get('generation')}"
     ]
+    inventory = status.get("inventory")
+    if inventory:
+        lines.append(
+            f"inventory: {inventory['phones']} phones from {inventory['source']} "
+            f"(generation {inventory['generation']}, {inventory['age_s']} s old)"
+        )
+    reloads = (status.get("config") or {}).get("reloads") or {}
+    last = reloads.get("last")
+    if last and not last.get("ok"):
+        lines.append(f"LAST RELOAD FAILED: {'; '.join(last.get('problems', []))}")
     if monitor.get("switching_suspended"):
         lines.append("SWITCHING SUSPENDED: every target fails at once")
-    for service, info in (monitor.get("services") or {}).items():
+    services = monitor.get("services") or {}
+    for service in [s for s in SERVICES if s in services]:
+        info = services[service]
         manual = f" (manual: {info['manual']})" if info.get("manual") else ""
         lines.append(f"{service:5} active at {info['active']}{manual}: {info['why']}")
-    for name, target in (monitor.get("targets") or {}).items():
-        last = target.get("last") or {}
+        if info.get("holding"):
+            lines.append(f"      cannot switch: {info['holding']}")
+    for name, target in sorted((monitor.get("targets") or {}).items()):
+        last_probe = target.get("last") or {}
         lines.append(
-            f"  {name:20} {target['state']:8} {last.get('detail', '-')} "
-            f"({last.get('latency_ms', '-')} ms)"
+            f"  {name:20} {target['state']:8} {last_probe.get('detail', '-')} "
+            f"({last_probe.get('latency_ms', '-')} ms)"
+        )
+    convergence = status.get("convergence")
+    if convergence:
+        slowest = convergence.get("slowest_s")
+        lines.append(
+            f"convergence: {convergence['fetched']} of {convergence['regular_phones']} phones "
+            f"polling regularly fetched generation {convergence['generation']} "
+            f"({convergence['percent']}%, {convergence['pending']} pending"
+            + (f", slowest after {slowest} s" if slowest is not None else "")
+            + ")"
         )
     return "\n".join(lines)
 
 
 def cmd_failover(args: argparse.Namespace) -> int:
-    return _admin_call(
-        args, "/failover", {"service": args.service, "site": args.to, "force": args.force}
-    )
+    body = {"service": args.service, "site": args.to, "force": args.force}
+    return _show(args, _admin_call(args, "/failover", body))
 
 
 def cmd_failback(args: argparse.Namespace) -> int:
-    return _admin_call(args, "/failback", {"service": args.service, "force": args.force})
+    body = {"service": args.service, "force": args.force}
+    return _show(args, _admin_call(args, "/failback", body))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    return _admin_call(args, "/status", None)
+    return _show(args, _admin_call(args, "/status", None))
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    answer = _admin_call(args, "/reload", {})
+    if answer is None:
+        return 1
+    code, body = answer
+    if args.json:
+        print(json.dumps(body, indent=2, sort_keys=True))
+    elif body.get("ok"):
+        print(
+            f"reloaded: config generation {body['config_generation']}, "
+            f"{body['phones']} phones, listening on {body['listen']}"
+        )
+    else:
+        print("reload failed, the server keeps its running configuration:", file=sys.stderr)
+        _print_problems([f"  {p}" for p in body.get("problems") or [body.get("error")]])
+    return 0 if code == 200 and body.get("ok") else 1
+
+
+def cmd_db_init(args: argparse.Namespace) -> int:
+    try:
+        cfg = config.load(args.config)
+    except config.ConfigError as exc:
+        _print_problems(exc.problems)
+        return 1
+    site = args.site or cfg.failover.primary
+    db = cfg.sites[site].db if site in cfg.sites else None
+    if db is None:
+        print(f"site {site!r} has no [sites.{site}.db]", file=sys.stderr)
+        return 1
+    from xprov.inventory import mysql_source
+
+    try:
+        mysql_source.create_schema(db, cfg.inventory.timeout)
+    except Exception as exc:
+        print(f"{site} ({db.host}:{db.port}/{db.database}): {exc}", file=sys.stderr)
+        return 1
+    print(f"{site} ({db.host}:{db.port}/{db.database}): tables phones and phone_lines ready")
+    return 0
 
 
 def _active_item(text: str) -> str:
@@ -292,6 +368,27 @@ def parser() -> argparse.ArgumentParser:
     failover.add_argument("--force", action="store_true", help="even if SITE is not up")
     failover.add_argument("--json", action="store_true", help="print JSON")
     failover.set_defaults(func=cmd_failover)
+
+    reload = command(
+        "reload",
+        "Reload the running server's config, templates and inventory "
+        "(as SIGHUP does); print what happened.",
+    )
+    reload.add_argument("--json", action="store_true", help="print JSON")
+    reload.set_defaults(func=cmd_reload)
+
+    db = sub.add_parser("db", help="The MySQL inventory database.")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    init = db_sub.add_parser(
+        "init",
+        help="Create the inventory tables (if missing) in a site's database.",
+        description="Create the inventory tables "
+        "(phones, phone_lines) if missing; the schema is in "
+        "xprov/inventory/schema.sql.",
+    )
+    init.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    init.add_argument("--site", help="whose [sites.<name>.db] (default: the primary)")
+    init.set_defaults(func=cmd_db_init)
 
     failback = command(
         "failback", "Return SERVICE to the primary site and hand it back to the monitor."

@@ -125,8 +125,10 @@ class TemplatesConfig:
 
 @dataclass(frozen=True)
 class InventoryConfig:
-    source: str
-    path: Path
+    source: str  # "file" or "mysql" (the active site's [sites.<name>.db])
+    path: Path | None  # the file source's phones file
+    refresh: float  # seconds between MySQL reloads
+    timeout: float  # connect, read and write timeout of the MySQL queries
 
 
 @dataclass(frozen=True)
@@ -431,13 +433,23 @@ def _templates(root: _Table, base: Path) -> TemplatesConfig:
 def _inventory(root: _Table, base: Path) -> InventoryConfig:
     t = root.table("inventory")
     if t is None:
-        return InventoryConfig("file", Path())
-    source = t.text("source", "file", ("file",))
-    path = _resolve(base, t.text("path"))
-    if not os.access(path, os.R_OK) or not path.is_file():
-        t.problem("path", f"{str(path)!r} is not a readable file")
+        return InventoryConfig("file", None, 60.0, 10.0)
+    source = t.text("source", "file", ("file", "mysql"))
+    path = None
+    if source == "file":
+        path = _resolve(base, t.text("path"))
+        if not os.access(path, os.R_OK) or not path.is_file():
+            t.problem("path", f"{str(path)!r} is not a readable file")
+    elif "path" in t.data:
+        t.problem("path", 'only for source = "file"')
+    config = InventoryConfig(
+        source=source,
+        path=path,
+        refresh=t.number("refresh", 60.0, 1, 86400) or 60.0,
+        timeout=t.number("timeout", 10.0, 0.5, 300) or 10.0,
+    )
     t.finish()
-    return InventoryConfig(source, path)
+    return config
 
 
 def _logging(root: _Table) -> LoggingConfig:
@@ -554,6 +566,10 @@ def parse(data: Mapping[str, Any], path: Path) -> Config:
         sites=sites,
         vars=_vars(root.table("vars", required=False)),
     )
+    if config.inventory.source == "mysql":
+        for name, site in sites.items():
+            if site.db is None:
+                problems.append(f"sites.{name}.db: missing (inventory source is mysql)")
     root.finish()
     if problems:
         raise ConfigError(problems)

@@ -37,12 +37,21 @@ class Redactor:
     def __init__(self) -> None:
         self._by_length: dict[int, frozenset[str]] = {}
 
-    def update(self, secrets: Iterable[str]) -> None:
+    @classmethod
+    def prepare(cls, secrets: Iterable[str]) -> dict[int, frozenset[str]]:
+        """Group secrets by length; slow for many secrets, so callers may do it off the
+        reactor and `install` the result."""
         groups: dict[int, set[str]] = {}
         for secret in secrets:
-            if len(secret) >= self.MIN_LENGTH:
+            if len(secret) >= cls.MIN_LENGTH:
                 groups.setdefault(len(secret), set()).add(secret)
-        self._by_length = {n: frozenset(group) for n, group in groups.items()}
+        return {n: frozenset(group) for n, group in groups.items()}
+
+    def install(self, groups: dict[int, frozenset[str]]) -> None:
+        self._by_length = groups
+
+    def update(self, secrets: Iterable[str]) -> None:
+        self.install(self.prepare(secrets))
 
     def scrub(self, text: str) -> str:
         found = set()

@@ -34,6 +34,12 @@ class ActiveSites:
         self.current = Selection(1, MappingProxyType(dict.fromkeys(SERVICES, primary)))
         self._listeners: list[Listener] = []
 
+    def reconfigure(self, sites: Collection[str], primary: str) -> Selection:
+        """New site names (a reload): a service whose site is gone returns to the primary."""
+        self.sites = frozenset(sites)
+        gone = {s: primary for s, site in self.current.active.items() if site not in self.sites}
+        return self.switch(gone)
+
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 

@@ -1,28 +1,45 @@
-"""Wiring: build everything from a config, listen, monitor, stop."""
+"""Wiring: build everything from a config, listen, monitor, reload, refresh, stop.
+
+Reload is build-then-swap: the new config, templates and inventory are built on a worker
+thread, to the side of everything live; only if all of it succeeds are the listeners
+rebound and the new state swapped in, on the reactor, in one step. Anything that fails
+leaves the running state untouched.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import signal
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IListeningPort
+from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
 
-from xprov import __version__, config, logs
-from xprov.inventory import InventoryError
+from xprov import __version__, config, logs, metrics
+from xprov.inventory import Inventory, InventoryError, mysql_source
 from xprov.inventory.file_source import load_file
+from xprov.lag import LagMeter
 from xprov.monitor import Monitor, build_targets, probe_pool
+from xprov.monitor.mysql import daemon_pool
+from xprov.monitor.probe import error_detail
+from xprov.observe import Observer
 from xprov.provisioning import Inputs, Provisioner
 from xprov.render import TemplateProblems, Templates
-from xprov.selection import ActiveSites
+from xprov.selection import ActiveSites, Selection
 from xprov.servers import admin, http
 from xprov.servers.tftp import TftpServer
 from xprov.tftp.options import Limits
 from xprov.vendors import all_templates
 
 log = logs.get_logger("xprov.service")
+_generations = itertools.count(1)
 
 
 class BuildError(Exception):
@@ -33,34 +50,13 @@ class BuildError(Exception):
         self.problems = problems
 
 
-def build_inputs(cfg: config.Config, generation: int) -> Inputs:
-    """Templates and inventory for a validated config, built to the side of anything live."""
-    problems: list[str] = []
-    templates = inventory = None
-    try:
-        templates = Templates(cfg.templates.dirs, all_templates(), generation)
-    except TemplateProblems as exc:
-        problems += exc.problems
-    try:
-        inventory = load_file(cfg.inventory.path, generation)
-    except InventoryError as exc:
-        problems += exc.problems
-    if problems or templates is None or inventory is None:
-        raise BuildError(problems)
-    return Inputs(cfg, generation, templates, inventory)
+@dataclass(frozen=True)
+class Built:
+    """Everything a reload swaps in, built off the reactor."""
 
-
-def load(path: str | Path, generation: int = 1) -> Inputs:
-    """Read the config file and build everything it names; BuildError lists every problem."""
-    try:
-        cfg = config.load(path)
-    except config.ConfigError as exc:
-        raise BuildError(exc.problems) from None
-    return build_inputs(cfg, generation)
-
-
-def secrets_of(inputs: Inputs) -> Iterable[str]:
-    return itertools.chain(inputs.config.secrets(), inputs.inventory.secrets())
+    inputs: Inputs
+    secrets: dict[int, frozenset[str]]  # prepared for the log redactor
+    report: mysql_source.LoadReport | None = None
 
 
 def site_order(cfg: config.Config) -> list[str]:
@@ -68,61 +64,198 @@ def site_order(cfg: config.Config) -> list[str]:
     return order + sorted(set(cfg.sites) - set(order))
 
 
-class Service:
-    """One xprov process: the provisioning core, its listeners and the monitor."""
+def load_inventory(
+    cfg: config.Config, generation: int, sites: list[str], previous: Inventory | None = None
+) -> tuple[Inventory, mysql_source.LoadReport | None]:
+    """The inventory from the file, or from the first of `sites` whose database answers
+    (blocking). InventoryError lists what failed."""
+    if cfg.inventory.source == "file":
+        assert cfg.inventory.path is not None
+        return load_file(cfg.inventory.path, generation), None
+    problems = []
+    for name in sites:
+        db = cfg.sites[name].db
+        assert db is not None
+        source = f"mysql:{name} {db.host}:{db.port}/{db.database}"
+        try:
+            return mysql_source.load(db, cfg.inventory.timeout, generation, source, previous)
+        except Exception as exc:  # PyMySQL raises assorted errors; none may escape
+            problems.append(f"inventory from {name} ({db.host}:{db.port}): {error_detail(exc)}")
+    raise InventoryError(problems)
 
-    def __init__(self, inputs: Inputs, reactor: Any) -> None:
+
+def build(
+    path: str | Path, sites: list[str] | None = None, previous: Inventory | None = None
+) -> Built:
+    """Read the config file and build everything it names (blocking; no shared state is
+    touched). BuildError lists every problem. `sites`: where to read a MySQL inventory,
+    in order (default: the primary, then the others)."""
+    try:
+        cfg = config.load(path)
+    except config.ConfigError as exc:
+        raise BuildError(exc.problems) from None
+    generation = next(_generations)
+    problems: list[str] = []
+    templates = inventory = report = None
+    try:
+        templates = Templates(cfg.templates.dirs, all_templates(), generation)
+    except TemplateProblems as exc:
+        problems += exc.problems
+    first = [s for s in (sites or []) if s in cfg.sites]
+    order = first + [s for s in site_order(cfg) if s not in first]
+    try:
+        inventory, report = load_inventory(cfg, generation, order, previous)
+    except InventoryError as exc:
+        problems += exc.problems
+    if problems or templates is None or inventory is None:
+        raise BuildError(problems)
+    inputs = Inputs(cfg, generation, templates, inventory)
+    secrets = logs.Redactor.prepare(itertools.chain(cfg.secrets(), inventory.secrets()))
+    return Built(inputs, secrets, report)
+
+
+def load(path: str | Path) -> Inputs:
+    """Everything a config file names, built now (blocking)."""
+    return build(path).inputs
+
+
+def _report_fields(report: mysql_source.LoadReport | None) -> dict[str, Any]:
+    if report is None:
+        return {}
+    return {
+        "skipped": report.skipped,
+        "kept_previous": report.kept_previous,
+        "problems": report.problems,
+        "load_s": round(report.seconds, 3),
+    }
+
+
+class Service:
+    """One xprov process: the provisioning core, its listeners, the monitor, reloads."""
+
+    def __init__(self, built: Built | Inputs, reactor: Any) -> None:
+        if isinstance(built, Inputs):
+            built = Built(
+                built,
+                logs.Redactor.prepare(
+                    itertools.chain(built.config.secrets(), built.inventory.secrets())
+                ),
+            )
+        inputs = built.inputs
         self.reactor = reactor
         self.started = time.time()
+        self.reloads = {"ok": 0, "failed": 0, "last": None}
         cfg = inputs.config
         self.active = ActiveSites(cfg.sites, cfg.failover.primary)
         self.provisioner = Provisioner(inputs, self.active)
+        self.observer = Observer(reactor.seconds)
+        self.active.subscribe(self._switched)
+        self.config_loaded_at = time.time()
         self.tftp = self._tftp_server(cfg)
         self.pool = probe_pool(cfg)
+        self.builder = daemon_pool("xprov-builder", 1)  # reloads and inventory refreshes
         self.monitor = self._monitor(cfg)
-        self.ports: list[IListeningPort] = []
-        logs.REDACTOR.update(secrets_of(inputs))
+        self.registry = metrics.registry(self)
+        self.admin_api = admin.AdminApi(
+            cfg.admin.token if cfg.admin else "",
+            self.monitor,
+            self.status,
+            self.reload,
+            self.metrics,
+        )
+        self.web = http.site(self.provisioner, self.observer)
+        self.ports: dict[tuple[str, config.Listen], IListeningPort] = {}
+        self.refresher: LoopingCall | None = None
+        self._refreshing = False
+        self.lag = LagMeter(reactor)
+        self.load_report = built.report
+        logs.REDACTOR.install(built.secrets)
+
+    # Start and stop ----------------------------------------------------------------
 
     def start(self) -> None:
         """Bind every listener, or none: a failure closes what was opened and raises."""
         cfg = self.provisioner.inputs.config
-        web = http.site(self.provisioner)
         try:
-            for listen in cfg.http.listen:
-                self.ports.append(self.reactor.listenTCP(listen.port, web, interface=listen.host))
-            if self.tftp is not None and cfg.tftp is not None:
-                for listen in cfg.tftp.listen:
-                    self.ports.append(self.tftp.listen(listen))
-            if cfg.admin is not None:
-                api = admin.site(admin.AdminApi(cfg.admin.token, self.monitor, self.status))
-                for listen in cfg.admin.listen:
-                    self.ports.append(
-                        self.reactor.listenTCP(listen.port, api, interface=listen.host)
-                    )
+            self._bind(self._wanted(cfg))
         except Exception:
             self.stop()
             raise
+        self.builder.start()
+        self.lag.start()
         if self.monitor is not None:
             self.pool.start()
             self.monitor.start()
+        self._schedule_refresh(cfg)
+        signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload))
         log.info(
             "started",
             version=__version__,
-            http=[str(x) for x in cfg.http.listen],
-            tftp=[str(x) for x in cfg.tftp.listen] if cfg.tftp else [],
-            admin=[str(x) for x in cfg.admin.listen] if cfg.admin else [],
+            listen=self._listening(),
             phones=len(self.provisioner.inputs.inventory),
+            inventory=self.provisioner.inputs.inventory.source,
             active=dict(self.active.current.active),
             monitor=self.monitor is not None,
+            **_report_fields(self.load_report),
         )
+
+    def stop(self) -> None:
+        # The probe and builder threads are daemons: a thread stuck on a hung database ends
+        # with the process instead of holding the shutdown up.
+        if self.monitor is not None:
+            self.monitor.stop()
+        self.lag.stop()
+        if self.refresher is not None and self.refresher.running:
+            self.refresher.stop()
+        if self.tftp is not None:
+            self.tftp.stop()
+        ports, self.ports = self.ports, {}
+        for port in ports.values():
+            port.stopListening()
+
+    def _wanted(self, cfg: config.Config) -> dict[tuple[str, config.Listen], Any]:
+        wanted: dict[tuple[str, config.Listen], Any] = {
+            ("http", x): self.web for x in cfg.http.listen
+        }
+        if cfg.tftp is not None:
+            wanted.update({("tftp", x): None for x in cfg.tftp.listen})
+        if cfg.admin is not None:
+            api = admin.site(self.admin_api)
+            wanted.update({("admin", x): api for x in cfg.admin.listen})
+        return wanted
+
+    def _bind(self, wanted: dict[tuple[str, config.Listen], Any]) -> list[tuple[str, Any]]:
+        """Open the listeners in `wanted` that are not open yet; all or none."""
+        opened = []
+        try:
+            for (kind, address), factory in wanted.items():
+                if (kind, address) in self.ports:
+                    continue
+                if kind == "tftp":
+                    assert self.tftp is not None
+                    port = self.tftp.listen(address)
+                else:
+                    port = self.reactor.listenTCP(address.port, factory, interface=address.host)
+                opened.append(((kind, address), port))
+        except Exception:
+            for _, port in opened:
+                port.stopListening()
+            raise
+        self.ports.update(opened)
+        return opened
+
+    def _listening(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for kind, address in self.ports:
+            out.setdefault(kind, []).append(str(address))
+        return out
 
     def _tftp_server(self, cfg: config.Config) -> TftpServer | None:
         if cfg.tftp is None:
             return None
-        limits = Limits(
-            cfg.tftp.max_blksize, cfg.tftp.max_windowsize, cfg.tftp.timeout, cfg.tftp.retries
+        return TftpServer(
+            self.provisioner, _limits(cfg), cfg.tftp.max_transfers, self.reactor, self.observer
         )
-        return TftpServer(self.provisioner, limits, cfg.tftp.max_transfers, self.reactor)
 
     def _monitor(self, cfg: config.Config) -> Monitor | None:
         if not cfg.monitor.enabled:
@@ -130,24 +263,182 @@ class Service:
         targets = build_targets(cfg, self.reactor, self.pool)
         return Monitor(targets, self.active, site_order(cfg), cfg.monitor, self.reactor)
 
+    # Reload --------------------------------------------------------------------------
+
+    def reload(self) -> Deferred[dict[str, Any]]:
+        """SIGHUP, `xprov reload`: build to the side, then swap; keep the old state on any
+        failure. Fires with a summary (never fails)."""
+        path = self.provisioner.inputs.config.path
+        log.info("reload_started", config=str(path))
+        current = self.provisioner.inputs
+        building = deferToThreadPool(
+            self.reactor,
+            self.builder,
+            build,
+            path,
+            [self.active.current.site_of("db")],
+            current.inventory,
+        )
+        return building.addCallbacks(self._swap, self._reload_failed)
+
+    def _swap(self, built: Built) -> dict[str, Any]:
+        inputs, cfg = built.inputs, built.inputs.config
+        if self.tftp is None and cfg.tftp is not None:
+            self.tftp = self._tftp_server(cfg)
+        wanted = self._wanted(cfg)
+        try:
+            self._bind(wanted)
+        except Exception as exc:
+            return self._reload_failed(exc)
+        for key in [k for k in self.ports if k not in wanted]:
+            self.ports.pop(key).stopListening()
+        if self.tftp is not None and cfg.tftp is not None:
+            self.tftp.limits, self.tftp.max_transfers = _limits(cfg), cfg.tftp.max_transfers
+        self.active.reconfigure(cfg.sites, cfg.failover.primary)
+        self.provisioner.inputs = inputs
+        logs.REDACTOR.install(built.secrets)
+        self.admin_api.token = admin.bearer(cfg.admin.token if cfg.admin else "")
+        if self.monitor is not None:
+            self.monitor.reconfigure(
+                build_targets(cfg, self.reactor, self.pool), site_order(cfg), cfg.monitor
+            )
+        logs.configure(cfg.logging.format, cfg.logging.level)
+        self._schedule_refresh(cfg)
+        self.config_loaded_at = time.time()
+        self.reloads["ok"] += 1  # type: ignore[operator]
+        self.reloads["last"] = {"at": time.time(), "ok": True}
+        summary = {
+            "ok": True,
+            "config_generation": inputs.config_generation,
+            "phones": len(inputs.inventory),
+            "listen": self._listening(),
+        }
+        log.info("reloaded", **summary, **_report_fields(built.report))
+        return summary
+
+    def _reload_failed(self, reason: Any) -> dict[str, Any]:
+        exc = getattr(reason, "value", reason)
+        problems = exc.problems if isinstance(exc, BuildError) else [error_detail(exc)]
+        self.reloads["failed"] += 1  # type: ignore[operator]
+        self.reloads["last"] = {"at": time.time(), "ok": False, "problems": problems}
+        log.error("reload_failed", problems=problems, keeping="the running configuration")
+        return {"ok": False, "problems": problems}
+
+    def _switched(self, old: Selection, new: Selection) -> None:
+        self.observer.convergence.switched(new.generation, self.reactor.seconds())
+        database_moved = old.site_of("db") != new.site_of("db")
+        if database_moved and self.provisioner.inputs.config.inventory.source == "mysql":
+            self.refresh_inventory()  # read the newly active database now, not at the next tick
+
+    # MySQL inventory refresh -----------------------------------------------------------
+
+    def _schedule_refresh(self, cfg: config.Config) -> None:
+        if self.refresher is not None and self.refresher.running:
+            self.refresher.stop()
+        self.refresher = None
+        if cfg.inventory.source == "mysql":
+            self.refresher = LoopingCall(self.refresh_inventory)
+            self.refresher.clock = self.reactor
+            self.refresher.start(cfg.inventory.refresh, now=False)
+
+    def refresh_inventory(self) -> Deferred[bool]:
+        """Reload the phones from the database of the active db site (on a thread); the
+        last good snapshot keeps serving if that fails."""
+        if self._refreshing:
+            return succeed(False)
+        self._refreshing = True
+        current = self.provisioner.inputs
+        site = self.active.current.site_of("db")
+        generation = next(_generations)
+
+        def work() -> tuple[Inventory, Any, dict[int, frozenset[str]]]:
+            inventory, report = load_inventory(
+                current.config, generation, [site], current.inventory
+            )
+            secrets = logs.Redactor.prepare(
+                itertools.chain(current.config.secrets(), inventory.secrets())
+            )
+            return inventory, report, secrets
+
+        def swap(result: tuple[Inventory, Any, dict[int, frozenset[str]]]) -> bool:
+            inventory, report, secrets = result
+            live = self.provisioner.inputs
+            if live.config_generation != current.config_generation:
+                return False  # a reload replaced the config meanwhile: its inventory wins
+            self.provisioner.inputs = dataclasses.replace(live, inventory=inventory)
+            logs.REDACTOR.install(secrets)
+            log.info(
+                "inventory_refreshed",
+                source=inventory.source,
+                phones=len(inventory),
+                generation=inventory.generation,
+                **_report_fields(report),
+            )
+            return True
+
+        def failed(reason: Any) -> bool:
+            exc = reason.value
+            problems = exc.problems if isinstance(exc, InventoryError) else [error_detail(exc)]
+            log.warning(
+                "inventory_refresh_failed",
+                site=site,
+                problems=problems,
+                keeping=f"snapshot generation {current.inventory.generation}",
+            )
+            return False
+
+        def done(result: bool) -> bool:
+            self._refreshing = False
+            return result
+
+        running = deferToThreadPool(self.reactor, self.builder, work)
+        return running.addCallbacks(swap, failed).addBoth(done)
+
+    # Status ----------------------------------------------------------------------------
+
+    def convergence_report(self) -> dict[str, Any]:
+        selection = self.active.current
+        poll = self.provisioner.inputs.config.provisioning.poll_seconds
+        return self.observer.convergence.report(selection.generation, self.reactor.seconds(), poll)
+
     def status(self) -> dict[str, Any]:
         inputs = self.provisioner.inputs
         selection = self.active.current
         return {
             "version": __version__,
             "uptime_s": round(time.time() - self.started, 1),
+            "config": {
+                "path": str(inputs.config.path),
+                "generation": inputs.config_generation,
+                "loaded_at": self.config_loaded_at,
+                "templates_generation": inputs.templates.generation,
+                "reloads": self.reloads,
+            },
+            "inventory": {
+                "source": inputs.inventory.source,
+                "phones": len(inputs.inventory),
+                "generation": inputs.inventory.generation,
+                "loaded_at": inputs.inventory.loaded_at,
+                "age_s": round(time.time() - inputs.inventory.loaded_at, 1),
+            },
             "selection": {"generation": selection.generation, "active": dict(selection.active)},
             "monitor": self.monitor.status() if self.monitor else None,
-            "inventory": {"phones": len(inputs.inventory), "source": inputs.inventory.source},
+            "convergence": self.convergence_report(),
+            "listen": self._listening(),
+            "reactor_lag": {
+                "max_s": round(self.lag.max_s, 4),
+                "last_minute_max_s": round(self.lag.recent_max_s(), 4),
+            },
         }
 
-    def stop(self) -> None:
-        # The probe pool's threads are daemons: a probe stuck on a hung database ends with
-        # the process instead of holding the shutdown up.
-        if self.monitor is not None:
-            self.monitor.stop()
-        if self.tftp is not None:
-            self.tftp.stop()
-        ports, self.ports = self.ports, []
-        for port in ports:
-            port.stopListening()
+    def metrics(self) -> bytes:
+        return metrics.exposition(self.registry)
+
+
+def _limits(cfg: config.Config) -> Limits:
+    assert cfg.tftp is not None
+    return Limits(cfg.tftp.max_blksize, cfg.tftp.max_windowsize, cfg.tftp.timeout, cfg.tftp.retries)
+
+
+def secrets_of(inputs: Inputs) -> Iterable[str]:
+    return itertools.chain(inputs.config.secrets(), inputs.inventory.secrets())

@@ -102,7 +102,7 @@ def main() -> int:
         tmp = Path(tmp_name)
         templates = copy_templates(tmp)
         device = templates / "yealink" / "device.cfg"
-        device.write_text(device.read_text() + "# {{ phone.vars.padding }}\n")
+        device.write_text(device.read_text() + "# {{ vars.padding }}\n")
         http_port, tftp_port, tftpd_port = free_port(), free_port(socket.SOCK_DGRAM), 0
         work = tmp / "work"
         work.mkdir()

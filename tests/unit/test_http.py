@@ -7,6 +7,7 @@ from pathlib import Path
 from twisted.web.test.requesthelper import DummyRequest
 
 from tests.helpers import USER_AGENTS, YEALINK_T46G, copy_templates, sample_config
+from xprov.observe import Observer
 from xprov.provisioning import Provisioner
 from xprov.selection import ActiveSites
 from xprov.servers.http import PhoneFiles
@@ -32,7 +33,9 @@ def header(req: DummyRequest, name: bytes) -> bytes | None:
 
 def test_get_a_phone_file(provisioner: Provisioner) -> None:
     req, body = request(
-        PhoneFiles(provisioner), f"/{YEALINK_T46G}.cfg", user_agent=USER_AGENTS[YEALINK_T46G]
+        PhoneFiles(provisioner, Observer()),
+        f"/{YEALINK_T46G}.cfg",
+        user_agent=USER_AGENTS[YEALINK_T46G],
     )
     assert req.responseCode in (None, 200)
     assert body.startswith(b"#!version:1.0.0.1\n")
@@ -41,7 +44,7 @@ def test_get_a_phone_file(provisioner: Provisioner) -> None:
 
 
 def test_head_gives_the_length_and_no_body(provisioner: Provisioner) -> None:
-    resource = PhoneFiles(provisioner)
+    resource = PhoneFiles(provisioner, Observer())
     _, body = request(resource, "/spa942.cfg")
     req, head = request(resource, "/spa942.cfg", b"HEAD")
     assert head == b""
@@ -50,7 +53,7 @@ def test_head_gives_the_length_and_no_body(provisioner: Provisioner) -> None:
 
 
 def test_unknown_answers_404_without_detail(provisioner: Provisioner) -> None:
-    resource = PhoneFiles(provisioner)
+    resource = PhoneFiles(provisioner, Observer())
     bodies = set()
     for path in ("/ffffffffffff.cfg", "/0002fdff2103.cfg", "/nothing.txt"):
         req, body = request(resource, path)
@@ -60,7 +63,7 @@ def test_unknown_answers_404_without_detail(provisioner: Provisioner) -> None:
 
 
 def test_healthz(provisioner: Provisioner) -> None:
-    _, body = request(PhoneFiles(provisioner), "/healthz")
+    _, body = request(PhoneFiles(provisioner, Observer()), "/healthz")
     assert body == b"ok\n"
 
 
@@ -70,7 +73,9 @@ def test_render_error_is_500_with_no_partial_body(tmp_path: Path) -> None:
         "#!version:1.0.0.1\naccount.1.password = {{ lines[0].password }}\n{{ sip.missing }}\n"
     )
     inputs = load(sample_config(tmp_path, templates=templates))
-    resource = PhoneFiles(Provisioner(inputs, ActiveSites(inputs.config.sites, "chicago")))
+    resource = PhoneFiles(
+        Provisioner(inputs, ActiveSites(inputs.config.sites, "chicago")), Observer()
+    )
     req, body = request(resource, f"/{YEALINK_T46G}.cfg")
     assert req.responseCode == 500
     assert body == b""
@@ -79,5 +84,5 @@ def test_render_error_is_500_with_no_partial_body(tmp_path: Path) -> None:
 def test_non_ascii_path_is_404(provisioner: Provisioner) -> None:
     req = DummyRequest([b""])
     req.path = "/é.cfg".encode()
-    assert PhoneFiles(provisioner).render(req) == b""
+    assert PhoneFiles(provisioner, Observer()).render(req) == b""
     assert req.responseCode == 404

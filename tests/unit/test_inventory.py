@@ -99,3 +99,17 @@ def test_unreadable_or_invalid_file(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text("[[phones]\n")
     with pytest.raises(InventoryError, match="not valid TOML"):
         load_file(tmp_path / "bad.toml", 1)
+
+
+def test_snapshot_records_are_untracked_by_the_garbage_collector() -> None:
+    import gc
+
+    from xprov.inventory import Inventory
+
+    phone = phone_from_record({**GOOD, "vars": {"a": 1}})
+    inventory = Inventory.of([phone], 1, "test")
+    for _ in range(2):  # one pass untracks a level: vars, then the record
+        gc.collect()
+    record = inventory.records[phone.mac]
+    assert not gc.is_tracked(record)
+    assert inventory.get(phone.mac) == phone and dict(phone.vars) == {"a": 1}

@@ -130,13 +130,11 @@ def test_output_is_byte_stable(provisioner: Provisioner, config_path: Path) -> N
     before = {name: served(provisioner, name) for names in FILES.values() for name in names}
     # Render again from scratch (new generations, empty cache) with an unrelated change:
     # another phone's password.
-    inputs = load(config_path, generation=2)
+    inputs = load(config_path)  # new generations
     phones = dict(inputs.inventory.phones)
     other = phones[SPA942]
-    phones[SPA942] = dataclasses.replace(
-        other, lines=(dataclasses.replace(other.lines[0], password="changed-Secret"),)
-    )
-    inventory = Inventory(phones, generation=2, source="test")
+    phones[SPA942] = other._replace(lines=(other.lines[0]._replace(password="changed-Secret"),))
+    inventory = Inventory.of(phones.values(), inputs.inventory.generation + 1, "test")
     again = Provisioner(dataclasses.replace(inputs, inventory=inventory), provisioner.active)
     for name, body in before.items():
         if SPA942 not in name:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from types import MappingProxyType
 
 from xprov.inventory.snapshot import BadRecord, Inventory, InventoryError, Phone, phone_from_record
 
@@ -38,4 +37,4 @@ def load_file(path: Path, generation: int) -> Inventory:
         phones[phone.mac] = phone
     if problems:
         raise InventoryError(problems)
-    return Inventory(phones=MappingProxyType(phones), generation=generation, source=f"file:{path}")
+    return Inventory.of(phones.values(), generation, f"file:{path}")

@@ -9,8 +9,9 @@ the same moment: two sites failing together can never look like one failing firs
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet.defer import Deferred, gatherResults
@@ -41,7 +42,8 @@ class Target:
     service: str
     site: str
     description: str  # what is probed, e.g. "sip udp 127.0.0.1:5060"
-    probe: Probe
+    probe: Probe = field(compare=False)
+    spec: Hashable = None  # everything the probe depends on: same spec, same target
 
     @property
     def name(self) -> str:
@@ -53,45 +55,43 @@ class ManualChoiceError(ValueError):
 
 
 def build_targets(config: Config, reactor: Any, pool: ThreadPool) -> list[Target]:
-    """One target per service per site, in a stable order (service, then site order)."""
+    """One target per service per site, sip first, then stun, then db."""
     monitor = config.monitor
     timeout = monitor.timeout
     targets: list[Target] = []
-    for site in config.sites:
-        s = config.sites[site]
+    for site_name, site in config.sites.items():
+        sip_spec = (site.sip, timeout, monitor.sip_down_codes)
         targets.append(
             Target(
                 "sip",
-                site,
-                f"sip {s.sip.transport} {s.sip.host}:{s.sip.port}",
-                lambda s=s: sip.probe_options(
-                    s.sip,
-                    timeout,
-                    reactor,
-                    monitor.sip_down_codes,
-                    s.sip.tls_server_name,
-                    s.sip.tls_ca,
+                site_name,
+                f"sip {site.sip.transport} {site.sip.host}:{site.sip.port}",
+                lambda s=site.sip: sip.probe_options(
+                    s, timeout, reactor, monitor.sip_down_codes, s.tls_server_name, s.tls_ca
                 ),
+                sip_spec,
             )
         )
-        if s.stun is not None:
+        if site.stun is not None:
             targets.append(
                 Target(
                     "stun",
-                    site,
-                    f"stun udp {s.stun.host}:{s.stun.port}",
-                    lambda s=s: stun.probe_binding(s.stun, timeout, reactor),
+                    site_name,
+                    f"stun udp {site.stun.host}:{site.stun.port}",
+                    lambda s=site.stun: stun.probe_binding(s, timeout, reactor),
+                    (site.stun, timeout),
                 )
-            )  # type: ignore[arg-type]
-        if s.db is not None:
+            )
+        if site.db is not None:
             targets.append(
                 Target(
                     "db",
-                    site,
-                    f"mysql {s.db.host}:{s.db.port}/{s.db.database}",
-                    lambda s=s: mysql.probe_database(s.db, timeout, reactor, pool),
+                    site_name,
+                    f"mysql {site.db.host}:{site.db.port}/{site.db.database}",
+                    lambda s=site.db: mysql.probe_database(s, timeout, reactor, pool),
+                    (site.db, timeout),
                 )
-            )  # type: ignore[arg-type]
+            )
     return sorted(targets, key=lambda t: ("sip", "stun", "db").index(t.service))
 
 
@@ -120,6 +120,7 @@ class Monitor:
             for t in self.targets
         }
         self.manual: dict[str, str] = {}  # service -> site chosen by an operator
+        self.switches: Counter[tuple[str, str]] = Counter()  # (service, by) -> count
         self.reasons: dict[str, str] = {}  # service -> why it is on its active site
         self.rounds = 0
         self.blind = False
@@ -139,6 +140,26 @@ class Monitor:
         self._running = False
         if self._next is not None and self._next.active():
             self._next.cancel()
+
+    def reconfigure(
+        self, targets: Sequence[Target], order: Sequence[str], settings: MonitorConfig
+    ) -> None:
+        """New targets and settings (a reload): a target whose probe did not change keeps
+        its state, so a reload never resets what the monitor knows."""
+        kept = {t: self.states[t.name] for t in self.targets}
+        now = self.clock.seconds()
+        states = {}
+        for target in targets:
+            state = kept.get(target) or TargetState(
+                target.name, settings.fall, settings.rise, since=now
+            )
+            state.fall, state.rise = settings.fall, settings.rise
+            states[target.name] = state
+        self.targets, self.states, self.order = list(targets), states, list(order)
+        self.settings = settings
+        self.policy = Policy(settings.failback, settings.hold_down)
+        sites = {(t.service, t.site) for t in self.targets}
+        self.manual = {s: site for s, site in self.manual.items() if (s, site) in sites}
 
     def _round(self) -> None:
         started = self.clock.seconds()
@@ -214,6 +235,7 @@ class Monitor:
         before = self.active.current.site_of(service)
         selection = self.active.switch({service: site})
         self.reasons[service] = reason
+        self.switches[(service, by)] += 1
         states = self._states_of(service)
         log.warning(
             "switch",

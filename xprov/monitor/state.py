@@ -52,10 +52,13 @@ class TargetState:
     failing_since: float | None = None  # start of the current unbroken run of failures
     last: ProbeResult | None = None
     transitions: deque[Transition] = field(default_factory=lambda: deque(maxlen=20))
+    total_ok: int = 0
+    total_failed: int = 0
 
     def record(self, result: ProbeResult, now: float) -> Transition | None:
         self.last = result
         if result.ok:
+            self.total_ok += 1
             self.successes += 1
             self.failures = 0
             self.failing_since = None
@@ -64,6 +67,7 @@ class TargetState:
             if self.health is not Health.UP and self.successes >= self.rise:
                 return self._enter(Health.UP, now, f"{self.successes} consecutive successes")
         else:
+            self.total_failed += 1
             self.failures += 1
             self.successes = 0
             self.healthy_since = None

@@ -1,7 +1,7 @@
-"""The admin API: operators' status and manual failover, on a listener of its own.
+"""The admin API, on a listener of its own: status, metrics, reload, manual failover.
 
 Every request but /healthz needs `Authorization: Bearer <token>`, compared in constant time.
-Answers are JSON.
+Answers are JSON, but /metrics (Prometheus text format).
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST
+from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from xprov.logs import get_logger
 from xprov.monitor import ManualChoiceError, Monitor
@@ -25,11 +27,16 @@ class AdminApi(Resource):
     isLeaf = True
 
     def __init__(
-        self, token: str, monitor: Monitor | None, status: Callable[[], dict[str, Any]]
+        self,
+        token: str,
+        monitor: Monitor | None,
+        status: Callable[[], dict[str, Any]],
+        reload: Callable[[], Deferred[dict[str, Any]]] | None = None,
+        metrics: Callable[[], bytes] | None = None,
     ) -> None:
         super().__init__()
-        self.token = f"Bearer {token}".encode()
-        self.monitor, self.status = monitor, status
+        self.token = bearer(token)
+        self.monitor, self.status, self.reload, self.metrics = monitor, status, reload, metrics
 
     def render_GET(self, request: Request) -> bytes:
         if request.path == b"/healthz":
@@ -38,11 +45,16 @@ class AdminApi(Resource):
             return _json(request, 401, {"error": "missing or wrong bearer token"})
         if request.path == b"/status":
             return _json(request, 200, self.status())
+        if request.path == b"/metrics" and self.metrics is not None:
+            request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
+            return self.metrics()
         return _json(request, 404, {"error": "no such resource"})
 
-    def render_POST(self, request: Request) -> bytes:
+    def render_POST(self, request: Request) -> Any:
         if not self._authorized(request):
             return _json(request, 401, {"error": "missing or wrong bearer token"})
+        if request.path == b"/reload" and self.reload is not None:
+            return self._reload(request)
         action = {b"/failover": self._failover, b"/failback": self._failback}.get(request.path)
         if action is None:
             return _json(request, 404, {"error": "no such resource"})
@@ -57,6 +69,17 @@ class AdminApi(Resource):
             status = 409 if isinstance(exc, ManualChoiceError) else 400
             return _json(request, status, {"error": str(exc)})
         return _json(request, 200, self.status())
+
+    def _reload(self, request: Request) -> Any:
+        log.info("operator_reload")
+
+        def answer(summary: dict[str, Any]) -> None:
+            if not request.finished and not request._disconnected:  # type: ignore[attr-defined]
+                request.write(_json(request, 200 if summary["ok"] else 409, summary))
+                request.finish()
+
+        self.reload().addCallback(answer)  # type: ignore[misc]
+        return NOT_DONE_YET
 
     def _failover(self, body: dict[str, Any]) -> None:
         service, site, force = body["service"], body["site"], bool(body.get("force", False))
@@ -73,6 +96,11 @@ class AdminApi(Resource):
         return hmac.compare_digest(
             given if isinstance(given, bytes) else given.encode(), self.token
         )
+
+
+def bearer(token: str) -> bytes:
+    """What the Authorization header must hold. An empty token never matches."""
+    return f"Bearer {token}".encode() if token else b"\0no token configured"
 
 
 def _json(request: Request, code: int, body: Any) -> bytes:

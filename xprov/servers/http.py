@@ -5,8 +5,8 @@ from __future__ import annotations
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
+from xprov.observe import Observer
 from xprov.provisioning import Failed, NotFound, Provisioner, Served
-from xprov.servers import report
 
 
 class PhoneFiles(Resource):
@@ -14,9 +14,9 @@ class PhoneFiles(Resource):
 
     isLeaf = True
 
-    def __init__(self, provisioner: Provisioner) -> None:
+    def __init__(self, provisioner: Provisioner, observer: Observer) -> None:
         super().__init__()
-        self.provisioner = provisioner
+        self.provisioner, self.observer = provisioner, observer
 
     def render_GET(self, request: Request) -> bytes:
         if request.path == b"/healthz":
@@ -30,10 +30,11 @@ class PhoneFiles(Resource):
             return _empty(request, 404)
         outcome = self.provisioner.provide(path, user_agent)
         if isinstance(outcome, Served):
+            self.observer.served(outcome, "http")
             request.setHeader(b"content-type", outcome.content_type.encode())
             request.setHeader(b"cache-control", b"no-store")
             return outcome.body
-        report(outcome, "http", getattr(request.getClientAddress(), "host", "?"))
+        self.observer.refused(outcome, "http", getattr(request.getClientAddress(), "host", "?"))
         if isinstance(outcome, Failed):
             return _empty(request, 500)
         assert isinstance(outcome, NotFound)
@@ -62,5 +63,5 @@ class PhoneSite(Site):
         pass
 
 
-def site(provisioner: Provisioner, idle_timeout: float = 30.0) -> PhoneSite:
-    return PhoneSite(PhoneFiles(provisioner), timeout=idle_timeout)
+def site(provisioner: Provisioner, observer: Observer, idle_timeout: float = 30.0) -> PhoneSite:
+    return PhoneSite(PhoneFiles(provisioner, observer), timeout=idle_timeout)

@@ -15,8 +15,8 @@ from twisted.internet.protocol import DatagramProtocol
 
 from xprov.config import Listen
 from xprov.logs import get_logger
+from xprov.observe import Observer
 from xprov.provisioning import Failed, NotFound, Provisioner
-from xprov.servers import report
 from xprov.tftp import codec
 from xprov.tftp.options import Limits, negotiate
 from xprov.tftp.session import ReadTransfer, Result
@@ -85,9 +85,15 @@ class TftpServer:
     """Every TFTP listener and transfer of one xprov process."""
 
     def __init__(
-        self, provisioner: Provisioner, limits: Limits, max_transfers: int, reactor: Any
+        self,
+        provisioner: Provisioner,
+        limits: Limits,
+        max_transfers: int,
+        reactor: Any,
+        observer: Observer | None = None,
     ) -> None:
         self.provisioner, self.limits = provisioner, limits
+        self.observer = observer or Observer(reactor.seconds)
         self.max_transfers, self.reactor = max_transfers, reactor
         self.transfers: dict[Address, _TransferPort] = {}
         self.stats = TftpStats()
@@ -131,11 +137,10 @@ class TftpServer:
             self.stats.busy += 1
             return self._refuse(listener, peer, codec.NOT_DEFINED, "busy")
         outcome = self.provisioner.provide(packet.filename, None)
+        self.observer.outcome(outcome, "tftp", peer[0])
         if isinstance(outcome, Failed):
-            report(outcome, "tftp", peer[0])
             return self._refuse(listener, peer, codec.NOT_DEFINED, "render_failed")
         if isinstance(outcome, NotFound):
-            report(outcome, "tftp", peer[0])
             return self._refuse(listener, peer, codec.FILE_NOT_FOUND, "not_found")
         body = netascii(outcome.body) if packet.mode == "netascii" else outcome.body
         self._start(packet, peer, host, body, listener)

@@ -1,0 +1,161 @@
+"""xprov serving phones from MySQL: periodic refresh, a dead database (the last snapshot
+keeps serving), a hanging one (timeouts bound the refresh) and the switch to the backup."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.helpers import (
+    SPA942,
+    XPROV,
+    XprovProcess,
+    free_port,
+    site_config,
+    wait_for,
+)
+from tests.inventory_db import execute, insert, reset, sample_phones
+from tests.peers import Kamailio, MariaDB, free_udp_tcp_port
+
+NAME = f"{SPA942}.xml"
+
+
+def fetch(port: int) -> bytes:
+    return subprocess.run(
+        ["curl", "-sf", "--max-time", "5", f"http://127.0.0.1:{port}/{NAME}"],
+        capture_output=True,
+        check=True,
+        timeout=10,
+    ).stdout
+
+
+def events(proc: XprovProcess, name: str) -> list[dict]:
+    return [e for e in map(json.loads, proc.log().splitlines()) if e["event"] == name]
+
+
+@pytest.fixture(scope="module")
+def backup_db(tmp_path_factory):
+    with MariaDB(tmp_path_factory.mktemp("backup-db"), free_udp_tcp_port()) as server:
+        yield server
+
+
+@pytest.fixture
+def softswitch(tmp_path):
+    with Kamailio(tmp_path / "kamailio", free_udp_tcp_port()) as peer:
+        yield peer
+
+
+def serve(tmp_path, softswitch, primary_db, backup_db, **monitor):
+    def site(db):
+        return {
+            "sip": {"host": "127.0.0.1", "port": softswitch.port},
+            "db": {
+                "host": db.host,
+                "port": db.port,
+                "database": db.DATABASE,
+                "user": db.USER,
+                "password": db.PASSWORD,
+            },
+        }
+
+    http = free_port()
+    config = site_config(
+        tmp_path,
+        {"chicago": site(primary_db), "virginia": site(backup_db)},
+        {"interval": 1.0, "timeout": 1.0, **monitor},
+        http_port=http,
+    )
+    text = config.read_text().replace(
+        'source = "file"\npath = "inventory.toml"', 'source = "mysql"\nrefresh = 1.0\ntimeout = 1.0'
+    )
+    config.write_text(text)
+    return XprovProcess(config, http, tmp_path / "xprov.log"), http, config
+
+
+@pytest.fixture
+def databases(mariadb, backup_db):
+    for server, password in ((mariadb, "primary-Secret"), (backup_db, "backup-Secret")):
+        reset(server)
+        insert(server, sample_phones())
+        execute(
+            server, "UPDATE phone_lines SET password = %s WHERE mac = %s", password, "000e08aabbcc"
+        )
+    return mariadb, backup_db
+
+
+def test_serves_and_refreshes_from_mysql(tmp_path, softswitch, databases) -> None:
+    primary, _ = databases
+    proc, http, _ = serve(tmp_path, softswitch, primary, primary)
+    with proc:
+        assert b"primary-Secret" in fetch(http)
+        execute(
+            primary,
+            "UPDATE phone_lines SET display_name = 'Renamed' WHERE mac = %s",
+            "000e08aabbcc",
+        )
+        wait_for(lambda: b"Renamed" in fetch(http), 15, "refresh")
+        assert events(proc, "inventory_refreshed")
+
+
+def test_dead_or_hanging_database_keeps_the_last_snapshot(tmp_path, softswitch, databases) -> None:
+    primary, _ = databases
+    proc, http, _ = serve(tmp_path, softswitch, primary, primary)  # both sites: one database
+    with proc:
+        body = fetch(http)
+        primary.pause()  # hung: connects, never answers
+        try:
+            wait_for(lambda: events(proc, "inventory_refresh_failed"), 15, "refresh fails")
+            for _ in range(20):
+                assert fetch(http) == body
+            failed = events(proc, "inventory_refresh_failed")[0]
+            assert "(timed out)" in failed["problems"][0]  # bounded by the read timeout
+            assert failed["keeping"] == "snapshot generation 1"
+        finally:
+            primary.resume()
+        primary.kill()
+        try:
+            count = len(events(proc, "inventory_refresh_failed"))
+            wait_for(
+                lambda: len(events(proc, "inventory_refresh_failed")) > count,
+                15,
+                "refresh fails again",
+            )
+            last = events(proc, "inventory_refresh_failed")[-1]
+            assert "Connection refused" in last["problems"][0]
+            assert fetch(http) == body
+        finally:
+            primary.start()
+        assert "provpass" not in proc.log()
+
+
+def test_refresh_follows_the_db_switch_to_the_backup(tmp_path, softswitch, databases) -> None:
+    primary, backup = databases
+    proc, http, config = serve(tmp_path, softswitch, primary, backup)
+    with proc:
+        assert b"primary-Secret" in fetch(http)
+        wait_for(
+            lambda: (
+                json.loads(
+                    subprocess.run(
+                        [*XPROV, "status", "--json", "-c", str(config)],
+                        capture_output=True,
+                        text=True,
+                        timeout=30,
+                    ).stdout
+                )["monitor"]["targets"]["db@virginia"]["state"]
+                == "up"
+            ),
+            15,
+            "backup db known up",
+        )
+        primary.pause()  # the monitor sees the primary database hang and switches db
+        try:
+            wait_for(lambda: b"backup-Secret" in fetch(http), 20, "refresh from the backup")
+            switch = events(proc, "switch")
+            assert [(e["service"], e["after"]) for e in switch] == [("db", "virginia")]
+            refreshed = events(proc, "inventory_refreshed")[-1]
+            assert refreshed["source"].startswith("mysql:virginia")
+        finally:
+            primary.resume()

@@ -1,0 +1,171 @@
+"""Prometheus metrics, computed when scraped from the counters the service keeps anyway:
+nothing on the request path beyond a counter increment."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from xprov.service import Service
+
+
+class XprovCollector:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._requests()
+        yield from self._render()
+        yield from self._tftp()
+        yield from self._monitor()
+        yield from self._selection()
+        yield from self._inventory()
+
+    def _requests(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "xprov_requests",
+            "Phone requests answered",
+            labels=["transport", "vendor", "kind", "status"],
+        )
+        for labels, count in sorted(self.service.observer.requests.items()):
+            family.add_metric(list(labels), count)
+        yield family
+
+    def _render(self) -> Iterator[Metric]:
+        provisioner = self.service.provisioner
+        yield CounterMetricFamily(
+            "xprov_renders", "Files rendered from a template", value=provisioner.renders
+        )
+        yield CounterMetricFamily(
+            "xprov_render_cache_hits", "Files served from the cache", value=provisioner.cache.hits
+        )
+        yield CounterMetricFamily(
+            "xprov_render_cache_misses",
+            "Cache lookups that rendered",
+            value=provisioner.cache.misses,
+        )
+        yield GaugeMetricFamily(
+            "xprov_render_cache_entries", "Files in the render cache", value=len(provisioner.cache)
+        )
+
+    def _tftp(self) -> Iterator[Metric]:
+        tftp = self.service.tftp
+        if tftp is None:
+            return
+        stats = tftp.stats
+        transfers = CounterMetricFamily(
+            "xprov_tftp_transfers", "TFTP transfers ended", labels=["result"]
+        )
+        transfers.add_metric(["ok"], stats.ok)
+        transfers.add_metric(["failed"], stats.failed)
+        yield transfers
+        yield CounterMetricFamily(
+            "xprov_tftp_retransmits", "TFTP packets sent again", value=stats.retransmits
+        )
+        yield CounterMetricFamily(
+            "xprov_tftp_sent_bytes", "TFTP DATA payload bytes sent", value=stats.bytes
+        )
+        yield GaugeMetricFamily(
+            "xprov_tftp_active_transfers", "TFTP transfers running", value=tftp.active
+        )
+        rejected = CounterMetricFamily(
+            "xprov_tftp_rejected", "TFTP requests answered with an ERROR", labels=["reason"]
+        )
+        for reason, count in sorted(stats.rejected.items()):
+            rejected.add_metric([reason], count)
+        yield rejected
+
+    def _monitor(self) -> Iterator[Metric]:
+        monitor = self.service.monitor
+        if monitor is None:
+            return
+        up = GaugeMetricFamily(
+            "xprov_probe_up",
+            "1 if the target is up, 0 if down or unknown",
+            labels=["service", "site"],
+        )
+        latency = GaugeMetricFamily(
+            "xprov_probe_latency_seconds", "Latency of the last probe", labels=["service", "site"]
+        )
+        results = CounterMetricFamily(
+            "xprov_probe_results", "Probe results", labels=["service", "site", "result"]
+        )
+        for target in monitor.targets:
+            state = monitor.states[target.name]
+            labels = [target.service, target.site]
+            up.add_metric(labels, 1.0 if state.health.value == "up" else 0.0)
+            if state.last is not None:
+                latency.add_metric(labels, state.last.latency)
+            results.add_metric([*labels, "ok"], state.total_ok)
+            results.add_metric([*labels, "failed"], state.total_failed)
+        yield up
+        yield latency
+        yield results
+        switches = CounterMetricFamily("xprov_switches", "Site switches", labels=["service", "by"])
+        for (service, by), count in sorted(monitor.switches.items()):
+            switches.add_metric([service, by], count)
+        yield switches
+
+    def _selection(self) -> Iterator[Metric]:
+        service = self.service
+        selection = service.active.current
+        active = GaugeMetricFamily(
+            "xprov_active_site", "1 for the site active for a service", labels=["service", "site"]
+        )
+        for name in selection.active:
+            for site in sorted(service.active.sites):
+                active.add_metric([name, site], 1.0 if selection.site_of(name) == site else 0.0)
+        yield active
+        yield GaugeMetricFamily(
+            "xprov_selection_generation",
+            "Generation of the active sites",
+            value=selection.generation,
+        )
+        report = service.convergence_report()
+        yield GaugeMetricFamily(
+            "xprov_convergence_ratio",
+            "Share of regularly polling phones that fetched the current selection",
+            value=report["percent"] / 100,
+        )
+        yield GaugeMetricFamily(
+            "xprov_convergence_pending_phones",
+            "Regularly polling phones not yet on the current selection",
+            value=report["pending"],
+        )
+
+    def _inventory(self) -> Iterator[Metric]:
+        inputs = self.service.provisioner.inputs
+        yield GaugeMetricFamily(
+            "xprov_inventory_phones", "Phones in the inventory", value=len(inputs.inventory)
+        )
+        yield GaugeMetricFamily(
+            "xprov_inventory_age_seconds",
+            "Age of the inventory snapshot",
+            value=time.time() - inputs.inventory.loaded_at,
+        )
+        yield GaugeMetricFamily(
+            "xprov_inventory_generation", "Inventory generation", value=inputs.inventory.generation
+        )
+        yield GaugeMetricFamily(
+            "xprov_config_generation", "Config generation", value=inputs.config_generation
+        )
+        yield GaugeMetricFamily(
+            "xprov_reactor_lag_seconds",
+            "Longest lateness of the event loop in the last minute",
+            value=self.service.lag.recent_max_s(),
+        )
+
+
+def registry(service: Any) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(XprovCollector(service))  # type: ignore[arg-type]
+    return registry
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)
