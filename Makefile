@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint bench debs clean
+.PHONY: run test lint bench debs deb clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,5 +30,8 @@ bench: $(VENV)/.installed debs
 	$(PY) -m tests.bench.bench_tftp
 	$(PY) -m tests.bench.bench_inventory
 
+deb:
+	packaging/build-deb.sh
+
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .hypothesis dist

@@ -528,14 +528,15 @@ def _admin(root: _Table, base: Path, http: HttpConfig) -> AdminConfig | None:
     if t is None:
         return None
     listen = _listeners(t, Listen("127.0.0.1", 8081))
-    token = t.get("token", str, None)
+    given = t.get("token", str, None)
     token_file = t.get("token_file", str, None)
+    token = given
     if token_file is not None:
         try:
             token = _resolve(base, token_file).read_text().strip()
         except (OSError, UnicodeDecodeError) as exc:
             t.problem("token_file", f"cannot read: {type(exc).__name__}")
-    if (token is None) == (token_file is None):
+    if (given is None) == (token_file is None):
         t.problem("token", "give exactly one of token or token_file")
     elif token is not None and len(token) < 16:
         t.problem("token", "must be at least 16 characters")

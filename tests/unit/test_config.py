@@ -207,3 +207,21 @@ def test_check_config_ok(config_path: Path, capsys) -> None:
 def test_unreadable_config(tmp_path: Path, capsys) -> None:
     assert cli.main(["check-config", "-c", str(tmp_path / "none.toml")]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_admin_token_file(valid: dict, tmp_path: Path) -> None:
+    (tmp_path / "admin.token").write_text("0123456789abcdef0123\n")
+    data = copy.deepcopy(valid)
+    del data["admin"]["token"]
+    data["admin"]["token_file"] = "admin.token"
+    cfg = config.parse(data, tmp_path / "xprov.toml")
+    assert cfg.admin is not None and cfg.admin.token == "0123456789abcdef0123"
+    data["admin"]["token"] = "another-long-token-here"
+    assert "admin.token: give exactly one of token or token_file" in problems(
+        data, tmp_path / "xprov.toml")
+    data = copy.deepcopy(valid)
+    data["admin"]["token"] = "short"
+    assert "admin.token: must be at least 16 characters" in problems(data, tmp_path / "x.toml")
+    data["admin"]["token"] = "long-enough-token-1"
+    data["admin"]["listen"] = data["http"]["listen"]
+    assert any("is a phones' listener" in p for p in problems(data, tmp_path / "x.toml"))
