@@ -218,7 +218,8 @@ def test_admin_token_file(valid: dict, tmp_path: Path) -> None:
     assert cfg.admin is not None and cfg.admin.token == "0123456789abcdef0123"
     data["admin"]["token"] = "another-long-token-here"
     assert "admin.token: give exactly one of token or token_file" in problems(
-        data, tmp_path / "xprov.toml")
+        data, tmp_path / "xprov.toml"
+    )
     data = copy.deepcopy(valid)
     data["admin"]["token"] = "short"
     assert "admin.token: must be at least 16 characters" in problems(data, tmp_path / "x.toml")
