@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint bench debs deb clean
+.PHONY: run test lint bench drill debs deb clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ bench: $(VENV)/.installed debs
 	$(PY) -m tests.bench.bench_http
 	$(PY) -m tests.bench.bench_tftp
 	$(PY) -m tests.bench.bench_inventory
+	$(PY) -m tests.bench.bench_capacity
+
+# The failover drill: real peers at two sites, 1,000 phones polling every 60 s, ~30 minutes.
+drill: $(VENV)/.installed debs
+	$(PY) -m tests.bench.drill_scenario
 
 deb:
 	packaging/build-deb.sh

@@ -105,9 +105,12 @@ def site_config(
     admin_port: int | None = None,
     primary: str = "chicago",
     backup: str = "virginia",
+    tftp_port: int | None = None,
 ) -> Path:
     """The sample config with its [failover], [monitor] and [sites] replaced."""
-    path = sample_config(tmp, http_port=http_port or free_port(), admin_port=admin_port)
+    path = sample_config(
+        tmp, http_port=http_port or free_port(), admin_port=admin_port, tftp_port=tftp_port
+    )
     text = path.read_text()
     text = text[: text.index("[failover]")] + text[text.index("[vars]") :]
     tables = [f'[failover]\nprimary = "{primary}"\nbackup = "{backup}"\n']

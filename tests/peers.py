@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import signal
 import socket
 import struct
@@ -40,6 +41,7 @@ class Peer:
     """A foreground server process in its own process group."""
 
     name = "peer"
+    netns: str | None = None  # run inside this network namespace (set before start)
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
@@ -54,8 +56,11 @@ class Peer:
 
     def start(self) -> Peer:
         self.log = (self.dir / f"{self.name}.log").open("ab")
+        command = self.command()
+        if self.netns:
+            command = ["ip", "netns", "exec", self.netns, *command]
         self.proc = subprocess.Popen(
-            self.command(),
+            command,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -363,7 +368,7 @@ class MariaDB(Peer):
                 f"CREATE USER IF NOT EXISTS '{self.USER}'@'{h}' IDENTIFIED BY "
                 f"'{self.PASSWORD}'; GRANT ALL ON `{self.DATABASE}`.* TO "
                 f"'{self.USER}'@'{h}';"
-                for h in ("127.0.0.1", "localhost")
+                for h in ("127.0.0.1", "localhost", "%")
             )
         )
         return self
@@ -433,3 +438,64 @@ def self_signed(directory: Path, name: str = "sip.test") -> tuple[Path, Path]:
         timeout=60,
     )
     return cert, key
+
+
+class Namespace:
+    """A network namespace of our own, joined to this one by a veth pair: the root side is
+    `.1` of 10.231.<n>.0/24, the namespace holds `addresses` (.2, .3, ...). Everything sent
+    between the two crosses nftables in the namespace, where packets can be dropped."""
+
+    def __init__(self, name: str, subnet: int, count: int = 2) -> None:
+        self.name, self.subnet = name, subnet
+        self.local = f"10.231.{subnet}.1"
+        self.addresses = [f"10.231.{subnet}.{2 + i}" for i in range(count)]
+        self.veth = f"xpv{subnet}"
+
+    def __enter__(self) -> Namespace:
+        self.close()
+        ns = ["ip", "netns", "exec", self.name]
+        for command in (
+            ["ip", "netns", "add", self.name],
+            ["ip", "link", "add", self.veth, "type", "veth", "peer", "name", "xpin"],
+            ["ip", "link", "set", "xpin", "netns", self.name],
+            ["ip", "addr", "add", f"{self.local}/24", "dev", self.veth],
+            ["ip", "link", "set", self.veth, "up"],
+            [*ns, "ip", "link", "set", "lo", "up"],
+            *[[*ns, "ip", "addr", "add", f"{a}/24", "dev", "xpin"] for a in self.addresses],
+            [*ns, "ip", "link", "set", "xpin", "up"],
+        ):
+            subprocess.run(command, check=True, capture_output=True, timeout=30)
+        return self
+
+    def drop(self, percent: int) -> None:
+        """Drop `percent` % of the packets that arrive from the root namespace."""
+        rules = (
+            "table inet xprov_loss {\n chain input {\n"
+            "  type filter hook input priority 0;\n"
+            f"  ip saddr {self.local} numgen random mod 100 < {percent} counter drop\n }}\n}}\n"
+        )
+        subprocess.run(
+            ["ip", "netns", "exec", self.name, "nft", "-f", "-"],
+            input=rules,
+            text=True,
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+
+    def dropped(self) -> int:
+        out = subprocess.run(
+            ["ip", "netns", "exec", self.name, "nft", "list", "table", "inet", "xprov_loss"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+        found = [int(x) for x in re.findall(r"counter packets (\d+)", out)]
+        return sum(found)
+
+    def close(self) -> None:
+        subprocess.run(["ip", "link", "del", self.veth], capture_output=True, timeout=30)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=30)
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

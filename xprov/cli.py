@@ -8,6 +8,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from collections import Counter
 from typing import Any
 
 from xprov import __version__, config, logs
@@ -294,6 +295,122 @@ def cmd_db_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drill(args: argparse.Namespace) -> int:
+    try:
+        cfg = config.load(args.config)
+    except config.ConfigError as exc:
+        _print_problems(exc.problems)
+        return 1
+    from twisted.internet import task
+
+    from xprov.drill import report
+    from xprov.drill.phones import simulate
+    from xprov.drill.run import Drill, summary, switches
+    from xprov.service import load_inventory, site_order
+
+    inventory, _ = load_inventory(cfg, 0, site_order(cfg))
+    phones = list(inventory.phones.values())[: args.phones or None]
+    sim = simulate(phones, args.tftp_share, args.poll)
+    low, high = (float(x) for x in args.spa_reboot.split("-"))
+    admin = None
+    if cfg.admin is not None:
+        listen = cfg.admin.listen[0]
+        admin = (_local(listen.host), listen.port, cfg.admin.token)
+    tftp_port = cfg.tftp.listen[0].port if cfg.tftp else None
+    result: dict[str, Any] = {}
+
+    def run(reactor: Any) -> Any:
+        drill = Drill(
+            sim,
+            cfg,
+            args.host,
+            cfg.http.listen[0].port,
+            tftp_port,
+            args.poll,
+            args.jitter,
+            reactor,
+            admin=admin,
+        )
+
+        def done(record: Any) -> None:
+            result.update(
+                summary(record),
+                phones=len(sim),
+                poll_s=args.poll,
+                jitter_pct=round(args.jitter * 100),
+                seconds=record.ended - record.started,
+                mix=_mix(sim),
+            )
+            seen = switches(record)
+            marks = _read_events(args.events) or [
+                {
+                    "at": s["at"],
+                    "what": f"switch to generation {s['generation']}",
+                    "services": list(s["moved"]),
+                }
+                for s in seen
+            ]
+            result["events"] = [
+                _event(mark, seen, record, sim, (low, high), args.poll) for mark in marks
+            ]
+            print(json.dumps(result, indent=2) if args.json else report.describe(result))
+
+        return drill.run(args.duration).addCallback(done)
+
+    task.react(run)  # exits when the drill is over
+    return 0
+
+
+def _read_events(path: str | None) -> list[dict[str, Any]]:
+    """Events written by whoever broke something during the drill: one JSON object per
+    line, with `at` (epoch seconds), `what` and the `services` expected to move."""
+    if not path or not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _event(
+    mark: dict[str, Any],
+    seen: list[dict[str, Any]],
+    record: Any,
+    sim: list[Any],
+    reboot: tuple[float, float],
+    poll: float,
+) -> dict[str, Any]:
+    """Convergence of the phones from an event to where its services went."""
+    from xprov.drill import report
+    from xprov.drill.run import convergence
+
+    after = [s for s in seen if s["at"] >= mark["at"] - 1.0]
+    figures, detection = {}, None
+    for service in mark.get("services", []):
+        moved = next((s for s in after if service in s["moved"]), None)
+        if moved is None:
+            continue
+        detection = round(moved["at"] - mark["at"], 2) if detection is None else detection
+        if service != "db":  # the database is xprov's own: phones see no change
+            figures[service] = convergence(
+                record, sim, mark["at"], [service], moved["moved"][service], reboot
+            )
+    return {
+        "what": mark["what"],
+        "at": mark["at"],
+        "detection_s": detection,
+        "convergence": figures,
+        "seed": report.seed_comparison(len(sim)),
+    }
+
+
+def _local(host: str) -> str:
+    return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+
+
+def _mix(phones: list[Any]) -> str:
+    kinds = Counter(f"{p.vendor}/{p.transport}" for p in phones)
+    return ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+
+
 def _active_item(text: str) -> str:
     if "=" not in text:
         raise argparse.ArgumentTypeError("expected SERVICE=SITE")
@@ -389,6 +506,34 @@ def parser() -> argparse.ArgumentParser:
     init.add_argument("-c", "--config", default=DEFAULT_CONFIG)
     init.add_argument("--site", help="whose [sites.<name>.db] (default: the primary)")
     init.set_defaults(func=cmd_db_init)
+
+    drill = command(
+        "drill",
+        "Simulate phones polling the running server (loopback, or "
+        "--host); report requests, errors and, after a switch, how fast the phones "
+        "followed it.",
+    )
+    drill.add_argument(
+        "--phones", type=int, default=0, help="how many (default: every phone of the inventory)"
+    )
+    drill.add_argument("--poll", type=float, default=60.0, help="seconds between two polls")
+    drill.add_argument("--jitter", type=float, default=0.1, help="share of the poll period")
+    drill.add_argument("--duration", type=float, default=300.0, help="seconds (at most 3600)")
+    drill.add_argument("--tftp-share", type=float, default=0.2, help="share of phones on TFTP")
+    drill.add_argument(
+        "--spa-reboot",
+        default="30-60",
+        help="seconds an SPA reboots after a change (Yealink phones apply in place)",
+    )
+    drill.add_argument("--host", default="127.0.0.1", help="the server's address")
+    drill.add_argument(
+        "--events",
+        metavar="FILE",
+        help="measure from the events in FILE "
+        "(JSON lines: at, what, services) instead of from the switches seen",
+    )
+    drill.add_argument("--json", action="store_true", help="print JSON")
+    drill.set_defaults(func=cmd_drill)
 
     failback = command(
         "failback", "Return SERVICE to the primary site and hand it back to the monitor."

@@ -40,6 +40,9 @@ from xprov.vendors import all_templates
 
 log = logs.get_logger("xprov.service")
 _generations = itertools.count(1)
+# Twisted's default accept backlog is 50: a few hundred phones rebooting at once after a
+# switch overflowed it and waited out SYN retransmissions (p99 2.7 s at 256 connections).
+BACKLOG = 1024
 
 
 class BuildError(Exception):
@@ -235,7 +238,9 @@ class Service:
                     assert self.tftp is not None
                     port = self.tftp.listen(address)
                 else:
-                    port = self.reactor.listenTCP(address.port, factory, interface=address.host)
+                    port = self.reactor.listenTCP(
+                        address.port, factory, backlog=BACKLOG, interface=address.host
+                    )
                 opened.append(((kind, address), port))
         except Exception:
             for _, port in opened:

@@ -1,0 +1,132 @@
+"""Two data centres on one machine for the failover drill: a real Kamailio, coturn and
+MariaDB at each site, and xprov with its monitor on, serving N phones from a file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.helpers import XPROV, XprovProcess, free_port, site_config, toml_value, wait_for
+from tests.inventory_db import synthetic
+from tests.peers import Coturn, Kamailio, MariaDB, Namespace, Peer, free_udp_tcp_port
+
+SITES = ("chicago", "virginia")
+
+
+def inventory_toml(count: int) -> str:
+    out = []
+    for phone in synthetic(count):
+        lines = ", ".join(
+            "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in line.items()) + " }"
+            for line in phone["lines"]
+        )
+        out.append(
+            f'[[phones]]\nmac = "{phone["mac"]}"\nvendor = "{phone["vendor"]}"\n'
+            f'model = "{phone["model"]}"\nlines = [{lines}]\n'
+        )
+    return "\n".join(out)
+
+
+class World:
+    def __init__(
+        self,
+        tmp: Path,
+        phones: int,
+        netns: Namespace | None = None,
+        monitor: dict[str, Any] | None = None,
+    ) -> None:
+        self.tmp, self.phones, self.netns = tmp, phones, netns
+        self.monitor = {"interval": 1.0, "timeout": 1.0, "fall": 3, "rise": 2, **(monitor or {})}
+        self.hosts = dict(
+            zip(SITES, netns.addresses if netns else ("127.0.0.1", "127.0.0.2"), strict=True)
+        )
+        self.peers: dict[tuple[str, str], Peer] = {}
+        self.xprov: XprovProcess | None = None
+
+    def _peer(self, service: str, site: str) -> Peer:
+        host, directory = self.hosts[site], self.tmp / f"{service}-{site}"
+        port = free_udp_tcp_port()
+        peer: Peer
+        if service == "sip":
+            peer = Kamailio(directory, port, host=host)
+        elif service == "stun":
+            peer = Coturn(directory, port, host=host)
+        else:
+            peer = MariaDB(directory, port, host=host)
+        peer.netns = self.netns.name if self.netns else None
+        return peer
+
+    def start(self) -> World:
+        for service in ("sip", "stun", "db"):
+            for site in SITES:
+                self.peers[(service, site)] = self._peer(service, site).start()
+        sites: dict[str, dict[str, dict[str, Any]]] = {}
+        for site in SITES:
+            sip, stun, db = (self.peers[(s, site)] for s in ("sip", "stun", "db"))
+            sites[site] = {
+                "sip": {"host": sip.host, "port": sip.port},  # type: ignore[attr-defined]
+                "stun": {"host": stun.host, "port": stun.port},  # type: ignore[attr-defined]
+                "db": {
+                    "host": db.host,
+                    "port": db.port,
+                    "database": MariaDB.DATABASE,  # type: ignore[attr-defined]
+                    "user": MariaDB.USER,
+                    "password": MariaDB.PASSWORD,
+                },
+            }
+        self.http, self.tftp = free_port(), free_port(socket.SOCK_DGRAM)
+        directory = self.tmp / "xprov"
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config = site_config(
+            directory, sites, self.monitor, http_port=self.http, tftp_port=self.tftp
+        )
+        (directory / "inventory.toml").write_text(inventory_toml(self.phones))
+        self.xprov = XprovProcess(self.config, self.http, directory / "xprov.log").__enter__()
+        wait_for(self.all_up, 30, "every target up")
+        return self
+
+    def status(self) -> dict[str, Any]:
+        done = subprocess.run(
+            [*XPROV, "status", "--json", "-c", str(self.config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return json.loads(done.stdout) if done.returncode == 0 else {}
+
+    def all_up(self) -> bool:
+        targets = (self.status().get("monitor") or {}).get("targets", {})
+        return len(targets) == 6 and all(t["state"] == "up" for t in targets.values())
+
+    def kill(self, services: list[str], site: str = "chicago") -> float:
+        """SIGKILL the peers of `services` at `site`; the moment of the kill."""
+        peers = [self.peers[(s, site)] for s in services]
+        at = time.time()
+        for peer in peers:
+            peer.kill()
+        return at
+
+    def restart(self, service: str, site: str = "chicago") -> None:
+        self.peers[(service, site)].start()
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        assert self.xprov is not None
+        out = []
+        for line in self.xprov.log().splitlines():
+            event = json.loads(line)
+            if event.get("event") == name:
+                stamp = dt.datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
+                out.append({**event, "at": stamp.timestamp()})
+        return out
+
+    def stop(self) -> None:
+        if self.xprov is not None:
+            self.xprov.stop()
+            self.xprov.__exit__(None, None, None)
+        for peer in self.peers.values():
+            peer.stop()
