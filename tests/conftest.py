@@ -43,3 +43,25 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory):
     server = MariaDB(tmp_path_factory.mktemp("mariadb"), free_udp_tcp_port())
     with server:
         yield server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_output(tmp_path_factory: pytest.TempPathFactory):
+    """After the whole run: no log written by any process the tests started (xprov, its
+    CLI, the peers) holds a sample password, HTTP password, DB password or admin token."""
+    yield
+    from tests.helpers import SAMPLE_PASSWORDS
+
+    secrets = [
+        *SAMPLE_PASSWORDS,
+        "http-T46G-Secret",
+        "http-SPA-Secret",
+        "dev-admin-token-change-me",
+        "pkg-1001-Secret",
+    ]
+    base = tmp_path_factory.getbasetemp()
+    leaks = []
+    for path in base.rglob("*.log"):
+        text = path.read_text(errors="replace")
+        leaks += [f"{path}: {secret}" for secret in secrets if secret in text]
+    assert not leaks, "secrets in outputs:\n" + "\n".join(leaks)

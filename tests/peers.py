@@ -411,35 +411,6 @@ class SilentListener:
         self.sock.close()
 
 
-def self_signed(directory: Path, name: str = "sip.test") -> tuple[Path, Path]:
-    """A certificate for `name` and its key (the certificate is its own CA)."""
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            f"/CN={name}",
-            "-addext",
-            f"subjectAltName=DNS:{name}",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return cert, key
-
-
 class Namespace:
     """A network namespace of our own, joined to this one by a veth pair: the root side is
     `.1` of 10.231.<n>.0/24, the namespace holds `addresses` (.2, .3, ...). Everything sent

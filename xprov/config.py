@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 SERVICES = ("sip", "stun", "db")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 Scalar = str | int | float | bool
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 T = TypeVar("T")
 
 
@@ -87,6 +88,37 @@ class ProvisioningConfig:
 @dataclass(frozen=True)
 class HttpConfig:
     listen: tuple[Listen, ...]
+    allow: tuple[Network, ...] = ()  # sources allowed to connect; empty: everyone
+
+
+@dataclass(frozen=True)
+class HttpsConfig:
+    listen: tuple[Listen, ...]
+    certificate: Path  # PEM: the server's certificate (and chain)
+    private_key: Path
+    client_ca: tuple[Path, ...]  # CA files of the phones' device certificates
+    client_certificate: str  # "off", "optional" or "require"
+    bind_mac: bool  # a per-device file only for the phone whose certificate names its MAC
+    allow: tuple[Network, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    mode: str  # "off" or "digest": per-device files need credentials
+    basic_over_tls: bool  # also accept Basic, on HTTPS only
+    user: str | None  # credentials every phone may use (a phone's own in the inventory win)
+    password: str = field(repr=False, default="")
+    nonce_lifetime: float = 300.0
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    bad_answer_burst: int  # unknown devices and failed logins a source may cause at once...
+    bad_answer_rate: float  # ...and per second after that
+    header_timeout: float  # seconds for a connection to send a request's head
+    max_connections: int  # HTTP(S) connections at once, in all
+    max_connections_per_source: int
+    max_tftp_per_source: int  # TFTP transfers at once per source address
 
 
 @dataclass(frozen=True)
@@ -97,6 +129,7 @@ class TftpConfig:
     timeout: float  # seconds before a retransmission, when the client asks for no timeout
     retries: int
     max_transfers: int
+    allow: tuple[Network, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,6 +149,7 @@ class MonitorConfig:
 class AdminConfig:
     listen: tuple[Listen, ...]
     token: str = field(repr=False)
+    allow: tuple[Network, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,11 +182,14 @@ class Config:
     path: Path
     provisioning: ProvisioningConfig
     http: HttpConfig
+    https: HttpsConfig | None  # None: no HTTPS
     tftp: TftpConfig | None  # None: no TFTP
     templates: TemplatesConfig
     inventory: InventoryConfig
     logging: LoggingConfig
     failover: FailoverConfig
+    auth: AuthConfig
+    security: SecurityConfig
     monitor: MonitorConfig
     admin: AdminConfig | None  # None: no admin API
     sites: Mapping[str, Site]
@@ -161,6 +198,7 @@ class Config:
     def secrets(self) -> list[str]:
         """Every secret value in this config, for log redaction."""
         secrets = [s.db.password for s in self.sites.values() if s.db and s.db.password]
+        secrets += [self.auth.password] if self.auth.password else []
         return secrets + ([self.admin.token] if self.admin else [])
 
 
@@ -460,13 +498,89 @@ def _logging(root: _Table) -> LoggingConfig:
     return LoggingConfig(fmt, level)
 
 
+def _network(problems: list[str]) -> Callable[[Any, str], Network | None]:
+    def read(value: Any, where: str) -> Network | None:
+        try:
+            return ipaddress.ip_network(value, strict=False)
+        except (TypeError, ValueError):
+            problems.append(f"{where}: {value!r} is not an address or CIDR network")
+            return None
+
+    return read
+
+
+def _allow(t: _Table) -> tuple[Network, ...]:
+    return t.items("allow", _network(t.problems))
+
+
 def _http(root: _Table) -> HttpConfig:
     t = root.table("http")
     if t is None:
         return HttpConfig(())
-    listen = _listeners(t, Listen("127.0.0.1", 8080))
+    config = HttpConfig(_listeners(t, Listen("127.0.0.1", 8080)), _allow(t))
     t.finish()
-    return HttpConfig(listen)
+    return config
+
+
+def _readable(t: _Table, key: str, base: Path, value: Any) -> Path:
+    path = _resolve(base, value) if isinstance(value, str) and value else Path()
+    if isinstance(value, str) and value and not (path.is_file() and os.access(path, os.R_OK)):
+        t.problems.append(f"{t.key(key)}: {str(path)!r} is not a readable file")
+    return path
+
+
+def _https(root: _Table, base: Path) -> HttpsConfig | None:
+    t = root.table("https", required=False)
+    if t is None:
+        return None
+    listen = _listeners(t, Listen("127.0.0.1", 8443))
+    certificate = _readable(t, "certificate", base, t.text("certificate"))
+    key = _readable(t, "private_key", base, t.text("private_key"))
+    cas = tuple(
+        _readable(t, f"client_ca[{i}]", base, name)
+        for i, name in enumerate(t.items("client_ca", _string_item(t.problems)))
+    )
+    mode = t.text("client_certificate", "require" if cas else "off", ("off", "optional", "require"))
+    if mode != "off" and not cas:
+        t.problem("client_certificate", "needs client_ca: the CAs that issue phones' certificates")
+    bind = t.get("bind_mac", bool, bool(cas))
+    if bind and not cas:
+        t.problem("bind_mac", "needs client_ca: only a verified certificate names a device")
+    config = HttpsConfig(listen, certificate, key, cas, mode or "off", bool(bind), _allow(t))
+    t.finish()
+    return config
+
+
+def _auth(root: _Table, base: Path) -> AuthConfig:
+    t = root.table("auth", required=False) or _Table({}, "auth", root.problems)
+    mode = t.text("mode", "off", ("off", "digest"))
+    user = t.text("user", None)
+    password = _read_secret(t, base) if user is not None else ""
+    if user is None and ("password" in t.data or "password_file" in t.data):
+        t.problem("user", "missing (the password belongs to a user)")
+    config = AuthConfig(
+        mode or "off",
+        t.get("basic_over_tls", bool, False),
+        user,
+        password,
+        t.number("nonce_lifetime", 300.0, 10, 86400) or 300.0,
+    )
+    t.finish()
+    return config
+
+
+def _security(root: _Table) -> SecurityConfig:
+    t = root.table("security", required=False) or _Table({}, "security", root.problems)
+    config = SecurityConfig(
+        bad_answer_burst=t.integer("bad_answer_burst", 20, 1, 100_000),
+        bad_answer_rate=t.number("bad_answer_rate", 0.1, 0.0001, 10_000) or 0.1,
+        header_timeout=t.number("header_timeout", 10.0, 0.5, 300) or 10.0,
+        max_connections=t.integer("max_connections", 10_000, 1, 1_000_000),
+        max_connections_per_source=t.integer("max_connections_per_source", 64, 1, 100_000),
+        max_tftp_per_source=t.integer("max_tftp_per_source", 8, 1, 100_000),
+    )
+    t.finish()
+    return config
 
 
 def _tftp(root: _Table) -> TftpConfig | None:
@@ -481,6 +595,7 @@ def _tftp(root: _Table) -> TftpConfig | None:
         timeout=float(timeout or 1.0),
         retries=t.integer("retries", 5, 1, 20),
         max_transfers=t.integer("max_transfers", 1000, 1, 100_000),
+        allow=_allow(t),
     )
     t.finish()
     return config
@@ -542,8 +657,9 @@ def _admin(root: _Table, base: Path, http: HttpConfig) -> AdminConfig | None:
         t.problem("token", "must be at least 16 characters")
     for address in set(listen) & set(http.listen):
         t.problem("listen", f"{address} is a phones' listener: the admin API needs its own")
+    allow = _allow(t)
     t.finish()
-    return AdminConfig(listen, token or "")
+    return AdminConfig(listen, token or "", allow)
 
 
 def parse(data: Mapping[str, Any], path: Path) -> Config:
@@ -557,11 +673,14 @@ def parse(data: Mapping[str, Any], path: Path) -> Config:
         path=path,
         provisioning=_provisioning(root),
         http=http,
+        https=_https(root, base),
         tftp=_tftp(root),
         templates=_templates(root, base),
         inventory=_inventory(root, base),
         logging=_logging(root),
         failover=_failover(root, sites),
+        auth=_auth(root, base),
+        security=_security(root),
         monitor=_monitor(root),
         admin=_admin(root, base, http),
         sites=sites,

@@ -20,6 +20,7 @@ class XprovCollector:
 
     def collect(self) -> Iterator[Metric]:
         yield from self._requests()
+        yield from self._security()
         yield from self._render()
         yield from self._tftp()
         yield from self._monitor()
@@ -35,6 +36,21 @@ class XprovCollector:
         for labels, count in sorted(self.service.observer.requests.items()):
             family.add_metric(list(labels), count)
         yield family
+
+    def _security(self) -> Iterator[Metric]:
+        charged = CounterMetricFamily(
+            "xprov_bad_answers",
+            "Unknown devices and failed logins charged to their source",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self.service.guard.charged.items()):
+            charged.add_metric([reason], count)
+        yield charged
+        yield GaugeMetricFamily(
+            "xprov_bad_answer_sources",
+            "Sources with a recent bad answer (the limiter's memory)",
+            value=len(self.service.guard.limiter),
+        )
 
     def _render(self) -> Iterator[Metric]:
         provisioner = self.service.provisioner

@@ -1,5 +1,5 @@
 """What every transport reports about each answer: counted for metrics, recorded for
-convergence, and logged when an operator needs to know (unknown devices, render failures).
+convergence, and logged when an operator needs to know (render failures).
 Cheap on the hot path: a counter increment and a dict update per request."""
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ class Observer:
             self.convergence.fetched(outcome.phone.mac, outcome.selection_generation, self.clock())
 
     def refused(self, outcome: NotFound | Failed, transport: str, client: str) -> None:
+        """Counted; a render failure logged. An unknown device is the transport's to report:
+        it is a security event, charged to the source."""
         request = outcome.request
         vendor, kind = (request.vendor, request.kind) if request else ("", "")
         if isinstance(outcome, Failed):
@@ -50,12 +52,3 @@ class Observer:
             )
             return
         self.requests[(transport, vendor, kind, "not_found")] += 1
-        if request is not None:
-            log.info(
-                "unknown_device",
-                transport=transport,
-                client=client,
-                file=request.name,
-                mac=request.mac,
-                reason=outcome.reason,
-            )

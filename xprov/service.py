@@ -8,11 +8,12 @@ leaves the running state untouched.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
+import os
 import signal
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,11 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from xprov import __version__, config, logs, metrics
+from xprov.auth import Credentials, DigestAuth
+from xprov.guard import Guard
 from xprov.inventory import Inventory, InventoryError, mysql_source
 from xprov.inventory.file_source import load_file
 from xprov.lag import LagMeter
@@ -31,6 +35,7 @@ from xprov.monitor.mysql import daemon_pool
 from xprov.monitor.probe import error_detail
 from xprov.observe import Observer
 from xprov.provisioning import Inputs, Provisioner
+from xprov.ratelimit import BadAnswerLimiter
 from xprov.render import TemplateProblems, Templates
 from xprov.selection import ActiveSites, Selection
 from xprov.servers import admin, http
@@ -113,8 +118,14 @@ def build(
     if problems or templates is None or inventory is None:
         raise BuildError(problems)
     inputs = Inputs(cfg, generation, templates, inventory)
-    secrets = logs.Redactor.prepare(itertools.chain(cfg.secrets(), inventory.secrets()))
+    secrets = redaction(cfg, inventory)
     return Built(inputs, secrets, report)
+
+
+def redaction(cfg: config.Config, inventory: Inventory) -> dict[int, frozenset[str]]:
+    """Every secret of a config and an inventory, prepared for the log redactor (slow for
+    100,000 phones: done off the reactor)."""
+    return logs.Redactor.prepare(itertools.chain(cfg.secrets(), inventory.secrets()))
 
 
 def load(path: str | Path) -> Inputs:
@@ -136,14 +147,7 @@ def _report_fields(report: mysql_source.LoadReport | None) -> dict[str, Any]:
 class Service:
     """One xprov process: the provisioning core, its listeners, the monitor, reloads."""
 
-    def __init__(self, built: Built | Inputs, reactor: Any) -> None:
-        if isinstance(built, Inputs):
-            built = Built(
-                built,
-                logs.Redactor.prepare(
-                    itertools.chain(built.config.secrets(), built.inventory.secrets())
-                ),
-            )
+    def __init__(self, built: Built, reactor: Any) -> None:
         inputs = built.inputs
         self.reactor = reactor
         self.started = time.time()
@@ -154,7 +158,6 @@ class Service:
         self.observer = Observer(reactor.seconds)
         self.active.subscribe(self._switched)
         self.config_loaded_at = time.time()
-        self.tftp = self._tftp_server(cfg)
         self.pool = probe_pool(cfg)
         self.builder = daemon_pool("xprov-builder", 1)  # reloads and inventory refreshes
         self.monitor = self._monitor(cfg)
@@ -166,8 +169,12 @@ class Service:
             self.reload,
             self.metrics,
         )
-        self.web = http.site(self.provisioner, self.observer)
-        self.ports: dict[tuple[str, config.Listen], IListeningPort] = {}
+        self._nonce_secret = os.urandom(32)
+        self.guard = self._guard(cfg)
+        self.tftp = self._tftp_server(cfg)
+        self.web = self._site(cfg, tls=False)
+        self.secure_web = self._site(cfg, tls=True)
+        self.ports: dict[tuple[str, config.Listen, Any], IListeningPort] = {}
         self.refresher: LoopingCall | None = None
         self._refreshing = False
         self.lag = LagMeter(reactor)
@@ -216,24 +223,64 @@ class Service:
         for port in ports.values():
             port.stopListening()
 
-    def _wanted(self, cfg: config.Config) -> dict[tuple[str, config.Listen], Any]:
-        wanted: dict[tuple[str, config.Listen], Any] = {
-            ("http", x): self.web for x in cfg.http.listen
+    def _guard(self, cfg: config.Config, limiter: BadAnswerLimiter | None = None) -> Guard:
+        security = cfg.security
+        if limiter is None or (limiter.burst, limiter.per_second) != (
+            security.bad_answer_burst,
+            security.bad_answer_rate,
+        ):
+            limiter = BadAnswerLimiter(security.bad_answer_burst, security.bad_answer_rate)
+        auth = cfg.auth
+        digest = (
+            DigestAuth(self._nonce_secret, auth.nonce_lifetime) if auth.mode == "digest" else None
+        )
+        default = Credentials(auth.user, auth.password) if auth.user else None
+        return Guard(
+            limiter, digest, auth.basic_over_tls, default, bool(cfg.https and cfg.https.bind_mac)
+        )
+
+    def _site(self, cfg: config.Config, tls: bool) -> http.PhoneSite:
+        allow = (cfg.https.allow if cfg.https else ()) if tls else cfg.http.allow
+        security = cfg.security
+        files = http.PhoneFiles(self.provisioner, self.observer, self.guard, tls=tls)
+        return http.site(
+            files,
+            security.header_timeout,
+            allow,
+            security.max_connections,
+            security.max_connections_per_source,
+        )
+
+    def _wanted(self, cfg: config.Config) -> dict[tuple[str, config.Listen, Any], Any]:
+        """Every listener the config asks for: (kind, address, what it depends on) ->
+        its factory. A listener whose key changes is closed and opened again."""
+        wanted: dict[tuple[str, config.Listen, Any], Any] = {
+            ("http", x, None): self.web for x in cfg.http.listen
         }
+        if cfg.https is not None:
+            secure = TLSMemoryBIOFactory(http.tls_options(cfg.https), False, self.secure_web)
+            wanted.update({("https", x, cfg.https): secure for x in cfg.https.listen})
         if cfg.tftp is not None:
-            wanted.update({("tftp", x): None for x in cfg.tftp.listen})
+            wanted.update({("tftp", x, None): None for x in cfg.tftp.listen})
         if cfg.admin is not None:
-            api = admin.site(self.admin_api)
-            wanted.update({("admin", x): api for x in cfg.admin.listen})
+            api = admin.site(self.admin_api, cfg.admin.allow)
+            wanted.update({("admin", x, None): api for x in cfg.admin.listen})
         return wanted
 
-    def _bind(self, wanted: dict[tuple[str, config.Listen], Any]) -> list[tuple[str, Any]]:
-        """Open the listeners in `wanted` that are not open yet; all or none."""
-        opened = []
+    def _bind(self, wanted: dict[tuple[str, config.Listen, Any], Any]) -> None:
+        """Open the listeners in `wanted` that are not open yet, all or none; close the
+        others. A listener moving to an address another one leaves is closed first."""
+        gone = [key for key in self.ports if key not in wanted]
+        taking = {key[1] for key in wanted if key not in self.ports}
+        first = [key for key in gone if key[1] in taking]
+        for key in first:
+            self.ports[key].stopListening()
+        opened: list[tuple[tuple[str, config.Listen, Any], Any]] = []
         try:
-            for (kind, address), factory in wanted.items():
-                if (kind, address) in self.ports:
+            for key, factory in wanted.items():
+                if key in self.ports and key not in first:
                     continue
+                kind, address, _ = key
                 if kind == "tftp":
                     assert self.tftp is not None
                     port = self.tftp.listen(address)
@@ -241,17 +288,23 @@ class Service:
                     port = self.reactor.listenTCP(
                         address.port, factory, backlog=BACKLOG, interface=address.host
                     )
-                opened.append(((kind, address), port))
+                opened.append((key, port))
         except Exception:
             for _, port in opened:
                 port.stopListening()
+            for key in first:  # best effort: the old listener back on its address
+                with contextlib.suppress(Exception):
+                    self.ports[key].startListening()
             raise
+        for key in gone:
+            port = self.ports.pop(key)
+            if key not in first:
+                port.stopListening()
         self.ports.update(opened)
-        return opened
 
     def _listening(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
-        for kind, address in self.ports:
+        for kind, address, _ in self.ports:
             out.setdefault(kind, []).append(str(address))
         return out
 
@@ -259,7 +312,14 @@ class Service:
         if cfg.tftp is None:
             return None
         return TftpServer(
-            self.provisioner, _limits(cfg), cfg.tftp.max_transfers, self.reactor, self.observer
+            self.provisioner,
+            _limits(cfg),
+            cfg.tftp.max_transfers,
+            self.reactor,
+            self.observer,
+            self.guard,
+            cfg.tftp.allow,
+            cfg.security.max_tftp_per_source,
         )
 
     def _monitor(self, cfg: config.Config) -> Monitor | None:
@@ -290,15 +350,22 @@ class Service:
         inputs, cfg = built.inputs, built.inputs.config
         if self.tftp is None and cfg.tftp is not None:
             self.tftp = self._tftp_server(cfg)
-        wanted = self._wanted(cfg)
+        guard = self._guard(cfg, self.guard.limiter)
         try:
-            self._bind(wanted)
+            self._bind(self._wanted(cfg))
         except Exception as exc:
             return self._reload_failed(exc)
-        for key in [k for k in self.ports if k not in wanted]:
-            self.ports.pop(key).stopListening()
+        self.guard.__dict__.update(guard.__dict__)  # the limiter's budgets carry over
+        for web, allow in (
+            (self.web, cfg.http.allow),
+            (self.secure_web, cfg.https.allow if cfg.https else ()),
+        ):
+            web.allow, web.header_timeout = tuple(allow), cfg.security.header_timeout
+            web.max_connections = cfg.security.max_connections
+            web.per_source = cfg.security.max_connections_per_source
         if self.tftp is not None and cfg.tftp is not None:
             self.tftp.limits, self.tftp.max_transfers = _limits(cfg), cfg.tftp.max_transfers
+            self.tftp.allow, self.tftp.per_source = cfg.tftp.allow, cfg.security.max_tftp_per_source
         self.active.reconfigure(cfg.sites, cfg.failover.primary)
         self.provisioner.inputs = inputs
         logs.REDACTOR.install(built.secrets)
@@ -360,10 +427,7 @@ class Service:
             inventory, report = load_inventory(
                 current.config, generation, [site], current.inventory
             )
-            secrets = logs.Redactor.prepare(
-                itertools.chain(current.config.secrets(), inventory.secrets())
-            )
-            return inventory, report, secrets
+            return inventory, report, redaction(current.config, inventory)
 
         def swap(result: tuple[Inventory, Any, dict[int, frozenset[str]]]) -> bool:
             inventory, report, secrets = result
@@ -443,7 +507,3 @@ class Service:
 def _limits(cfg: config.Config) -> Limits:
     assert cfg.tftp is not None
     return Limits(cfg.tftp.max_blksize, cfg.tftp.max_windowsize, cfg.tftp.timeout, cfg.tftp.retries)
-
-
-def secrets_of(inputs: Inputs) -> Iterable[str]:
-    return itertools.chain(inputs.config.secrets(), inputs.inventory.secrets())

@@ -133,11 +133,20 @@ def loss_run(minutes: float, tmp: Path) -> dict[str, Any]:
                 text=True,
                 timeout=30,
             ).stdout
-            failed = sum(
-                float(line.rsplit(" ", 1)[1])
-                for line in metrics.splitlines()
-                if line.startswith('xprov_probe_results_total{result="failed"')
-            )
+            failed = {}
+            for line in metrics.splitlines():
+                if line.startswith('xprov_probe_results_total{result="failed"'):
+                    labels, value = line.rsplit(" ", 1)
+                    target = "{service}@{site}".format(
+                        **dict(
+                            part.split("=")
+                            for part in labels[labels.index("{") + 1 : -1]
+                            .replace('"', "")
+                            .split(",")
+                            if not part.startswith("result")
+                        )
+                    )
+                    failed[target] = int(float(value))
             probes = sum(
                 float(line.rsplit(" ", 1)[1])
                 for line in metrics.splitlines()
@@ -145,11 +154,13 @@ def loss_run(minutes: float, tmp: Path) -> dict[str, Any]:
             )
             return {
                 "minutes": minutes,
-                "switches": len(world.events("switch")),
+                "switches": [
+                    f"{e['service']} {e['before']}->{e['after']}" for e in world.events("switch")
+                ],
                 "target_state_changes": len(world.events("target_state")) - 6,
                 "packets_dropped": namespace.dropped(),
                 "probes": int(probes),
-                "failed_probes": int(failed),
+                "failed_probes": failed,
                 "still_failing_now": failures,
                 "phone_requests": result["requests"],
                 "phone_errors": result["errors"],
@@ -203,9 +214,11 @@ def main() -> int:
             loss = loss_run(args.loss_minutes, tmp)
             results["loss"] = loss
             print(
-                f"5% of probe packets dropped for {loss['minutes']} min: {loss['switches']} "
-                f"switches, {loss['target_state_changes']} target state changes, "
-                f"{loss['failed_probes']} of {loss['probes']} probes failed "
+                f"5% of probe packets dropped for {loss['minutes']} min: "
+                f"{len(loss['switches'])} switches {loss['switches'] or ''}, "
+                f"{loss['target_state_changes']} target state changes, "
+                f"{sum(loss['failed_probes'].values())} of {loss['probes']} probes failed "
+                f"{loss['failed_probes']} "
                 f"({loss['packets_dropped']} packets dropped); phones: "
                 f"{loss['phone_requests']} requests, errors {loss['phone_errors'] or 0}",
                 flush=True,

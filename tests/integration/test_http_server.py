@@ -112,7 +112,8 @@ def test_healthz(server) -> None:
 def test_other_methods_are_refused(server) -> None:
     _, base = server
     assert curl(f"{base}/{YEALINK_T46G}.cfg", "-X", "POST", "--data", "x")[0] == 405
-    assert curl(f"{base}/{YEALINK_T46G}.cfg", "-X", "PUT", "--data", "x")[0] == 501
+    assert curl(f"{base}/{YEALINK_T46G}.cfg", "-X", "PUT", "--data", "x")[0] == 405
+    assert curl(f"{base}/{YEALINK_T46G}.cfg", "-X", "BREW")[0] == 405
 
 
 def test_logs_are_json_lines_without_secrets(server) -> None:
@@ -121,7 +122,13 @@ def test_logs_are_json_lines_without_secrets(server) -> None:
     lines = proc.log().splitlines()
     events = [json.loads(line) for line in lines]
     assert any(e["event"] == "started" for e in events)
-    assert any(e["event"] == "unknown_device" and e["mac"] == "ffffffffffff" for e in events)
+    assert any(
+        e["event"] == "security"
+        and e["mac"] == "ffffffffffff"
+        and e["reason"] == "unknown device"
+        and e["client"] == "127.0.0.1"
+        for e in events
+    )
     for password in SAMPLE_PASSWORDS:
         assert password not in proc.log()
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.certs import authority
 from tests.helpers import XPROV, site_config
-from tests.peers import Coturn, Kamailio, SilentListener, free_udp_tcp_port, self_signed
+from tests.peers import Coturn, Kamailio, SilentListener, free_udp_tcp_port
 
 TIMEOUT = 1.0
 SLACK = 0.3  # process and scheduling noise on a loaded 2-core machine
@@ -33,7 +34,7 @@ def sip(peer: Kamailio, transport: str = "udp", **extra) -> dict:
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
-    return self_signed(tmp_path_factory.mktemp("cert"))
+    return authority(tmp_path_factory.mktemp("cert"), "sip.test", "DNS:sip.test")
 
 
 @pytest.fixture
@@ -95,7 +96,8 @@ def test_everything_up(tmp_path, kamailio, backup, coturn, mariadb) -> None:
     assert rows["stun@chicago"]["ok"] and rows["stun@chicago"]["detail"].startswith(
         "mapped 127.0.0.1:"
     )
-    assert rows["db@chicago"]["ok"] and rows["db@chicago"]["detail"] == "SELECT 1 ok, read_only=0"
+    assert rows["db@chicago"]["ok"]
+    assert rows["db@chicago"]["detail"] == "SELECT 1 ok, read_only=0 (new connection)"
     for row in rows.values():
         within_deadline(row)
 
@@ -252,3 +254,34 @@ def test_database_stopped_then_killed(tmp_path, backup, mariadb) -> None:
         mariadb.start()  # the session's other tests need it
     _, rows = probe(tmp_path, sites)
     assert rows["db@chicago"]["ok"]
+
+
+def test_database_probe_keeps_its_connection(tmp_path, mariadb) -> None:
+    from tests.inventory_db import db_service
+    from xprov.monitor.mysql import DatabaseProbe
+
+    probe = DatabaseProbe(db_service(mariadb), TIMEOUT, fresh_every=4)
+    assert probe.check() == (True, "SELECT 1 ok, read_only=0 (new connection)")
+    kept = probe.connection
+    assert probe.check() == (True, "SELECT 1 ok, read_only=0")
+    assert probe.check() == (True, "SELECT 1 ok, read_only=0")
+    assert probe.connection is kept
+    assert probe.check()[1].endswith("(new connection)")  # every fresh_every-th round
+    assert probe.connection is not kept
+    mariadb.pause()
+    try:
+        ok, detail = probe.check()  # the kept connection times out
+    finally:
+        mariadb.resume()
+    assert not ok and "timed out" in detail and probe.connection is None
+    assert probe.check()[1].endswith("(new connection)")
+    mariadb.kill()
+    try:
+        ok, detail = probe.check()
+        assert not ok and probe.connection is None
+        ok, detail = probe.check()
+        assert not ok and "Connection refused" in detail
+    finally:
+        mariadb.start()
+    assert probe.check()[0]
+    probe.close()

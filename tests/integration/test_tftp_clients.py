@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import tftpy
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
+from tests.fuzzing import TFTP_OPCODES, mutations_of
 from tests.helpers import FILES, SPA942, YEALINK_T46G, XprovProcess, free_port, sample_config
 from xprov.tftp import codec
 
@@ -175,19 +175,7 @@ def test_write_is_refused(server, tmp_path: Path) -> None:
 
 
 VALID = codec.rrq(f"{SPA942}.xml", {"blksize": "1024", "tsize": "0"})
-DATAGRAMS = st.one_of(
-    st.binary(max_size=700),
-    st.builds(
-        lambda i, b: VALID[:i] + bytes([b]) + VALID[i + 1 :],
-        st.integers(0, len(VALID) - 1),
-        st.integers(0, 255),
-    ),
-    st.builds(
-        lambda op, rest: op + rest,
-        st.sampled_from([bytes([0, n]) for n in range(8)]),
-        st.binary(max_size=100),
-    ),
-)
+DATAGRAMS = mutations_of(VALID, TFTP_OPCODES, 700)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
+from tests.fuzzing import TFTP_OPCODES, mutations_of
 from tests.helpers import SPA942, YEALINK_T46G, copy_templates, sample_config
 from xprov.provisioning import Provisioner, Served
 from xprov.selection import ActiveSites
@@ -190,6 +191,47 @@ def test_busy_beyond_max_transfers(provisioner) -> None:
     assert tftp.active == 2 and tftp.stats.busy == 1
 
 
+def test_per_source_cap_and_allow_list(provisioner) -> None:
+    import ipaddress
+
+    reactor = FakeReactor()
+    tftp = TftpServer(
+        provisioner,
+        Limits(),
+        100,
+        reactor,
+        per_source=2,
+        allow=[ipaddress.ip_network("127.0.0.0/30")],
+    )
+    listener = tftp.listen(_listen())
+    for port in (1, 2, 3):
+        listener.deliver(codec.rrq(f"{YEALINK_T46G}.cfg"), ("127.0.0.1", port))
+    listener.deliver(codec.rrq(f"{YEALINK_T46G}.cfg"), ("127.0.0.2", 9))
+    listener.deliver(codec.rrq(f"{YEALINK_T46G}.cfg"), ("127.0.0.9", 9))  # not allowed: silence
+    sent = reactor.take()
+    assert [p for _, addr, p in sent if addr == ("127.0.0.1", 3)] == [
+        codec.Error(0, "Server busy, try later")
+    ]
+    assert not [p for _, addr, p in sent if addr[0] == "127.0.0.9"]
+    assert tftp.active == 3
+
+
+def test_blocked_source_gets_no_answer(provisioner) -> None:
+    from xprov.guard import Guard
+    from xprov.ratelimit import BadAnswerLimiter
+
+    reactor = FakeReactor()
+    guard = Guard(BadAnswerLimiter(2, 0.001), None, False, None, False)
+    tftp = TftpServer(provisioner, Limits(), 100, reactor, guard=guard)
+    listener = tftp.listen(_listen())
+    for i in range(5):
+        listener.deliver(codec.rrq(f"0015650000{i:02x}.cfg"), CLIENT)
+    answers = [p for _, _, p in reactor.take()]
+    assert answers == [codec.Error(1, "File not found")] * 2  # then silence
+    listener.deliver(codec.rrq(f"{YEALINK_T46G}.cfg"), CLIENT)
+    assert reactor.take() == []
+
+
 def test_repeated_request_does_not_start_a_second_transfer(server) -> None:
     tftp, reactor, listener = server
     request = codec.rrq(f"{YEALINK_T46G}.cfg", {"blksize": "1024"})
@@ -260,22 +302,7 @@ VALID = codec.rrq(f"{YEALINK_T46G}.cfg", {"blksize": "1024", "tsize": "0", "wind
 
 
 def mutations():
-    return st.one_of(
-        st.binary(max_size=600),
-        st.builds(
-            lambda i, b: VALID[:i] + bytes([b]) + VALID[i + 1 :],
-            st.integers(0, len(VALID) - 1),
-            st.integers(0, 255),
-        ),
-        st.builds(lambda i: VALID[:i], st.integers(0, len(VALID))),
-        st.builds(
-            lambda op, rest: op + rest,
-            st.sampled_from(
-                [b"\x00\x01", b"\x00\x02", b"\x00\x03", b"\x00\x04", b"\x00\x05", b"\x00\x06"]
-            ),
-            st.binary(max_size=80),
-        ),
-    )
+    return mutations_of(VALID, TFTP_OPCODES, 600)
 
 
 @settings(

@@ -24,7 +24,8 @@ from xprov.inventory.snapshot import BadRecord, Inventory, Record, phone_from_re
 from xprov.mac import normalize_mac
 
 QUERY = (
-    "SELECT p.mac, p.vendor, p.model, p.grp, p.vars, l.number, l.sip_user, l.auth_user,"
+    "SELECT p.mac, p.vendor, p.model, p.grp, p.vars, p.http_user, p.http_password,"
+    " l.number, l.sip_user, l.auth_user,"
     " l.password, l.display_name, l.label"
     " FROM phones p LEFT JOIN phone_lines l ON l.mac = p.mac"
     " ORDER BY p.mac, l.number"
@@ -95,15 +96,32 @@ def _rows(db: DbService, timeout: float) -> Iterator[tuple[Any, ...]]:
 def _records(rows: Iterator[tuple[Any, ...]]) -> Iterator[dict[str, Any]]:
     """Group the joined rows (ordered by MAC) into one record per phone."""
     record: dict[str, Any] | None = None
-    for mac, vendor, model, group, variables, number, user, auth, password, name, label in rows:
+    for (
+        mac,
+        vendor,
+        model,
+        group,
+        variables,
+        http_user,
+        http_password,
+        number,
+        user,
+        auth,
+        password,
+        name,
+        label,
+    ) in rows:
         if record is None or record["mac"] != mac:
             if record is not None:
                 yield record
             record = {"mac": mac, "vendor": vendor, "model": model, "lines": []}
-            if group is not None:
-                record["group"] = group
-            if variables is not None:
-                record["vars"] = variables
+            optional = {
+                "group": group,
+                "vars": variables,
+                "http_user": http_user,
+                "http_password": http_password,
+            }
+            record.update({k: v for k, v in optional.items() if v is not None})
         if number is not None:
             line = {
                 "number": number,

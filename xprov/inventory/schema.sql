@@ -7,12 +7,16 @@
 --   model    e.g. 'T46G', 'SPA504G'
 --   grp      the operator's grouping (a customer, a site); templates see it as phone.group
 --   vars     a JSON object of extra template variables for this phone, or NULL
+--   http_user, http_password
+--            the phone's own credentials for its files (HTTP Digest), or NULL; unique
 CREATE TABLE IF NOT EXISTS phones (
-  mac     VARCHAR(17)  NOT NULL PRIMARY KEY,
-  vendor  VARCHAR(16)  NOT NULL,
-  model   VARCHAR(32)  NOT NULL,
-  grp     VARCHAR(64)  NULL,
-  vars    TEXT         NULL
+  mac            VARCHAR(17)   NOT NULL PRIMARY KEY,
+  vendor         VARCHAR(16)   NOT NULL,
+  model          VARCHAR(32)   NOT NULL,
+  grp            VARCHAR(64)   NULL,
+  vars           TEXT          NULL,
+  http_user      VARCHAR(64)   NULL UNIQUE,
+  http_password  VARCHAR(128)  NULL
 ) DEFAULT CHARSET = utf8mb4;
 
 -- phone_lines: the SIP accounts of a device, one row per line.

@@ -6,6 +6,7 @@ phone is accepted or refused for the same reasons wherever it comes from.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from xprov.auth import Credentials
 from xprov.mac import normalize_mac
 from xprov.vendors import VENDOR_NAMES
 
@@ -53,35 +55,34 @@ class Phone(NamedTuple):
     lines: tuple[Line, ...]
     vars: tuple[tuple[str, Scalar], ...]  # extra template variables, as (name, value) pairs
     group: str = ""  # the operator's grouping (a customer, a site)
+    http_user: str = ""  # the phone's own credentials for its files ("": none)
+    http_password: str = ""
 
     def __repr__(self) -> str:
         return f"Phone(mac={self.mac!r}, vendor={self.vendor!r}, model={self.model!r})"
 
     def record(self) -> Record:
-        return (
-            self.vendor,
-            self.model,
-            self.group,
-            self.vars,
-            *(field for line in self.lines for field in line),
-        )
+        head = (self.vendor, self.model, self.group, self.vars, self.http_user, self.http_password)
+        return (*head, *(field for line in self.lines for field in line))
 
     @classmethod
     def of(cls, mac: str, record: Record) -> Phone:
-        vendor, model, group, variables = record[:4]
-        lines = tuple(Line._make(record[i : i + _LINE]) for i in range(4, len(record), _LINE))
-        return cls(mac, vendor, model, lines, variables, group)
+        vendor, model, group, variables, user, password = record[:_HEAD]
+        lines = tuple(Line._make(record[i : i + _LINE]) for i in range(_HEAD, len(record), _LINE))
+        return cls(mac, vendor, model, lines, variables, group, user, password)
 
 
-# A phone as the snapshot stores it: one flat tuple (vendor, model, group, vars, then six
-# fields per line: number, user, auth_user, password, display_name, label). Flat, because
+# A phone as the snapshot stores it: one flat tuple (vendor, model, group, vars, http_user,
+# http_password, then six fields per line: number, user, auth_user, password, display_name,
+# label). Flat, because
 # a tuple per line cost 23 MB per 100,000 phones. Exact tuples of strings and numbers,
 # because the garbage collector stops tracking those once it has seen them: 100,000 phones
 # then never lengthen a collection (a full collection over 100,000 slotted objects took
 # 190 ms, a stall every request would have waited out). Phone and Line are views.
 Record = tuple[Any, ...]
+_HEAD = 6
 _LINE = len(Line._fields)
-_PASSWORD = 4 + Line._fields.index("password")
+_PASSWORD = _HEAD + Line._fields.index("password")
 
 
 class _Phones(Mapping[str, Phone]):
@@ -127,7 +128,18 @@ class Inventory:
     def secrets(self) -> Iterator[str]:
         """Every SIP password, for log redaction."""
         for record in self.records.values():
+            if record[5]:
+                yield record[5]
             yield from filter(None, record[_PASSWORD::_LINE])
+
+    @functools.cached_property
+    def accounts(self) -> dict[str, tuple[Credentials, str]]:
+        """HTTP user -> (credentials, MAC of the phone), for the phones that have them."""
+        return {
+            record[4]: (Credentials(record[4], record[5]), mac)
+            for mac, record in self.records.items()
+            if record[4]
+        }
 
 
 def _text(record: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:
@@ -180,7 +192,16 @@ def _vars(value: Any) -> tuple[tuple[str, Scalar], ...]:
 
 def phone_from_record(record: Mapping[str, Any]) -> Phone:
     """Validate one phone record (mac, vendor, model, lines, vars); raise BadRecord."""
-    unknown = set(record) - {"mac", "vendor", "model", "lines", "vars", "group"}
+    unknown = set(record) - {
+        "mac",
+        "vendor",
+        "model",
+        "lines",
+        "vars",
+        "group",
+        "http_user",
+        "http_password",
+    }
     if unknown:
         raise BadRecord(f"{sorted(unknown)[0]}: unknown key")
     mac = normalize_mac(_text(record, "mac", ""))
@@ -193,6 +214,12 @@ def phone_from_record(record: Mapping[str, Any]) -> Phone:
     if not isinstance(lines_in, Sequence) or isinstance(lines_in, str):
         raise BadRecord("lines: expected a list")
     lines = tuple(_line(item, i) for i, item in enumerate(lines_in))
+    http_user, http_password = (
+        _text(record, "http_user", "", ""),
+        _text(record, "http_password", "", ""),
+    )
+    if bool(http_user) != bool(http_password):
+        raise BadRecord("http_password: give both http_user and http_password, or neither")
     numbers = [line.number for line in lines]
     if len(set(numbers)) != len(numbers):
         raise BadRecord("lines: duplicate line number")
@@ -203,4 +230,6 @@ def phone_from_record(record: Mapping[str, Any]) -> Phone:
         lines=tuple(sorted(lines, key=lambda line: line.number)),
         vars=_vars(record.get("vars")),
         group=_text(record, "group", "", ""),
+        http_user=http_user,
+        http_password=http_password,
     )

@@ -44,6 +44,7 @@ class Target:
     description: str  # what is probed, e.g. "sip udp 127.0.0.1:5060"
     probe: Probe = field(compare=False)
     spec: Hashable = None  # everything the probe depends on: same spec, same target
+    close: Callable[[], Any] = field(compare=False, default=lambda: None)  # its resources
 
     @property
     def name(self) -> str:
@@ -83,13 +84,15 @@ def build_targets(config: Config, reactor: Any, pool: ThreadPool) -> list[Target
                 )
             )
         if site.db is not None:
+            database = mysql.DatabaseProbe(site.db, timeout)
             targets.append(
                 Target(
                     "db",
                     site_name,
                     f"mysql {site.db.host}:{site.db.port}/{site.db.database}",
-                    lambda s=site.db: mysql.probe_database(s, timeout, reactor, pool),
+                    lambda d=database: mysql.probe_database(d, timeout, reactor, pool),
                     (site.db, timeout),
+                    close=lambda d=database: pool.callInThread(d.close),
                 )
             )
     return sorted(targets, key=lambda t: ("sip", "stun", "db").index(t.service))
@@ -146,16 +149,20 @@ class Monitor:
     ) -> None:
         """New targets and settings (a reload): a target whose probe did not change keeps
         its state, so a reload never resets what the monitor knows."""
-        kept = {t: self.states[t.name] for t in self.targets}
+        old = {t: t for t in self.targets}
         now = self.clock.seconds()
-        states = {}
+        states, kept = {}, []
         for target in targets:
-            state = kept.get(target) or TargetState(
-                target.name, settings.fall, settings.rise, since=now
-            )
+            # an unchanged target keeps its probe (a database's kept connection) and state
+            target = old.pop(target, target)
+            state = self.states.get(target.name) if target in self.targets else None
+            state = state or TargetState(target.name, settings.fall, settings.rise, since=now)
             state.fall, state.rise = settings.fall, settings.rise
             states[target.name] = state
-        self.targets, self.states, self.order = list(targets), states, list(order)
+            kept.append(target)
+        for gone in old.values():
+            gone.close()
+        self.targets, self.states, self.order = kept, states, list(order)
         self.settings = settings
         self.policy = Policy(settings.failback, settings.hold_down)
         sites = {(t.service, t.site) for t in self.targets}

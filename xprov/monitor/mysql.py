@@ -1,5 +1,12 @@
-"""Database probe: connect, authenticate, `SELECT 1`, optionally check `@@global.read_only`,
-quit cleanly. PyMySQL blocks, so it runs on a thread pool of its own.
+"""Database probe: authenticate, `SELECT 1` and `@@global.read_only` (checked against the
+site's expectation when it has one). PyMySQL blocks, so it runs on a thread pool of its own.
+
+ProxySQL's model: one connection is kept per database and pinged with the query every
+round (one round trip: a lost packet is retransmitted by TCP well inside the deadline),
+and every `FRESH_EVERY` rounds, or whenever the kept connection fails, a new connection is
+made, authenticated and checked. Connecting anew every second made a lost SYN (1 s before
+the kernel retries) a failed probe: with 5% of packets dropped, three in a row came often
+enough to switch a healthy database twice in ten minutes.
 
 All three PyMySQL timeouts are set: `connect_timeout` alone does not bound the handshake,
 and a server that accepts and never greets would hang the thread forever. The reactor side
@@ -21,6 +28,8 @@ from xprov.config import DbService
 from xprov.monitor.probe import Verdict, error_detail, run_probe
 from xprov.monitor.state import ProbeResult
 
+FRESH_EVERY = 30  # rounds between two checks on a new connection
+
 
 def connect(db: DbService, timeout: float) -> pymysql.connections.Connection:
     return pymysql.connect(
@@ -37,27 +46,71 @@ def connect(db: DbService, timeout: float) -> pymysql.connections.Connection:
     )
 
 
-def check(db: DbService, timeout: float) -> Verdict:
-    """The blocking check (thread pool only). Error details never hold the password."""
-    try:
-        connection = connect(db, timeout)
-    except Exception as exc:  # PyMySQL raises assorted errors on connect
-        return False, error_detail(exc)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1, @@global.read_only")
-            row = cursor.fetchone()
-    except Exception as exc:
-        return False, error_detail(exc)
-    finally:
-        with contextlib.suppress(Exception):  # COM_QUIT: a clean goodbye, if it can
-            connection.close()
+def _query(db: DbService, connection: Any) -> Verdict:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1, @@global.read_only")
+        row = cursor.fetchone()
     if not row or row[0] != 1:
         return False, "SELECT 1 returned no row"
     read_only = bool(row[1])
     if db.expect_read_only is not None and read_only != db.expect_read_only:
         return False, f"read_only is {int(read_only)}, expected {int(db.expect_read_only)}"
     return True, f"SELECT 1 ok, read_only={int(read_only)}"
+
+
+def _close(connection: Any) -> None:
+    with contextlib.suppress(Exception):  # COM_QUIT: a clean goodbye, if it can
+        connection.close()
+
+
+def check(db: DbService, timeout: float) -> Verdict:
+    """A whole check on a new connection: connect, authenticate, query, quit (blocking)."""
+    try:
+        connection = connect(db, timeout)
+    except Exception as exc:  # PyMySQL raises assorted errors on connect
+        return False, error_detail(exc)
+    try:
+        return _query(db, connection)
+    except Exception as exc:
+        return False, error_detail(exc)
+    finally:
+        _close(connection)
+
+
+class DatabaseProbe:
+    """The kept connection of one database and the checks made on it (pool threads only)."""
+
+    def __init__(self, db: DbService, timeout: float, fresh_every: int = FRESH_EVERY) -> None:
+        self.db, self.timeout, self.fresh_every = db, timeout, fresh_every
+        self.connection: Any = None
+        self.rounds = 0
+        self._busy = threading.Lock()
+
+    def check(self) -> Verdict:
+        if not self._busy.acquire(blocking=False):
+            return check(self.db, self.timeout)  # the last round is still at it
+        try:
+            self.rounds += 1
+            fresh = self.connection is None or self.rounds % self.fresh_every == 0
+            if fresh:
+                self.close()
+                try:
+                    self.connection = connect(self.db, self.timeout)
+                except Exception as exc:
+                    return False, error_detail(exc)
+            try:
+                ok, detail = _query(self.db, self.connection)
+            except Exception as exc:
+                self.close()  # broken or timed out: the next round connects anew
+                return False, error_detail(exc)
+            return ok, detail + (" (new connection)" if fresh and ok else "")
+        finally:
+            self._busy.release()
+
+    def close(self) -> None:
+        if self.connection is not None:
+            _close(self.connection)
+            self.connection = None
 
 
 def daemon_pool(name: str, size: int) -> ThreadPool:
@@ -71,10 +124,10 @@ def daemon_pool(name: str, size: int) -> ThreadPool:
 
 
 def probe_database(
-    db: DbService, timeout: float, reactor: Any, pool: ThreadPool
+    database: DatabaseProbe, timeout: float, reactor: Any, pool: ThreadPool
 ) -> Deferred[ProbeResult]:
     def attempt(done: Any) -> Any:
-        running = deferToThreadPool(reactor, pool, check, db, timeout)
+        running = deferToThreadPool(reactor, pool, database.check)
         running.addCallbacks(
             lambda result: done.called or done.callback(result),
             lambda reason: done.called or done.callback((False, error_detail(reason))),

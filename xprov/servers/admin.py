@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -16,6 +16,8 @@ from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
+from xprov.config import Network
+from xprov.guard import allowed
 from xprov.logs import get_logger
 from xprov.monitor import ManualChoiceError, Monitor
 
@@ -113,10 +115,18 @@ def _json(request: Request, code: int, body: Any) -> bytes:
 class AdminSite(Site):
     displayTracebacks = False
     noisy = False
+    allow: tuple[Network, ...] = ()
+
+    def buildProtocol(self, addr: Any) -> Any:
+        if not allowed(getattr(addr, "host", "?"), self.allow):
+            return None  # closed at once
+        return super().buildProtocol(addr)
 
     def log(self, request: Request) -> None:
         pass
 
 
-def site(api: AdminApi) -> AdminSite:
-    return AdminSite(api, timeout=30)
+def site(api: AdminApi, allow: Sequence[Network] = ()) -> AdminSite:
+    admin = AdminSite(api, timeout=30)
+    admin.allow = tuple(allow)
+    return admin

@@ -7,16 +7,19 @@ peer's transfer id and feeds a `ReadTransfer`; it is closed when the transfer en
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import DatagramProtocol
 
-from xprov.config import Listen
+from xprov.config import Listen, Network
+from xprov.guard import Guard, allowed
 from xprov.logs import get_logger
 from xprov.observe import Observer
 from xprov.provisioning import Failed, NotFound, Provisioner
+from xprov.servers import charge
 from xprov.tftp import codec
 from xprov.tftp.options import Limits, negotiate
 from xprov.tftp.session import ReadTransfer, Result
@@ -91,9 +94,13 @@ class TftpServer:
         max_transfers: int,
         reactor: Any,
         observer: Observer | None = None,
+        guard: Guard | None = None,
+        allow: Sequence[Network] = (),
+        per_source: int = 8,
     ) -> None:
         self.provisioner, self.limits = provisioner, limits
         self.observer = observer or Observer(reactor.seconds)
+        self.guard, self.allow, self.per_source = guard, tuple(allow), per_source
         self.max_transfers, self.reactor = max_transfers, reactor
         self.transfers: dict[Address, _TransferPort] = {}
         self.stats = TftpStats()
@@ -114,8 +121,11 @@ class TftpServer:
 
     def request(self, datagram: bytes, peer: Address, host: str, listener: Any) -> None:
         """A datagram on a listening port: a new read request, or an error answer."""
-        if peer[1] == 0:
-            return  # nobody to answer
+        if peer[1] == 0 or not allowed(peer[0], self.allow):
+            return  # nobody to answer, or nobody we answer
+        now = self.reactor.seconds()
+        if self.guard is not None and self.guard.blocked(peer[0], now):
+            return  # out of its bad-answer budget: not even an error
         try:
             packet = codec.decode(datagram)
         except codec.Malformed:
@@ -133,7 +143,7 @@ class TftpServer:
             if running.request == packet:
                 return  # the peer repeated its request: the running transfer answers it
             running.transfer.cancel()  # type: ignore[union-attr]  # a new request replaces it
-        if len(self.transfers) >= self.max_transfers:
+        if len(self.transfers) >= self.max_transfers or self._from(peer[0]) >= self.per_source:
             self.stats.busy += 1
             return self._refuse(listener, peer, codec.NOT_DEFINED, "busy")
         outcome = self.provisioner.provide(packet.filename, None)
@@ -141,9 +151,15 @@ class TftpServer:
         if isinstance(outcome, Failed):
             return self._refuse(listener, peer, codec.NOT_DEFINED, "render_failed")
         if isinstance(outcome, NotFound):
+            if self.guard is not None and outcome.request is not None:
+                charge(self.guard, peer[0], outcome.request.mac, outcome.reason, now)
             return self._refuse(listener, peer, codec.FILE_NOT_FOUND, "not_found")
         body = netascii(outcome.body) if packet.mode == "netascii" else outcome.body
         self._start(packet, peer, host, body, listener)
+
+    def _from(self, host: str) -> int:
+        """Transfers running for `host`."""
+        return sum(1 for peer in self.transfers if peer[0] == host)
 
     def _refuse(self, listener: Any, peer: Address, code: int, reason: str) -> None:
         self.stats.reject(reason)
