@@ -66,6 +66,10 @@ class Guard:
         self.default, self.bind_mac = default, bind_mac
         self.charged: Counter[str] = Counter()  # reason -> bad answers, for metrics
 
+    def protects(self, tls: bool) -> bool:
+        """Per-device files need a check here: credentials, or a certificate's MAC."""
+        return self.digest is not None or (tls and self.bind_mac)
+
     def blocked(self, source: str, now: float) -> bool:
         return self.limiter.blocked(source, now)
 

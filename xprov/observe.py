@@ -31,8 +31,8 @@ class Observer:
     def served(self, outcome: Served, transport: str) -> None:
         request = outcome.request
         self.requests[(transport, request.vendor, request.kind, "served")] += 1
-        if outcome.phone is not None:
-            self.convergence.fetched(outcome.phone.mac, outcome.selection_generation, self.clock())
+        if outcome.mac is not None:
+            self.convergence.fetched(outcome.mac, outcome.selection_generation, self.clock())
 
     def refused(self, outcome: NotFound | Failed, transport: str, client: str) -> None:
         """Counted; a render failure logged. An unknown device is the transport's to report:

@@ -32,7 +32,7 @@ class Inputs:
 class Served:
     body: bytes
     request: FileRequest
-    phone: Phone | None  # the phone that fetched, when known (file name or User-Agent hint)
+    mac: str | None  # the known phone that fetched (by file name, or User-Agent hint)
     selection_generation: int
 
     @property
@@ -69,19 +69,21 @@ class Provisioner:
         if request is None:
             return NotFound("unknown file")
         inputs, selection = self.inputs, self.active.current
-        phone = None
+        records = inputs.inventory.records
+        # The raw record is enough to check and to find the cached file; the Phone view is
+        # built only to render (a view costs more than a cache hit).
+        mac = request.mac if request.spec.per_device else request.ua_mac
+        record = records.get(mac) if mac else None  # type: ignore[arg-type]
         if request.spec.per_device:
-            phone = inputs.inventory.get(request.mac)  # type: ignore[arg-type]
-            if phone is None:
+            if record is None:
                 return NotFound("unknown device", request)
-            if phone.vendor != request.vendor:
+            if record[0] != request.vendor:
                 return NotFound("vendor mismatch", request)
-        elif request.ua_mac:
-            hint = inputs.inventory.get(request.ua_mac)
-            phone = hint if hint is not None and hint.vendor == request.vendor else None
+        elif record is not None and record[0] != request.vendor:
+            record = mac = None  # a User-Agent hint naming another vendor's phone
         # The body of a shared file must not depend on who asked, only on the file.
-        owner = phone if request.spec.per_device else None
-        model = request.model if owner is None else owner.model
+        owner = record if request.spec.per_device else None
+        model = request.model if owner is None else owner[1]
         key = (request.vendor, request.kind, request.name, model)
         generation = (
             inputs.config_generation,
@@ -91,15 +93,16 @@ class Provisioner:
         )
         body = self.cache.get(key, generation)
         if body is None:
+            phone = Phone.of(request.mac, owner) if owner is not None else None  # type: ignore[arg-type]
             try:
                 body = inputs.templates.render(
-                    request.spec.template, self._context(request, owner, model, selection)
+                    request.spec.template, self._context(request, phone, model, selection)
                 )
             except RenderError as error:
                 return Failed(request, error)
             self.renders += 1
             self.cache.put(key, generation, body)
-        return Served(body, request, phone, selection.generation)
+        return Served(body, request, mac if record is not None else None, selection.generation)
 
     def _context(
         self, request: FileRequest, phone: Phone | None, model: str | None, selection: Selection

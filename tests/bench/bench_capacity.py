@@ -38,7 +38,10 @@ def with_phones(tmp: Path, phones: int) -> tuple[Path, int]:
     http = free_port()
     config = sample_config(tmp, http_port=http, inventory=inventory_toml(phones))
     # The probes have nothing to answer them here; keep them out of the figures.
-    config.write_text(config.read_text().replace("[monitor]\n", "[monitor]\nenabled = false\n"))
+    text = config.read_text().replace("[monitor]\n", "[monitor]\nenabled = false\n")
+    # every simulated phone and wrk connection comes from 127.0.0.1
+    text = text.replace("max_connections_per_source = 64", "max_connections_per_source = 100000")
+    config.write_text(text)
     return config, http
 
 

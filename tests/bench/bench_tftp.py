@@ -115,7 +115,11 @@ def main() -> int:
             tftp_port=tftp_port,
             templates=templates,
             inventory=inventory,
-            replace={"max_transfers = 1000": "max_transfers = 4096"},
+            replace={
+                "max_transfers = 1000": "max_transfers = 4096",
+                # every load client is 127.0.0.1
+                "max_tftp_per_source = 8": "max_tftp_per_source = 4096",
+            },
         )
         root = tmp / "tftproot"
         root.mkdir(mode=0o755)

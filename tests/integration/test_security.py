@@ -152,14 +152,16 @@ private_key = "{pki.server[1]}"
 [auth]
 mode = "digest"
 basic_over_tls = true
-
-[security]
-bad_answer_burst = 20
-bad_answer_rate = 0.01
-header_timeout = 1.0
-max_connections_per_source = 16
 """
-    proc, http, https = server(tmp_path_factory.mktemp("digest"), extra)
+    proc, http, https = server(
+        tmp_path_factory.mktemp("digest"),
+        extra,
+        replace={
+            "bad_answer_rate = 0.1 ": "bad_answer_rate = 0.01 ",
+            "header_timeout = 10 ": "header_timeout = 1.0 ",
+            "max_connections_per_source = 64": "max_connections_per_source = 16",
+        },
+    )
     with proc:
         wait_for(lambda: port_open(https), 10, "https")
         yield proc, http, https
@@ -211,8 +213,9 @@ def get(port: int, path: str, source: str = "127.0.0.1") -> int:
 
 
 def test_enumeration_is_rate_limited_per_source(tmp_path) -> None:
-    extra = "\n[security]\nbad_answer_burst = 20\nbad_answer_rate = 0.01\n"
-    proc, http, _ = server(tmp_path, extra)
+    proc, http, _ = server(
+        tmp_path, "", replace={"bad_answer_rate = 0.1 ": "bad_answer_rate = 0.01 "}
+    )
     with proc:
         answers = [get(http, f"/0015{i:08x}.cfg") for i in range(0x100000, 0x100000 + 1000)]
         assert answers[:20] == [404] * 20

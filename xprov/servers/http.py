@@ -15,6 +15,7 @@ from typing import Any
 
 from cryptography import x509
 from twisted.internet import ssl
+from twisted.internet.task import LoopingCall
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
@@ -48,10 +49,12 @@ class PhoneFiles(Resource):
         self.tls, self.clock = tls, clock
 
     def render(self, request: Request) -> bytes:
-        if request.method not in (b"GET", b"HEAD"):
-            request.setHeader(b"allow", b"GET, HEAD")
-            return _empty(request, 405)  # and no page that echoes the method back
-        return super().render(request)  # type: ignore[no-any-return]
+        if request.method == b"GET":
+            return self.render_GET(request)
+        if request.method == b"HEAD":
+            return self.render_HEAD(request)
+        request.setHeader(b"allow", b"GET, HEAD")
+        return _empty(request, 405)  # and no page that echoes the method back
 
     def render_GET(self, request: Request) -> bytes:
         if request.path == b"/healthz":
@@ -67,7 +70,11 @@ class PhoneFiles(Resource):
             user_agent = agent.decode("latin-1") if agent else None
         except UnicodeDecodeError:
             return _empty(request, 404)
-        if guard is not None and (refused := self._authorize(request, path, user_agent, source)):
+        if (
+            guard is not None
+            and guard.protects(self.tls)
+            and (refused := self._authorize(request, path, user_agent, source))
+        ):
             return refused
         outcome = self.provisioner.provide(path, user_agent)
         if isinstance(outcome, Served):
@@ -119,7 +126,9 @@ class PhoneFiles(Resource):
 
 
 def _client(request: Request) -> str:
-    return getattr(request.getClientAddress(), "host", "?")
+    """The client's address, as the connection noted it (a look-up costs a syscall)."""
+    source = getattr(getattr(request, "channel", None), "source", None)
+    return source or getattr(request.getClientAddress(), "host", "?")
 
 
 def _certificate_macs(request: Request) -> set[str]:
@@ -144,43 +153,38 @@ def _empty(request: Request, code: int) -> bytes:
 
 
 class BoundedChannel(HTTPChannel):
-    """HTTP with small limits: a request head must arrive within `header_timeout` seconds of
-    the connection (or of the previous answer), a line is at most 4 KB, a head at most
-    8 KB in at most 50 headers. Phones send a few hundred bytes."""
+    """HTTP with small limits: a line is at most 4 KB, a request head at most 8 KB in at most
+    50 headers (phones send a few hundred bytes), and a head must be complete within the
+    site's `header_timeout` of the connection or of the previous answer (the site's sweep
+    enforces it: a timer per request would cost more than the request)."""
 
     maxHeaders = 50
     totalHeadersSize = 8192
     MAX_LENGTH = 4096
-    header_timeout = 10.0
+    source = "?"
+    head_since: float | None = None  # waiting for a request head since (monotonic seconds)
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        self._head_timer: Any = self.callLater(self.header_timeout, self._head_too_slow)
+        self.head_since = time.monotonic()
 
     def allHeadersReceived(self) -> None:
-        if self._head_timer is not None and self._head_timer.active():
-            self._head_timer.cancel()
+        self.head_since = None
         super().allHeadersReceived()
 
     def requestDone(self, request: Any) -> None:
         super().requestDone(request)
-        if self.transport is not None and not getattr(self, "_aborted", False):
-            self._head_timer = self.callLater(self.header_timeout, self._head_too_slow)
-
-    def _head_too_slow(self) -> None:
-        self._aborted = True
-        self.transport.abortConnection()
+        self.head_since = time.monotonic()
 
     def connectionLost(self, reason: Any) -> None:
-        if self._head_timer is not None and self._head_timer.active():
-            self._head_timer.cancel()
         super().connectionLost(reason)
         self.factory.connection_closed(self)
 
 
 class PhoneSite(Site):
     """A Site without an access log (requests are counted, not written out one by one) and
-    with bounded connections: an allow-list of sources, a cap in all and per source."""
+    with bounded connections: an allow-list of sources, a cap in all and per source, and a
+    deadline for every request head."""
 
     displayTracebacks = False
     noisy = False
@@ -198,30 +202,48 @@ class PhoneSite(Site):
         super().__init__(resource, timeout=idle_timeout)
         self.header_timeout, self.allow = header_timeout, tuple(allow)
         self.max_connections, self.per_source = max_connections, per_source
-        self.connections: Counter[str] = Counter()
+        self.connections: Counter[str] = Counter()  # per source
+        self.channels: set[BoundedChannel] = set()
+        self.sweeper = LoopingCall(self.sweep)
+
+    def startFactory(self) -> None:
+        super().startFactory()
+        if not self.sweeper.running:
+            self.sweeper.start(min(1.0, self.header_timeout / 4), now=False)
+
+    def stopFactory(self) -> None:
+        if self.sweeper.running:
+            self.sweeper.stop()
+        super().stopFactory()
+
+    def sweep(self) -> None:
+        """Cut off connections whose request head is overdue (slowloris)."""
+        late = time.monotonic() - self.header_timeout
+        for channel in [c for c in self.channels if c.head_since and c.head_since < late]:
+            channel.head_since = None
+            channel.transport.abortConnection()
 
     def buildProtocol(self, addr: Any) -> Any:
         source = getattr(addr, "host", "?")
         if not allowed(source, self.allow):
             return None  # the connection is closed at once
-        if (
-            sum(self.connections.values()) >= self.max_connections
-            or self.connections[source] >= self.per_source
+        if len(self.channels) >= self.max_connections or (
+            self.connections[source] >= self.per_source
         ):
             security.warning("security", client=source, reason="too many connections")
             return None
         channel = super().buildProtocol(addr)
-        channel.header_timeout = self.header_timeout
         channel.source = source
         self.connections[source] += 1
+        self.channels.add(channel)
         return channel
 
-    def connection_closed(self, channel: Any) -> None:
-        source = getattr(channel, "source", None)
-        if source is not None:
-            self.connections[source] -= 1
-            if self.connections[source] <= 0:
-                del self.connections[source]
+    def connection_closed(self, channel: BoundedChannel) -> None:
+        if channel in self.channels:
+            self.channels.discard(channel)
+            self.connections[channel.source] -= 1
+            if self.connections[channel.source] <= 0:
+                del self.connections[channel.source]
 
     def log(self, request: Request) -> None:
         pass
