@@ -7,9 +7,8 @@ import tomllib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import pymysql
-
 from tests.helpers import ETC
+from xprov import database
 from xprov.config import DbService
 from xprov.inventory import mysql_source
 
@@ -49,7 +48,7 @@ def synthetic(count: int, lines: int = 2) -> Iterator[dict[str, Any]]:
 
 
 def reset(server: Any) -> None:
-    connection = mysql_source.connect(db_service(server), 10)
+    connection = database.connect(db_service(server), 10)
     try:
         with connection.cursor() as cursor:
             for statement in mysql_source._statements(mysql_source.schema()):
@@ -63,15 +62,7 @@ def reset(server: Any) -> None:
 
 def insert(server: Any, phones: Iterable[dict[str, Any]], batch: int = 5000) -> int:
     """Insert phones in batches (raw rows: bad values go in as they are)."""
-    connection = pymysql.connect(
-        host=server.host,
-        port=server.port,
-        user=server.USER,
-        password=server.PASSWORD,
-        database=server.DATABASE,
-        ssl_disabled=True,
-        charset="utf8mb4",
-    )
+    connection = database.connect(db_service(server), 30)
     count = 0
     try:
         with connection.cursor() as cursor:
@@ -128,16 +119,7 @@ def insert(server: Any, phones: Iterable[dict[str, Any]], batch: int = 5000) -> 
 
 
 def execute(server: Any, sql: str, *args: Any) -> None:
-    connection = pymysql.connect(
-        host=server.host,
-        port=server.port,
-        user=server.USER,
-        password=server.PASSWORD,
-        database=server.DATABASE,
-        ssl_disabled=True,
-        charset="utf8mb4",
-        autocommit=True,
-    )
+    connection = database.connect(db_service(server), 30)
     try:
         with connection.cursor() as cursor:
             cursor.execute(sql, args or None)

@@ -21,6 +21,15 @@ from xprov.service import BuildError, Service, build, load
 DEFAULT_CONFIG = os.environ.get("XPROV_CONFIG", "/etc/xprov/xprov.toml")
 
 
+def _config(args: argparse.Namespace) -> config.Config | None:
+    """The config named by -c, or None after printing every problem with it."""
+    try:
+        return config.load(args.config)
+    except config.ConfigError as exc:
+        _print_problems(exc.problems)
+        return None
+
+
 def _print_problems(problems: list[str]) -> None:
     for problem in problems:
         print(problem, file=sys.stderr)
@@ -96,10 +105,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    try:
-        cfg = config.load(args.config)
-    except config.ConfigError as exc:
-        _print_problems(exc.problems)
+    cfg = _config(args)
+    if cfg is None:
         return 1
     from twisted.internet import task
     from twisted.internet.defer import gatherResults
@@ -154,10 +161,8 @@ def _admin_call(
 ) -> tuple[int, dict[str, Any]] | None:
     """Ask the running server's admin API: (HTTP status, JSON answer), or None after saying
     why it could not be asked."""
-    try:
-        cfg = config.load(args.config)
-    except config.ConfigError as exc:
-        _print_problems(exc.problems)
+    cfg = _config(args)
+    if cfg is None:
         return None
     if cfg.admin is None:
         print(f"{cfg.path}: no [admin] section: the server has no admin API", file=sys.stderr)
@@ -274,10 +279,8 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 
 def cmd_db_init(args: argparse.Namespace) -> int:
-    try:
-        cfg = config.load(args.config)
-    except config.ConfigError as exc:
-        _print_problems(exc.problems)
+    cfg = _config(args)
+    if cfg is None:
         return 1
     site = args.site or cfg.failover.primary
     db = cfg.sites[site].db if site in cfg.sites else None
@@ -296,10 +299,8 @@ def cmd_db_init(args: argparse.Namespace) -> int:
 
 
 def cmd_drill(args: argparse.Namespace) -> int:
-    try:
-        cfg = config.load(args.config)
-    except config.ConfigError as exc:
-        _print_problems(exc.problems)
+    cfg = _config(args)
+    if cfg is None:
         return 1
     from twisted.internet import task
 

@@ -16,9 +16,7 @@ from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
-import pymysql
-import pymysql.cursors
-
+from xprov import database
 from xprov.config import DbService
 from xprov.inventory.snapshot import BadRecord, Inventory, Record, phone_from_record
 from xprov.mac import normalize_mac
@@ -51,24 +49,8 @@ def schema() -> str:
     return resources.files("xprov.inventory").joinpath("schema.sql").read_text()
 
 
-def connect(db: DbService, timeout: float, streaming: bool = False) -> Any:
-    return pymysql.connect(
-        host=db.host,
-        port=db.port,
-        user=db.user,
-        password=db.password,
-        database=db.database,
-        connect_timeout=timeout,
-        read_timeout=timeout,
-        write_timeout=timeout,
-        ssl_disabled=not db.tls,
-        charset="utf8mb4",
-        cursorclass=pymysql.cursors.SSCursor if streaming else pymysql.cursors.Cursor,
-    )
-
-
 def create_schema(db: DbService, timeout: float) -> None:
-    connection = connect(db, timeout)
+    connection = database.connect(db, timeout)
     try:
         with connection.cursor() as cursor:
             for statement in _statements(schema()):
@@ -84,7 +66,7 @@ def _statements(sql: str) -> Iterator[str]:
 
 
 def _rows(db: DbService, timeout: float) -> Iterator[tuple[Any, ...]]:
-    connection = connect(db, timeout, streaming=True)
+    connection = database.connect(db, timeout, streaming=True)
     try:
         with connection.cursor() as cursor:
             cursor.execute(QUERY)

@@ -18,57 +18,19 @@ timeouts.
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
-import time
 from typing import Any
 
-import pymysql
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from xprov import database
 from xprov.config import DbService
 from xprov.monitor.probe import Verdict, error_detail, run_probe
 from xprov.monitor.state import ProbeResult
 
 FRESH_EVERY = 30  # rounds between two checks on a new connection
-
-
-def connect(db: DbService, timeout: float) -> pymysql.connections.Connection:
-    connection = pymysql.connect(
-        host=db.host,
-        port=db.port,
-        user=db.user,
-        password=db.password,
-        database=db.database,
-        connect_timeout=timeout,
-        read_timeout=timeout,
-        write_timeout=timeout,
-        ssl_disabled=not db.tls,
-        autocommit=True,
-        defer_connect=True,
-    )
-    connection.connect(_tcp(db.host, db.port, timeout))
-    return connection
-
-
-def _tcp(host: str, port: int, timeout: float) -> socket.socket:
-    """A TCP connection within `timeout`, sending a new SYN every third of it: the kernel
-    would wait a whole second before it resends a lost one. A refusal fails at once."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        try:
-            sock = socket.create_connection((host, port), timeout=max(0.05, min(left, timeout / 3)))
-        except ConnectionRefusedError:
-            raise
-        except OSError:
-            if deadline - time.monotonic() <= 0.05:
-                raise
-            continue
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
 
 
 def _query(db: DbService, connection: Any) -> Verdict:
@@ -91,7 +53,7 @@ def _close(connection: Any) -> None:
 def check(db: DbService, timeout: float) -> Verdict:
     """A whole check on a new connection: connect, authenticate, query, quit (blocking)."""
     try:
-        connection = connect(db, timeout)
+        connection = database.connect(db, timeout)
     except Exception as exc:  # PyMySQL raises assorted errors on connect
         return False, error_detail(exc)
     try:
@@ -120,7 +82,7 @@ class DatabaseProbe:
             if fresh:
                 self.close()
                 try:
-                    self.connection = connect(self.db, self.timeout)
+                    self.connection = database.connect(self.db, self.timeout)
                 except Exception as exc:
                     return False, error_detail(exc)
             try:

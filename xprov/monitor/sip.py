@@ -17,10 +17,10 @@ from typing import Any
 
 from twisted.internet import endpoints, ssl
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import DatagramProtocol, Protocol
+from twisted.internet.protocol import Protocol
 
 from xprov.config import SipService
-from xprov.monitor.probe import Verdict, error_detail, resolve, run_probe
+from xprov.monitor.probe import UdpExchange, Verdict, error_detail, run_probe, udp_attempt
 from xprov.monitor.state import ProbeResult
 
 DOWN_CODES = frozenset({408, 500, 503, 504})
@@ -128,57 +128,30 @@ def verdict(response: Response, down_codes: Collection[int] = DOWN_CODES) -> Ver
     return (200 <= response.status < 300 or response.status not in down_codes), detail
 
 
-class _UdpOptions(DatagramProtocol):
-    noisy = False
+class _UdpOptions(UdpExchange):
+    resend_at = RETRANSMIT_AT
 
     def __init__(
         self,
         target: SipService,
-        address: str,
         request: Request,
-        done: Deferred[Verdict],
         down_codes: Collection[int],
+        address: str,
+        port: int,
+        done: Deferred[Verdict],
         clock: Any,
     ) -> None:
-        self.target, self.address, self.request, self.done = target, address, request, done
-        self.down_codes, self.clock = down_codes, clock
-        self.timers: list[Any] = []
+        super().__init__(address, port, done, clock)
+        self.target, self.request, self.down_codes = target, request, down_codes
 
-    def startProtocol(self) -> None:
-        # connected: the kernel drops strangers' datagrams and reports ICMP unreachable
-        self.transport.connect(self.address, self.target.port)
-        local = self.transport.getHost()
-        self.message = build_options(self.target, "udp", (local.host, local.port), self.request)
-        self.transport.write(self.message)
-        self.timers = [self.clock.callLater(at, self._resend) for at in RETRANSMIT_AT]
+    def question(self, local: tuple[str, int]) -> bytes:
+        return build_options(self.target, "udp", local, self.request)
 
-    def _resend(self) -> None:
-        if not self.done.called:
-            self.transport.write(self.message)
-
-    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+    def judge(self, datagram: bytes) -> Verdict | None:
         response = parse_response(datagram)
-        if response is None or not matches(response, self.request) or self.done.called:
-            return
-        result = verdict(response, self.down_codes)
-        if result is not None:
-            self.done.callback(result)
-
-    def connectionRefused(self) -> None:
-        if not self.done.called:
-            self.done.callback((False, "ICMP port unreachable"))
-
-    def stopProtocol(self) -> None:
-        # Twisted's epoll reactor closes a connected UDP port on a pending ICMP error
-        # (EPOLLERR) without reading it: the port ends here instead of connectionRefused.
-        self.cleanup()
-        if not self.done.called:
-            self.done.callback((False, "ICMP port unreachable"))
-
-    def cleanup(self) -> None:
-        for timer in self.timers:
-            if timer.active():
-                timer.cancel()
+        if response is None or not matches(response, self.request):
+            return None
+        return verdict(response, self.down_codes)
 
 
 class _StreamOptions(Protocol):
@@ -245,27 +218,14 @@ def probe_options(
     """One OPTIONS round trip to `target` over its own transport, bounded by `timeout`."""
     request = Request.fresh()
 
-    def udp(done: Deferred[Verdict]) -> Any:
-        opened: list[tuple[_UdpOptions, Any]] = []
-
-        def start(address: str) -> None:
-            if done.called:
-                return
-            protocol = _UdpOptions(target, address, request, done, down_codes, reactor)
-            interface = "::" if ipaddress.ip_address(address).version == 6 else "0.0.0.0"
-            opened.append((protocol, reactor.listenUDP(0, protocol, interface=interface)))
-
-        resolving = resolve(target.host, reactor)
-        resolving.addCallback(start).addErrback(
-            lambda reason: done.called or done.callback((False, f"DNS: {error_detail(reason)}"))
-        )
-
-        def cleanup() -> None:
-            for protocol, port in opened:
-                protocol.cleanup()
-                port.stopListening()
-
-        return cleanup
+    udp = udp_attempt(
+        target.host,
+        target.port,
+        lambda address, port, done: _UdpOptions(
+            target, request, down_codes, address, port, done, reactor
+        ),
+        reactor,
+    )
 
     def stream(done: Deferred[Verdict]) -> Any:
         protocol = _StreamOptions(target, request, done, down_codes)

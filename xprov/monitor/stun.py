@@ -15,10 +15,9 @@ import struct
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import DatagramProtocol
 
 from xprov.config import StunService
-from xprov.monitor.probe import Verdict, error_detail, resolve, run_probe
+from xprov.monitor.probe import UdpExchange, Verdict, run_probe, udp_attempt
 from xprov.monitor.state import ProbeResult
 
 MAGIC_COOKIE = 0x2112A442
@@ -81,65 +80,25 @@ def parse_binding_response(data: bytes, transaction: bytes) -> Verdict | None:
     return False, "Binding Success without a mapped address"
 
 
-class _Binding(DatagramProtocol):
-    noisy = False
+class _Binding(UdpExchange):
+    resend_at = RETRANSMIT_AT
 
     def __init__(self, address: str, port: int, done: Deferred[Verdict], clock: Any) -> None:
-        self.address, self.port, self.done, self.clock = address, port, done, clock
+        super().__init__(address, port, done, clock)
         self.transaction = os.urandom(12)
-        self.timers: list[Any] = []
 
-    def startProtocol(self) -> None:
-        self.transport.connect(self.address, self.port)
-        self._send()
-        self.timers = [self.clock.callLater(at, self._send) for at in RETRANSMIT_AT]
+    def question(self, local: tuple[str, int]) -> bytes:
+        return binding_request(self.transaction)
 
-    def _send(self) -> None:
-        if not self.done.called:
-            self.transport.write(binding_request(self.transaction))
-
-    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        result = parse_binding_response(datagram, self.transaction)
-        if result is not None and not self.done.called:
-            self.done.callback(result)
-
-    def connectionRefused(self) -> None:
-        if not self.done.called:
-            self.done.callback((False, "ICMP port unreachable"))
-
-    def stopProtocol(self) -> None:
-        # Twisted's epoll reactor closes a connected UDP port on a pending ICMP error
-        # (EPOLLERR) without reading it: the port ends here instead of connectionRefused.
-        self.cleanup()
-        if not self.done.called:
-            self.done.callback((False, "ICMP port unreachable"))
-
-    def cleanup(self) -> None:
-        for timer in self.timers:
-            if timer.active():
-                timer.cancel()
+    def judge(self, datagram: bytes) -> Verdict | None:
+        return parse_binding_response(datagram, self.transaction)
 
 
 def probe_binding(target: StunService, timeout: float, reactor: Any) -> Deferred[ProbeResult]:
-    def attempt(done: Deferred[Verdict]) -> Any:
-        opened: list[tuple[_Binding, Any]] = []
-
-        def start(address: str) -> None:
-            if done.called:
-                return
-            protocol = _Binding(address, target.port, done, reactor)
-            interface = "::" if ipaddress.ip_address(address).version == 6 else "0.0.0.0"
-            opened.append((protocol, reactor.listenUDP(0, protocol, interface=interface)))
-
-        resolve(target.host, reactor).addCallback(start).addErrback(
-            lambda reason: done.called or done.callback((False, f"DNS: {error_detail(reason)}"))
-        )
-
-        def cleanup() -> None:
-            for protocol, port in opened:
-                protocol.cleanup()
-                port.stopListening()
-
-        return cleanup
-
+    attempt = udp_attempt(
+        target.host,
+        target.port,
+        lambda address, port, done: _Binding(address, port, done, reactor),
+        reactor,
+    )
     return run_probe(attempt, timeout, reactor)
