@@ -17,6 +17,8 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from xprov.problems import Problems
+
 SERVICES = ("sip", "stun", "db")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 Scalar = str | int | float | bool
@@ -24,12 +26,8 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 T = TypeVar("T")
 
 
-class ConfigError(Exception):
+class ConfigError(Problems):
     """The configuration is invalid; `problems` lists each one as 'key.path: what is wrong'."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True)

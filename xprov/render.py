@@ -18,6 +18,8 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
+from xprov.problems import Problems
+
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
@@ -30,10 +32,8 @@ class RenderError(Exception):
         self.template, self.line, self.reason = template, line, reason
 
 
-class TemplateProblems(Exception):
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+class TemplateProblems(Problems):
+    """Templates that do not compile; `problems` names each file and line."""
 
 
 def _checked(value: Any) -> Any:

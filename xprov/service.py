@@ -34,6 +34,7 @@ from xprov.monitor import Monitor, build_targets, probe_pool
 from xprov.monitor.mysql import daemon_pool
 from xprov.monitor.probe import error_detail
 from xprov.observe import Observer
+from xprov.problems import Problems
 from xprov.provisioning import Inputs, Provisioner
 from xprov.ratelimit import BadAnswerLimiter
 from xprov.render import TemplateProblems, Templates
@@ -50,12 +51,8 @@ _generations = itertools.count(1)
 BACKLOG = 1024
 
 
-class BuildError(Exception):
+class BuildError(Problems):
     """The config, templates or inventory are not usable; `problems` says why."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from xprov.auth import Credentials
 from xprov.mac import normalize_mac
+from xprov.problems import Problems
 from xprov.vendors import VENDOR_NAMES
 
 Scalar = str | int | float | bool
@@ -28,12 +29,8 @@ class BadRecord(ValueError):
     """One phone record is invalid; the message names the field and never holds a secret."""
 
 
-class InventoryError(Exception):
+class InventoryError(Problems):
     """An inventory source could not be loaded; `problems` lists what is wrong."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 class Line(NamedTuple):

@@ -13,6 +13,15 @@ class FileSpec:
     per_device: bool  # True: only for a known phone of this vendor, MAC from the file name
 
 
+@dataclass(frozen=True)
+class UserAgent:
+    """What a phone's User-Agent says about it; `mac` is a hint, never proof of identity."""
+
+    model: str
+    firmware: str
+    mac: str | None
+
+
 class FileRequest(NamedTuple):  # a tuple: made on every request, so cheap to build
     vendor: str
     kind: str

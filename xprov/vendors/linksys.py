@@ -7,11 +7,10 @@ The per-model file (also `spa.cfg` for the SPA-2000 and `init.cfg` for the PAP2T
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from xprov.mac import normalize_mac
-from xprov.vendors.base import FileRequest, FileSpec
+from xprov.vendors.base import FileRequest, FileSpec, UserAgent
 
 NAME = "linksys"
 _XML = "text/xml; charset=utf-8"
@@ -30,13 +29,6 @@ _USER_AGENT = re.compile(
     re.IGNORECASE,
 )
 _GROUP = re.compile(r"\(([^()]*)\)")
-
-
-@dataclass(frozen=True)
-class UserAgent:
-    model: str
-    firmware: str
-    mac: str | None
 
 
 def parse_user_agent(text: str | None) -> UserAgent | None:

@@ -8,11 +8,10 @@ never ours to serve.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from xprov.mac import normalize_mac
-from xprov.vendors.base import FileRequest, FileSpec
+from xprov.vendors.base import FileRequest, FileSpec, UserAgent
 
 NAME = "yealink"
 _TEXT = "text/plain; charset=utf-8"
@@ -95,13 +94,6 @@ _USER_AGENT = re.compile(
     r"(?:\s+(?P<mac>\S+))?",
     re.IGNORECASE,
 )
-
-
-@dataclass(frozen=True)
-class UserAgent:
-    model: str
-    firmware: str
-    mac: str | None
 
 
 def parse_user_agent(text: str | None) -> UserAgent | None:
