@@ -4,18 +4,21 @@ MariaDB at each site, and xprov with its monitor on, serving N phones from a fil
 from __future__ import annotations
 
 import datetime as dt
-import json
 import socket
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import XPROV, XprovProcess, free_port, site_config, toml_value, wait_for
+from tests.helpers import XprovProcess, free_port, site_config, toml_value, wait_for
 from tests.inventory_db import synthetic
 from tests.peers import Coturn, Kamailio, MariaDB, Namespace, Peer, free_udp_tcp_port
 
 SITES = ("chicago", "virginia")
+
+
+def _epoch(timestamp: str) -> float:
+    """A log event's ISO-8601 UTC timestamp as seconds since the epoch."""
+    return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def inventory_toml(count: int) -> str:
@@ -91,13 +94,12 @@ class World:
         return self
 
     def status(self) -> dict[str, Any]:
-        done = subprocess.run(
-            [*XPROV, "status", "--json", "-c", str(self.config)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        return json.loads(done.stdout) if done.returncode == 0 else {}
+        """The server's status, or {} while its admin port is not answering yet."""
+        assert self.xprov is not None
+        try:
+            return self.xprov.status()
+        except AssertionError:
+            return {}
 
     def all_up(self) -> bool:
         targets = (self.status().get("monitor") or {}).get("targets", {})
@@ -116,13 +118,7 @@ class World:
 
     def events(self, name: str) -> list[dict[str, Any]]:
         assert self.xprov is not None
-        out = []
-        for line in self.xprov.log().splitlines():
-            event = json.loads(line)
-            if event.get("event") == name:
-                stamp = dt.datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
-                out.append({**event, "at": stamp.timestamp()})
-        return out
+        return [{**e, "at": _epoch(e["timestamp"])} for e in self.xprov.events(name)]
 
     def stop(self) -> None:
         if self.xprov is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -151,6 +152,33 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+def udp_port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True if nothing holds UDP `port` on `host` (we could bind it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def xprov(config: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """`xprov ARGS -c CONFIG` as an operator runs it; its exit code and text output."""
+    return subprocess.run(
+        [*XPROV, *args, "-c", str(config)], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def curl_get(port: int, name: str, max_time: float = 5.0) -> bytes:
+    """`name` over HTTP from loopback `port` with curl, as a phone asks; raises unless 2xx."""
+    return subprocess.run(
+        ["curl", "-sf", "--max-time", str(max_time), f"http://127.0.0.1:{port}/{name}"],
+        capture_output=True,
+        check=True,
+        timeout=10,
+    ).stdout
+
+
 class XprovProcess:
     """`xprov serve` as a real process; stopped with SIGTERM (then SIGKILL) on exit."""
 
@@ -176,6 +204,17 @@ class XprovProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The JSON log events so far; only those called `name` if given."""
+        events = [json.loads(line) for line in self.log().splitlines()]
+        return events if name is None else [e for e in events if e.get("event") == name]
+
+    def status(self) -> dict[str, Any]:
+        """The running server's `xprov status --json`."""
+        done = xprov(self.config, "status", "--json", timeout=60)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
 
     def stop(self, timeout: float = 5.0) -> int:
         assert self.proc is not None

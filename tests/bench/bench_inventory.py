@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.helpers import XPROV, XprovProcess, free_port, site_config, wait_for
+from tests.helpers import XprovProcess, free_port, site_config, wait_for
 from tests.inventory_db import insert, reset, synthetic
 from tests.peers import MariaDB, free_udp_tcp_port
 
@@ -32,21 +32,6 @@ def rss_mb(pid: int) -> tuple[float, float]:
         if ":" in line
     )
     return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
-
-
-def events(proc: XprovProcess, name: str) -> list[dict]:
-    return [e for e in map(json.loads, proc.log().splitlines()) if e.get("event") == name]
-
-
-def status(config: Path) -> dict:
-    return json.loads(
-        subprocess.run(
-            [*XPROV, "status", "--json", "-c", str(config)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout
-    )
 
 
 def run(size: int, db: MariaDB, tmp: Path, reload_seconds: int) -> dict:
@@ -79,12 +64,12 @@ def run(size: int, db: MariaDB, tmp: Path, reload_seconds: int) -> dict:
     )
     with XprovProcess(config, http, work / "xprov.log") as proc:
         pid = proc.proc.pid
-        started = events(proc, "started")[0]
+        started = proc.events("started")[0]
         serving, _ = rss_mb(pid)
-        wait_for(lambda: events(proc, "inventory_refreshed"), 60, "a refresh")
-        refreshed = events(proc, "inventory_refreshed")[0]
+        wait_for(lambda: proc.events("inventory_refreshed"), 60, "a refresh")
+        refreshed = proc.events("inventory_refreshed")[0]
         _, peak = rss_mb(pid)
-        lag_before = status(config)["reactor_lag"]["max_s"]
+        lag_before = proc.status()["reactor_lag"]["max_s"]
         url = f"http://127.0.0.1:{http}/0015{size - 1:08x}.cfg"
         wrk = subprocess.Popen(
             ["wrk", "-t1", "-c8", f"-d{reload_seconds}s", url], stdout=subprocess.PIPE, text=True
@@ -92,13 +77,13 @@ def run(size: int, db: MariaDB, tmp: Path, reload_seconds: int) -> dict:
         reloads = 0
         deadline = time.monotonic() + reload_seconds - 1
         while time.monotonic() < deadline:
-            count = len(events(proc, "reloaded"))
+            count = len(proc.events("reloaded"))
             os.kill(pid, signal.SIGHUP)
-            wait_for(lambda n=count: len(events(proc, "reloaded")) > n, 60, "reload")
+            wait_for(lambda n=count: len(proc.events("reloaded")) > n, 60, "reload")
             reloads += 1
         out, _ = wrk.communicate(timeout=reload_seconds + 30)
-        after = status(config)["reactor_lag"]
-        reload_s = [e.get("load_s") for e in events(proc, "reloaded")]
+        after = proc.status()["reactor_lag"]
+        reload_s = [e.get("load_s") for e in proc.events("reloaded")]
         return {
             "phones": size,
             "load_s": started["load_s"],

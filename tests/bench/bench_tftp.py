@@ -22,7 +22,15 @@ import tempfile
 from pathlib import Path
 
 from tests.bench.tftp_load import run_load
-from tests.helpers import XPROV, XprovProcess, copy_templates, free_port, sample_config, wait_for
+from tests.helpers import (
+    XPROV,
+    XprovProcess,
+    copy_templates,
+    free_port,
+    sample_config,
+    udp_port_free,
+    wait_for,
+)
 
 # A phone whose per-device file is padded to an exact size through a template override.
 PADDED = """
@@ -54,19 +62,10 @@ def start_tftpd(root: Path, port: int) -> subprocess.Popen[bytes]:
     if os.geteuid() == 0:
         args[-1:-1] = ["-u", "nobody"]
     proc = subprocess.Popen(args, start_new_session=True)
-    wait_for(lambda: _udp_bound(port) or proc.poll() is not None, 10, "in.tftpd")
+    wait_for(lambda: not udp_port_free(port) or proc.poll() is not None, 10, "in.tftpd")
     if proc.poll() is not None:
         raise RuntimeError("in.tftpd did not start")
     return proc
-
-
-def _udp_bound(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
 
 
 def measure(

@@ -7,7 +7,7 @@ import json
 import subprocess
 
 from tests.drill_world import World
-from tests.helpers import XPROV, wait_for
+from tests.helpers import XPROV, wait_for, xprov
 
 PHONES, POLL = 60, 5.0
 
@@ -59,9 +59,7 @@ def test_whole_primary_site_down(tmp_path) -> None:
         assert event["seed"]["average check (150 s)"]["100%"] is not None
         switched = {e["service"]: e["after"] for e in world.events("switch")}
         assert switched == {"sip": "virginia", "stun": "virginia", "db": "virginia"}
-        text = subprocess.run(
-            [*XPROV, "status", "-c", str(world.config)], capture_output=True, text=True, timeout=60
-        ).stdout
+        text = xprov(world.config, "status", timeout=60).stdout
         assert f"{PHONES} of {PHONES} phones polling regularly fetched generation" in text
     finally:
         world.stop()

@@ -3,14 +3,19 @@ and MariaDB at two sites. The primary softswitch dies; a phone's next fetch gets
 
 from __future__ import annotations
 
-import json
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import XPROV, YEALINK_T46G, XprovProcess, free_port, site_config, wait_for
+from tests.helpers import (
+    YEALINK_T46G,
+    XprovProcess,
+    curl_get,
+    free_port,
+    site_config,
+    wait_for,
+    xprov,
+)
 from tests.peers import Coturn, Kamailio, free_udp_tcp_port
 
 MONITOR = {"interval": 1.0, "timeout": 1.0, "fall": 3, "rise": 2}
@@ -19,12 +24,7 @@ DETECTION_BUDGET = MONITOR["interval"] * MONITOR["fall"] + MONITOR["timeout"] + 
 
 
 def fetch(port: int) -> bytes:
-    return subprocess.run(
-        ["curl", "-sf", "--max-time", "2", f"http://127.0.0.1:{port}/{YEALINK_T46G}.cfg"],
-        capture_output=True,
-        check=True,
-        timeout=10,
-    ).stdout
+    return curl_get(port, f"{YEALINK_T46G}.cfg", max_time=2)
 
 
 def sip_line(body: bytes) -> str:
@@ -34,20 +34,8 @@ def sip_line(body: bytes) -> str:
     return f"{address.split(' = ')[1]}:{port.split(' = ')[1]}"
 
 
-def admin(config: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*XPROV, *args, "-c", str(config)], capture_output=True, text=True, timeout=30
-    )
-
-
-def status(config: Path) -> dict:
-    done = admin(config, "status", "--json")
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
-
-def target_state(config: Path, name: str) -> str:
-    return status(config)["monitor"]["targets"][name]["state"]
+def target_state(proc: XprovProcess, name: str) -> str:
+    return proc.status()["monitor"]["targets"][name]["state"]
 
 
 @pytest.fixture
@@ -95,7 +83,7 @@ def test_primary_softswitch_dies_phones_get_the_backup(world) -> None:
     serve, chicago, virginia = world
     proc, http, config = serve()
     with proc:
-        wait_for(lambda: target_state(config, "sip@virginia") == "up", 15, "monitor ready")
+        wait_for(lambda: target_state(proc, "sip@virginia") == "up", 15, "monitor ready")
         primary, backup = f"127.0.0.1:{chicago.port}", f"127.0.0.2:{virginia.port}"
         assert sip_line(fetch(http)) == primary
         killed = time.monotonic()
@@ -105,7 +93,7 @@ def test_primary_softswitch_dies_phones_get_the_backup(world) -> None:
         assert detected <= DETECTION_BUDGET, detected
         body = fetch(http).decode()
         assert "static.sip.nat_stun.port" in body  # stun and db stayed where they were
-        info = status(config)
+        info = proc.status()
         assert info["monitor"]["services"]["sip"]["active"] == "virginia"
         assert info["monitor"]["services"]["stun"]["active"] == "chicago"
         assert "sip at chicago down" in info["monitor"]["services"]["sip"]["why"]
@@ -113,17 +101,16 @@ def test_primary_softswitch_dies_phones_get_the_backup(world) -> None:
         # The primary comes back; failback is manual by default, so nothing moves...
         restarted = Kamailio(chicago.dir, chicago.port).start()
         try:
-            wait_for(lambda: target_state(config, "sip@chicago") == "up", 10, "primary up")
+            wait_for(lambda: target_state(proc, "sip@chicago") == "up", 10, "primary up")
             assert sip_line(fetch(http)) == backup
             # ...until the operator says so.
-            done = admin(config, "failback", "sip")
+            done = xprov(config, "failback", "sip")
             assert done.returncode == 0, done.stderr
             assert sip_line(fetch(http)) == primary
         finally:
             restarted.stop()
         proc.stop()
-    events = [json.loads(line) for line in proc.log().splitlines()]
-    switches = [e for e in events if e["event"] == "switch"]
+    switches = proc.events("switch")
     assert [(e["before"], e["after"], e["by"]) for e in switches] == [
         ("chicago", "virginia", "auto"),
         ("virginia", "chicago", "operator"),
@@ -136,14 +123,14 @@ def test_manual_failover_holds_until_failback(world) -> None:
     serve, chicago, virginia = world
     proc, http, config = serve()
     with proc:
-        wait_for(lambda: target_state(config, "sip@virginia") == "up", 15, "monitor ready")
-        done = admin(config, "failover", "sip", "--to", "virginia")
+        wait_for(lambda: target_state(proc, "sip@virginia") == "up", 15, "monitor ready")
+        done = xprov(config, "failover", "sip", "--to", "virginia")
         assert done.returncode == 0, done.stderr
         assert "manual: virginia" in done.stdout
         assert sip_line(fetch(http)) == f"127.0.0.2:{virginia.port}"
-        refused = admin(config, "failover", "sip", "--to", "denver")
+        refused = xprov(config, "failover", "sip", "--to", "denver")
         assert refused.returncode != 0
-        done = admin(config, "failback", "sip")
+        done = xprov(config, "failback", "sip")
         assert done.returncode == 0, done.stderr
         assert sip_line(fetch(http)) == f"127.0.0.1:{chicago.port}"
 
@@ -158,16 +145,16 @@ def test_wrong_token_is_refused(world) -> None:
                 'token = "dev-admin-token-change-me"', 'token = "another-token-of-length"'
             )
         )
-        done = admin(wrong, "failover", "sip", "--to", "virginia", "--force")
+        done = xprov(wrong, "failover", "sip", "--to", "virginia", "--force")
         assert done.returncode == 1 and "refused (401)" in done.stderr
-        assert status(config)["monitor"]["services"]["sip"]["active"] == "chicago"
+        assert proc.status()["monitor"]["services"]["sip"]["active"] == "chicago"
 
 
 def test_auto_failback_after_hold_down(world) -> None:
     serve, chicago, virginia = world
-    proc, http, config = serve(failback="auto", hold_down=3.0)
+    proc, http, _ = serve(failback="auto", hold_down=3.0)
     with proc:
-        wait_for(lambda: target_state(config, "sip@virginia") == "up", 15, "monitor ready")
+        wait_for(lambda: target_state(proc, "sip@virginia") == "up", 15, "monitor ready")
         chicago.kill()
         wait_for(
             lambda: sip_line(fetch(http)) == f"127.0.0.2:{virginia.port}",

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import pytest
 
-from tests.helpers import SPA504G, XPROV, YEALINK_T46G, sample_config
+from tests.helpers import SPA504G, YEALINK_T46G, sample_config, xprov
 from tests.inventory_db import db_service, execute, insert, reset, sample_phones
 from tests.peers import SilentListener, free_udp_tcp_port
 from xprov.inventory import InventoryError, mysql_source
@@ -26,16 +25,12 @@ def test_db_init_creates_the_tables(tmp_path, mariadb) -> None:
     execute(mariadb, "DROP TABLE IF EXISTS phone_lines")
     execute(mariadb, "DROP TABLE IF EXISTS phones")
     config = sample_config(tmp_path, {"port = 3307": f"port = {mariadb.port}"})
-    done = subprocess.run(
-        [*XPROV, "db", "init", "-c", str(config)], capture_output=True, text=True, timeout=30
-    )
+    done = xprov(config, "db", "init")
     assert done.returncode == 0, done.stderr
     assert "tables phones and phone_lines ready" in done.stdout
     tables = mariadb.sql(f"SHOW TABLES FROM {mariadb.DATABASE}").split()
     assert sorted(tables) == ["phone_lines", "phones"]
-    again = subprocess.run(
-        [*XPROV, "db", "init", "-c", str(config)], capture_output=True, timeout=30
-    )
+    again = xprov(config, "db", "init")
     assert again.returncode == 0  # idempotent
 
 

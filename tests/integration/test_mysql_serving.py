@@ -3,15 +3,12 @@ keeps serving), a hanging one (timeouts bound the refresh) and the switch to the
 
 from __future__ import annotations
 
-import json
-import subprocess
-
 import pytest
 
 from tests.helpers import (
     SPA942,
-    XPROV,
     XprovProcess,
+    curl_get,
     free_port,
     site_config,
     wait_for,
@@ -23,16 +20,7 @@ NAME = f"{SPA942}.xml"
 
 
 def fetch(port: int) -> bytes:
-    return subprocess.run(
-        ["curl", "-sf", "--max-time", "5", f"http://127.0.0.1:{port}/{NAME}"],
-        capture_output=True,
-        check=True,
-        timeout=10,
-    ).stdout
-
-
-def events(proc: XprovProcess, name: str) -> list[dict]:
-    return [e for e in map(json.loads, proc.log().splitlines()) if e["event"] == name]
+    return curl_get(port, NAME)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +84,7 @@ def test_serves_and_refreshes_from_mysql(tmp_path, softswitch, databases) -> Non
             "000e08aabbcc",
         )
         wait_for(lambda: b"Renamed" in fetch(http), 15, "refresh")
-        assert events(proc, "inventory_refreshed")
+        assert proc.events("inventory_refreshed")
 
 
 def test_dead_or_hanging_database_keeps_the_last_snapshot(tmp_path, softswitch, databases) -> None:
@@ -106,23 +94,23 @@ def test_dead_or_hanging_database_keeps_the_last_snapshot(tmp_path, softswitch, 
         body = fetch(http)
         primary.pause()  # hung: connects, never answers
         try:
-            wait_for(lambda: events(proc, "inventory_refresh_failed"), 15, "refresh fails")
+            wait_for(lambda: proc.events("inventory_refresh_failed"), 15, "refresh fails")
             for _ in range(20):
                 assert fetch(http) == body
-            failed = events(proc, "inventory_refresh_failed")[0]
+            failed = proc.events("inventory_refresh_failed")[0]
             assert "(timed out)" in failed["problems"][0]  # bounded by the read timeout
             assert failed["keeping"] == "snapshot generation 1"
         finally:
             primary.resume()
         primary.kill()
         try:
-            count = len(events(proc, "inventory_refresh_failed"))
+            count = len(proc.events("inventory_refresh_failed"))
             wait_for(
-                lambda: len(events(proc, "inventory_refresh_failed")) > count,
+                lambda: len(proc.events("inventory_refresh_failed")) > count,
                 15,
                 "refresh fails again",
             )
-            last = events(proc, "inventory_refresh_failed")[-1]
+            last = proc.events("inventory_refresh_failed")[-1]
             assert "Connection refused" in last["problems"][0]
             assert fetch(http) == body
         finally:
@@ -132,30 +120,20 @@ def test_dead_or_hanging_database_keeps_the_last_snapshot(tmp_path, softswitch, 
 
 def test_refresh_follows_the_db_switch_to_the_backup(tmp_path, softswitch, databases) -> None:
     primary, backup = databases
-    proc, http, config = serve(tmp_path, softswitch, primary, backup)
+    proc, http, _ = serve(tmp_path, softswitch, primary, backup)
     with proc:
         assert b"primary-Secret" in fetch(http)
         wait_for(
-            lambda: (
-                json.loads(
-                    subprocess.run(
-                        [*XPROV, "status", "--json", "-c", str(config)],
-                        capture_output=True,
-                        text=True,
-                        timeout=30,
-                    ).stdout
-                )["monitor"]["targets"]["db@virginia"]["state"]
-                == "up"
-            ),
+            lambda: proc.status()["monitor"]["targets"]["db@virginia"]["state"] == "up",
             15,
             "backup db known up",
         )
         primary.pause()  # the monitor sees the primary database hang and switches db
         try:
             wait_for(lambda: b"backup-Secret" in fetch(http), 20, "refresh from the backup")
-            switch = events(proc, "switch")
+            switch = proc.events("switch")
             assert [(e["service"], e["after"]) for e in switch] == [("db", "virginia")]
-            refreshed = events(proc, "inventory_refreshed")[-1]
+            refreshed = proc.events("inventory_refreshed")[-1]
             assert refreshed["source"].startswith("mysql:virginia")
         finally:
             primary.resume()

@@ -5,13 +5,12 @@ through `xprov probe --json`, each verdict must come within its deadline."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.certs import authority
-from tests.helpers import XPROV, site_config
+from tests.helpers import site_config, xprov
 from tests.peers import Coturn, Kamailio, SilentListener, free_udp_tcp_port
 
 TIMEOUT = 1.0
@@ -20,9 +19,7 @@ SLACK = 0.3  # process and scheduling noise on a loaded 2-core machine
 
 def probe(tmp: Path, sites: dict, **monitor) -> tuple[int, dict[str, dict]]:
     config = site_config(tmp, sites, {"timeout": TIMEOUT, **monitor})
-    done = subprocess.run(
-        [*XPROV, "probe", "--json", "-c", str(config)], capture_output=True, text=True, timeout=30
-    )
+    done = xprov(config, "probe", "--json")
     assert done.stdout, done.stderr
     return done.returncode, {row["target"]: row for row in json.loads(done.stdout)}
 

@@ -4,11 +4,9 @@ good config, a broken config, a broken template and a changed listener port."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import socket
-import subprocess
 import threading
 import urllib.request
 from pathlib import Path
@@ -18,13 +16,13 @@ import tftpy
 
 from tests.helpers import (
     SPA942,
-    XPROV,
     YEALINK_T46G,
     XprovProcess,
     copy_templates,
     free_port,
     sample_config,
     wait_for,
+    xprov,
 )
 
 COMMON = "y000000000028.cfg"
@@ -90,10 +88,6 @@ def http_get(port: int, name: str) -> bytes:
         return response.read()
 
 
-def events(proc: XprovProcess, name: str) -> list[dict]:
-    return [e for e in map(json.loads, proc.log().splitlines()) if e["event"] == name]
-
-
 def refused(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) != 0
@@ -123,17 +117,15 @@ def test_reloads_under_load(server, tmp_path) -> None:
         # 2. A broken config: logged, and the old one keeps serving.
         config.write_text(original.replace("[http]", "[http"))
         os.kill(proc.proc.pid, signal.SIGHUP)
-        wait_for(lambda: events(proc, "reload_failed"), 20, "reload_failed")
-        assert "not valid TOML" in events(proc, "reload_failed")[0]["problems"][0]
+        wait_for(lambda: proc.events("reload_failed"), 20, "reload_failed")
+        assert "not valid TOML" in proc.events("reload_failed")[0]["problems"][0]
         assert hashlib.sha256(http_get(http, COMMON)).hexdigest() == before
 
         # 3. A broken template, through `xprov reload`: refused, still serving.
         config.write_text(original)
         good_template = (templates / "yealink" / "common.cfg").read_text()
         (templates / "yealink" / "common.cfg").write_text(good_template + "{% if %}\n")
-        done = subprocess.run(
-            [*XPROV, "reload", "-c", str(config)], capture_output=True, text=True, timeout=60
-        )
+        done = xprov(config, "reload", timeout=60)
         assert done.returncode == 1
         assert "template yealink/common.cfg:" in done.stderr
         assert hashlib.sha256(http_get(http, COMMON)).hexdigest() == before
@@ -145,9 +137,7 @@ def test_reloads_under_load(server, tmp_path) -> None:
         config.write_text(
             original.replace(f'listen = ["127.0.0.1:{http}"]', f'listen = ["127.0.0.1:{new_port}"]')
         )
-        done = subprocess.run(
-            [*XPROV, "reload", "-c", str(config)], capture_output=True, text=True, timeout=60
-        )
+        done = xprov(config, "reload", timeout=60)
         assert done.returncode == 0, done.stderr
         assert b"pool.ntp.org" in http_get(new_port, COMMON)  # the original config again
         wait_for(lambda: refused(http), 10, "old port closed")
@@ -156,38 +146,24 @@ def test_reloads_under_load(server, tmp_path) -> None:
         wait_for(lambda: load.ok["http"] > served + 5, 20, "load on the new port")
     assert load.failures == []
     assert load.ok["http"] > 20 and load.ok["tftp"] > 20
-    reloaded = events(proc, "reloaded")
-    assert len(reloaded) == 2 and len(events(proc, "reload_failed")) == 2
+    reloaded = proc.events("reloaded")
+    assert len(reloaded) == 2 and len(proc.events("reload_failed")) == 2
 
 
 def test_a_reload_keeps_probe_state_and_the_selection(server) -> None:
     proc, config, *_ = server
-    done = subprocess.run(
-        [*XPROV, "failover", "stun", "--to", "virginia", "--force", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = xprov(config, "failover", "stun", "--to", "virginia", "--force")
     assert done.returncode == 0, done.stderr
 
-    def state() -> dict:
-        out = subprocess.run(
-            [*XPROV, "status", "--json", "-c", str(config)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout
-        return json.loads(out)
-
     wait_for(
-        lambda: state()["monitor"]["targets"]["sip@chicago"]["state"] == "down",
+        lambda: proc.status()["monitor"]["targets"]["sip@chicago"]["state"] == "down",
         15,
         "probe state known",
     )
-    rounds_before = state()["monitor"]["targets"]["sip@chicago"]["consecutive_failures"]
+    rounds_before = proc.status()["monitor"]["targets"]["sip@chicago"]["consecutive_failures"]
     os.kill(proc.proc.pid, signal.SIGHUP)
-    wait_for(lambda: events(proc, "reloaded"), 20, "reloaded")
-    after = state()
+    wait_for(lambda: proc.events("reloaded"), 20, "reloaded")
+    after = proc.status()
     assert after["selection"]["active"]["stun"] == "virginia"
     assert after["monitor"]["services"]["stun"]["manual"] == "virginia"
     sip = after["monitor"]["targets"]["sip@chicago"]

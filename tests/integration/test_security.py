@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import json
 import socket
 import subprocess
 import time
@@ -194,8 +193,7 @@ def test_basic_only_over_https(digest, pki) -> None:
 def test_security_events_for_fail2ban(digest) -> None:
     proc, http, _ = digest
     curl("--digest", "-u", f"{SPA_USER}:not-it", f"http://127.0.0.1:{http}/{SPA504G}.xml")
-    events = [json.loads(line) for line in proc.log().splitlines()]
-    refused = [e for e in events if e["event"] == "security" and e["mac"] == SPA504G]
+    refused = [e for e in proc.events("security") if e["mac"] == SPA504G]
     assert refused and refused[-1]["reason"] == "wrong password"
     assert refused[-1]["client"] == "127.0.0.1" and refused[-1]["level"] == "warning"
     assert "not-it" not in proc.log() and SPA_PASSWORD not in proc.log()
@@ -225,11 +223,7 @@ def test_enumeration_is_rate_limited_per_source(tmp_path) -> None:
         for _ in range(50):  # a phone elsewhere is served, and not slowly
             assert get(http, f"/{YEALINK_T46G}.cfg", source="127.0.0.2") == 200
         assert time.monotonic() - started < 10
-        limited = [
-            json.loads(line)
-            for line in proc.log().splitlines()
-            if '"security"' in line and "rate limited" in line
-        ]
+        limited = [e for e in proc.events("security") if "rate limited" in e["reason"]]
         assert len(limited) == 1 and limited[0]["client"] == "127.0.0.1"
 
 

@@ -12,12 +12,12 @@ from tests.helpers import (
     SPA504G,
     SPA942,
     USER_AGENTS,
-    XPROV,
     YEALINK_T31G,
     YEALINK_T46G,
     XprovProcess,
     free_port,
     sample_config,
+    xprov,
 )
 
 TOKEN = "dev-admin-token-change-me"
@@ -81,12 +81,7 @@ def test_status_metrics_and_convergence_after_a_switch(server) -> None:
     assert status["convergence"]["percent"] == 100.0
     assert status["inventory"]["phones"] == 4 and status["config"]["generation"] >= 1
 
-    done = subprocess.run(
-        [*XPROV, "failover", "sip", "--to", "virginia", "--force", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = xprov(config, "failover", "sip", "--to", "virginia", "--force")
     assert done.returncode == 0, done.stderr
     for mac in phones[:3]:  # three of four phones poll before we look
         phone_fetch(http, mac)
@@ -133,9 +128,7 @@ def test_status_metrics_and_convergence_after_a_switch(server) -> None:
     assert "xprov_render_cache_hits_total" in text and "xprov_inventory_age_seconds" in text
     assert 'xprov_probe_results_total{result="failed",service="sip",site="chicago"}' in text
 
-    human = subprocess.run(
-        [*XPROV, "status", "-c", str(config)], capture_output=True, text=True, timeout=30
-    )
+    human = xprov(config, "status")
     assert human.returncode == 0
     assert "sip   active at virginia (manual: virginia): operator chose virginia" in human.stdout
     assert "3 of 4 phones polling regularly fetched generation 2" in human.stdout

@@ -4,7 +4,6 @@ random and mutated datagrams, after which the same files are still served."""
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 from pathlib import Path
@@ -14,7 +13,15 @@ import tftpy
 from hypothesis import HealthCheck, given, settings
 
 from tests.fuzzing import TFTP_OPCODES, mutations_of
-from tests.helpers import FILES, SPA942, YEALINK_T46G, XprovProcess, free_port, sample_config
+from tests.helpers import (
+    FILES,
+    SPA942,
+    YEALINK_T46G,
+    XprovProcess,
+    curl_get,
+    free_port,
+    sample_config,
+)
 from xprov.tftp import codec
 
 ALL_FILES = sorted({name for names in FILES.values() for name in names})
@@ -38,17 +45,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     )
     with XprovProcess(config, http_port, tmp / "xprov.log") as proc:
         proc.tftp_port, proc.tftp6_port = tftp_port, tftp6_port
-        proc.expected = {name: http_get(http_port, name) for name in ALL_FILES}
+        proc.expected = {name: curl_get(http_port, name) for name in ALL_FILES}
         yield proc
-
-
-def http_get(port: int, name: str) -> bytes:
-    return subprocess.run(
-        ["curl", "-sf", "--max-time", "5", f"http://127.0.0.1:{port}/{name}"],
-        capture_output=True,
-        check=True,
-        timeout=10,
-    ).stdout
 
 
 def run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -274,5 +272,4 @@ def test_still_serving_after_the_floods(server) -> None:
         )
         assert done.stdout == server.expected[name], name
     assert server.proc.poll() is None
-    events = [json.loads(line) for line in server.log().splitlines()]
-    assert not [e for e in events if e["level"] in ("error", "critical")]
+    assert not [e for e in server.events() if e["level"] in ("error", "critical")]

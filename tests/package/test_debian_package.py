@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, free_port, port_open, wait_for
+from tests.helpers import ROOT, free_port, port_open, udp_port_free, wait_for
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not (os.environ.get("CI") or os.environ.get("XPROV_PACKAGE_TEST")),
@@ -110,7 +110,7 @@ def serve_as_the_unit_would(log: Path) -> tuple[subprocess.Popen, int, int, str]
     """ExecStart as user xprov with the unit's capability; unprivileged ports when the
     environment cannot grant it or ports 80/69 are taken."""
     text = CONFIG.read_text()
-    privileged = not port_open(80) and _udp_free(69) and _can_grant_capability()
+    privileged = not port_open(80) and udp_port_free(69, "0.0.0.0") and _can_grant_capability()
     http, tftp = (80, 69) if privileged else (free_port(), free_port(socket.SOCK_DGRAM))
     if not privileged:
         text = text.replace('listen = ["0.0.0.0:80"]', f'listen = ["0.0.0.0:{http}"]')
@@ -129,15 +129,6 @@ def serve_as_the_unit_would(log: Path) -> tuple[subprocess.Popen, int, int, str]
     wait_for(lambda: port_open(http) or proc.poll() is not None, 30, "xprov listening")
     assert proc.poll() is None, log.read_text()
     return proc, http, tftp, "as xprov with CAP_NET_BIND_SERVICE" if privileged else "as xprov"
-
-
-def _udp_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind(("0.0.0.0", port))
-        except OSError:
-            return False
-    return True
 
 
 def _can_grant_capability() -> bool:
