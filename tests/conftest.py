@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import sample_config
+from xprov.guard import Gate, Policy
 from xprov.provisioning import Provisioner
 from xprov.selection import ActiveSites
 from xprov.service import load
@@ -19,6 +20,12 @@ def config_path(tmp_path: Path) -> Path:
 def provisioner(config_path: Path) -> Provisioner:
     inputs = load(config_path)
     return Provisioner(inputs, ActiveSites(inputs.config.sites, inputs.config.failover.primary))
+
+
+@pytest.fixture
+def gate(provisioner: Provisioner) -> Gate:
+    """The gate of the sample config (no authentication, the default budgets)."""
+    return Gate(provisioner, Policy.of(provisioner.inputs.config))
 
 
 @pytest.fixture

@@ -1,22 +1,30 @@
 """HTTP authentication of phones: Digest (RFC 7616 with MD5, what Yealink and SPA firmware
-speak) and Basic, which is only ever accepted over HTTPS. Pure: no sockets, no clock of its
-own (the caller passes the time).
+speak) and Basic, which is only ever accepted over HTTPS. Pure but for the random part of a
+nonce: no sockets, no clock of its own (the caller passes the time).
 
-Nonces are stateless: a timestamp and an HMAC over it and the client's address, so any
-worker can check them and an old nonce cannot be replayed after `lifetime` seconds.
+A nonce is `stamp:random:HMAC(stamp:random:client)`: any request can be checked without a
+table, it is bound to the client's address, and it expires after `lifetime` seconds. The
+random part makes every challenge unique, so two phones behind one NAT address never share
+a nonce. Replays within the lifetime are caught by `NonceCounts` (RFC 7616 section 3.4: the
+server remembers the highest `nc` it accepted for each nonce).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import hashlib
 import hmac
 import re
+import secrets
+from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 REALM = "xprov"
 _PARAM = re.compile(r'\s*([a-zA-Z0-9_-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*,?')
+_NC = re.compile(r"^[0-9a-fA-F]{8}$")  # RFC 7616 section 3.4: 8 hex digits
 MAX_HEADER = 2048
 
 
@@ -26,48 +34,106 @@ class Credentials:
     password: str = field(repr=False)
 
 
+class Proof(enum.Enum):
+    """What an Authorization header proved."""
+
+    OK = "ok"  # the user's password, on a fresh nonce
+    STALE = "stale"  # the right password on an expired nonce: ask again, quietly
+    REPLAYED = "replayed"  # an answer already used: ask again with a fresh nonce
+    FAILED = "failed"  # a wrong password, unknown user, forged nonce or malformed header
+
+
 @dataclass(frozen=True)
 class Verdict:
-    ok: bool
+    proof: Proof
     user: str | None = None  # who proved it (None: nobody)
-    stale: bool = False  # a good response to an expired nonce: ask again, quietly
     reason: str = ""  # for the security log: never a secret
+
+
+def _failed(reason: str) -> Verdict:
+    return Verdict(Proof.FAILED, reason=reason)
 
 
 def _md5(text: str) -> str:
     return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
+class NonceCounts:
+    """The highest `nc` accepted for each nonce in use; a lower or equal one is a replay.
+
+    Bounded: beyond `max_nonces` the least recently used nonce is forgotten, and every nonce
+    issued no later than a forgotten one counts as used up (its next answer is asked again
+    with a fresh nonce), so forgetting never lets a replay through."""
+
+    def __init__(self, max_nonces: int = 100_000) -> None:
+        self.max_nonces = max_nonces
+        self._last: OrderedDict[str, tuple[int, int]] = OrderedDict()  # nonce -> (nc, issued)
+        self.forgotten_until = -1  # issue stamp of the newest nonce forgotten
+
+    def accept(self, nonce: str, issued: int, nc: int) -> bool:
+        """Record `nc` for `nonce`; False if it is not above the last one accepted."""
+        last = self._last.get(nonce)
+        if last is None and issued <= self.forgotten_until:
+            return False
+        if last is not None and nc <= last[0]:
+            return False
+        self._last[nonce] = (nc, issued)
+        self._last.move_to_end(nonce)
+        while len(self._last) > self.max_nonces:
+            _, (_, stamp) = self._last.popitem(last=False)
+            self.forgotten_until = max(self.forgotten_until, stamp)
+        return True
+
+    def expire(self, before: int) -> None:
+        """Forget the least recently used nonces issued before `before` (refused anyway)."""
+        while self._last:
+            nonce, (_, issued) = next(iter(self._last.items()))
+            if issued >= before:
+                return
+            del self._last[nonce]
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+
 class DigestAuth:
-    def __init__(self, secret: bytes, lifetime: float = 300.0, realm: str = REALM) -> None:
+    def __init__(
+        self,
+        secret: bytes,
+        lifetime: float = 300.0,
+        realm: str = REALM,
+        counts: NonceCounts | None = None,
+    ) -> None:
         self.secret, self.lifetime, self.realm = secret, lifetime, realm
+        self.counts = counts if counts is not None else NonceCounts()
+
+    def _sign(self, stamp: str, salt: str, client: str) -> str:
+        text = f"{stamp}:{salt}:{client}".encode()
+        return hmac.new(self.secret, text, hashlib.sha256).hexdigest()[:32]
 
     def nonce(self, client: str, now: float) -> str:
-        stamp = str(int(now))
-        mac = hmac.new(self.secret, f"{stamp}:{client}".encode(), hashlib.sha256).hexdigest()
-        return base64.urlsafe_b64encode(f"{stamp}:{mac[:32]}".encode()).decode().rstrip("=")
+        stamp, salt = str(int(now)), secrets.token_hex(8)
+        signed = f"{stamp}:{salt}:{self._sign(stamp, salt, client)}"
+        return base64.urlsafe_b64encode(signed.encode()).decode().rstrip("=")
 
     def challenge(self, client: str, now: float, stale: bool = False) -> str:
+        """The `WWW-Authenticate` value (RFC 7616 section 3.3)."""
         return (
             f'Digest realm="{self.realm}", qop="auth", algorithm=MD5, '
             f'nonce="{self.nonce(client, now)}"' + (", stale=true" if stale else "")
         )
 
-    def _nonce_state(self, nonce: str, client: str, now: float) -> str:
-        """'ok', 'stale' or 'bad'."""
+    def _issued(self, nonce: str, client: str) -> int | None:
+        """When this server issued `nonce` to `client`; None if it did not."""
         try:
-            stamp, mac = (
-                base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4)).decode().split(":")
-            )
+            decoded = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4)).decode()
+            stamp, salt, mac = decoded.split(":")
             issued = int(stamp)
         except (ValueError, binascii.Error):  # UnicodeError is a ValueError
-            return "bad"
-        expected = hmac.new(self.secret, f"{stamp}:{client}".encode(), hashlib.sha256).hexdigest()[
-            :32
-        ]
-        if not hmac.compare_digest(mac, expected):
-            return "bad"
-        return "ok" if 0 <= now - issued <= self.lifetime else "stale"
+            return None
+        if not hmac.compare_digest(mac.encode(), self._sign(stamp, salt, client).encode()):
+            return None
+        return issued
 
     def verify(
         self,
@@ -76,43 +142,48 @@ class DigestAuth:
         path: str,
         client: str,
         now: float,
-        lookup: dict[str, Credentials] | None,
+        lookup: Mapping[str, Credentials] | None,
         default: Credentials | None,
     ) -> Verdict:
         """Check an `Authorization: Digest ...` header against the credentials of the user
-        it names (`lookup`) or the shared `default`."""
+        it names (`lookup`) or the shared `default` (RFC 7616 section 3.4)."""
         params = parse_params(header)
         if params is None:
-            return Verdict(False, reason="malformed Authorization header")
+            return _failed("malformed Authorization header")
         user = params.get("username", "")
         known = (lookup or {}).get(user) or (default if default and default.user == user else None)
         if known is None:
-            return Verdict(False, reason="unknown user")
+            return _failed("unknown user")
         if params.get("realm") != self.realm:
-            return Verdict(False, reason="wrong realm")
+            return _failed("wrong realm")
         uri = params.get("uri", "")
         if uri.split("?", 1)[0] != path:
-            return Verdict(False, reason="uri does not match the request")
-        state = self._nonce_state(params.get("nonce", ""), client, now)
-        if state == "bad":
-            return Verdict(False, reason="forged or foreign nonce")
+            return _failed("uri does not match the request")
+        nonce = params.get("nonce", "")
+        issued = self._issued(nonce, client)
+        if issued is None:
+            return _failed("forged or foreign nonce")
+        qop = params.get("qop")
         ha1 = _md5(f"{user}:{self.realm}:{known.password}")
         ha2 = _md5(f"{method}:{uri}")
-        qop = params.get("qop")
         if qop == "auth":
-            expected = _md5(
-                f"{ha1}:{params.get('nonce')}:{params.get('nc', '')}:"
-                f"{params.get('cnonce', '')}:auth:{ha2}"
-            )
-        elif qop is None:  # RFC 2069, old firmware
-            expected = _md5(f"{ha1}:{params.get('nonce')}:{ha2}")
+            nc_text = params.get("nc", "")
+            if not _NC.match(nc_text):
+                return _failed("malformed nonce count")
+            nc = int(nc_text, 16)
+            expected = _md5(f"{ha1}:{nonce}:{nc_text}:{params.get('cnonce', '')}:auth:{ha2}")
+        elif qop is None:  # RFC 2069, old firmware: no count, so a nonce serves once
+            nc, expected = 1, _md5(f"{ha1}:{nonce}:{ha2}")
         else:
-            return Verdict(False, reason=f"unsupported qop {qop[:20]!r}")
-        if not hmac.compare_digest(expected, params.get("response", "").lower()):
-            return Verdict(False, reason="wrong password")
-        if state == "stale":
-            return Verdict(False, user=user, stale=True, reason="stale nonce")
-        return Verdict(True, user=user)
+            return _failed(f"unsupported qop {qop[:20]!r}")
+        if not hmac.compare_digest(expected.encode(), params.get("response", "").lower().encode()):
+            return _failed("wrong password")
+        if not 0 <= now - issued <= self.lifetime:
+            return Verdict(Proof.STALE, user, "stale nonce")
+        self.counts.expire(int(now - self.lifetime))
+        if not self.counts.accept(nonce, issued, nc):
+            return Verdict(Proof.REPLAYED, user, "replayed answer")
+        return Verdict(Proof.OK, user)
 
 
 def parse_params(header: str) -> dict[str, str] | None:
@@ -127,20 +198,37 @@ def parse_params(header: str) -> dict[str, str] | None:
     return params
 
 
-def verify_basic(
-    header: str, lookup: dict[str, Credentials] | None, default: Credentials | None
-) -> Verdict:
+def _basic_pair(header: str) -> tuple[str, str] | None:
     if len(header) > MAX_HEADER or header[:6].lower() != "basic ":
-        return Verdict(False, reason="malformed Authorization header")
+        return None
     try:
-        user, _, password = (
-            base64.b64decode(header[6:].strip(), validate=True).decode("utf-8").partition(":")
-        )
+        text = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
     except (binascii.Error, ValueError):  # non-ASCII input, bad padding, bad UTF-8
-        return Verdict(False, reason="malformed Authorization header")
+        return None
+    user, _, password = text.partition(":")
+    return user, password
+
+
+def claimed_user(header: str) -> str | None:
+    """The user name an Authorization header (Digest or Basic) claims; None if none."""
+    if header[:6].lower() == "basic ":
+        pair = _basic_pair(header)
+        return None if pair is None else pair[0]
+    params = parse_params(header)
+    return None if params is None else params.get("username")
+
+
+def verify_basic(
+    header: str, lookup: Mapping[str, Credentials] | None, default: Credentials | None
+) -> Verdict:
+    """Check an `Authorization: Basic ...` header (RFC 7617); only ever asked over TLS."""
+    pair = _basic_pair(header)
+    if pair is None:
+        return _failed("malformed Authorization header")
+    user, password = pair
     known = (lookup or {}).get(user) or (default if default and default.user == user else None)
     if known is None:
-        return Verdict(False, reason="unknown user")
+        return _failed("unknown user")
     if not hmac.compare_digest(known.password.encode(), password.encode()):
-        return Verdict(False, reason="wrong password")
-    return Verdict(True, user=user)
+        return _failed("wrong password")
+    return Verdict(Proof.OK, user)

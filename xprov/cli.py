@@ -13,6 +13,7 @@ from typing import Any
 
 from xprov import __version__, config, logs
 from xprov.config import SERVICES
+from xprov.guard import notices
 from xprov.mac import normalize_mac
 from xprov.provisioning import Failed, NotFound, Provisioner
 from xprov.selection import ActiveSites
@@ -69,6 +70,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"{cfg.path}: OK ({len(inputs.inventory)} phones, sites {', '.join(cfg.sites)}, "
         f"primary {cfg.failover.primary}, backup {cfg.failover.backup})"
     )
+    for notice in notices(cfg):
+        print(f"note: {notice}")
     return 0
 
 

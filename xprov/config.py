@@ -21,6 +21,9 @@ from xprov.problems import Problems
 
 SERVICES = ("sip", "stun", "db")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# [vars] names that hold a secret (a phone's admin password, a PIN): redacted from logs and
+# given only to per-device templates, since shared files go to anyone who asks.
+_SECRET_NAME = re.compile(r"password|passwd|pwd|secret|token|(?:^|_)(?:key|pin)$", re.IGNORECASE)
 Scalar = str | int | float | bool
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 T = TypeVar("T")
@@ -117,6 +120,7 @@ class SecurityConfig:
     max_connections: int  # HTTP(S) connections at once, in all
     max_connections_per_source: int
     max_tftp_per_source: int  # TFTP transfers at once per source address
+    repeat_window: float = 3600.0  # seconds in which a source's repeated miss costs nothing
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,9 @@ class TftpConfig:
     retries: int
     max_transfers: int
     allow: tuple[Network, ...] = ()
+    # Networks that get per-device files over TFTP (which carries no credentials); None:
+    # every allowed source unless [auth] or [https] bind_mac require proof, then nobody.
+    per_device_from: tuple[Network, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -194,10 +201,22 @@ class Config:
     vars: Mapping[str, Scalar]
 
     def secrets(self) -> list[str]:
-        """Every secret value in this config, for log redaction."""
+        """Every secret value in this config, for log redaction and for the check that no
+        shared file carries one."""
         secrets = [s.db.password for s in self.sites.values() if s.db and s.db.password]
         secrets += [self.auth.password] if self.auth.password else []
+        secrets += [str(v) for k, v in self.vars.items() if secret_name(k) and str(v)]
         return secrets + ([self.admin.token] if self.admin else [])
+
+    @property
+    def shared_vars(self) -> dict[str, Scalar]:
+        """The [vars] a shared file's template sees: every one but the secrets."""
+        return {k: v for k, v in self.vars.items() if not secret_name(k)}
+
+
+def secret_name(name: str) -> bool:
+    """Does this variable name say it holds a secret ('admin_password', 'voicemail_pin')?"""
+    return _SECRET_NAME.search(name) is not None
 
 
 _REQUIRED: Any = object()
@@ -443,6 +462,12 @@ def _provisioning(root: _Table) -> ProvisioningConfig:
             t.problem("url", f"{url!r} is not an http:// or https:// URL with a host")
         elif parts.query or parts.fragment:
             t.problem("url", "must not have a query or fragment")
+        elif parts.username is not None or parts.password is not None:
+            t.problem(
+                "url",
+                "must not hold credentials: it is written into shared files that anyone may "
+                "fetch (give phones their credentials in [auth] and the inventory)",
+            )
     poll = t.integer("poll_seconds", 60, 60, 86400)
     t.finish()
     return ProvisioningConfig(url=(url or "").rstrip("/"), poll_seconds=poll)
@@ -576,6 +601,7 @@ def _security(root: _Table) -> SecurityConfig:
         max_connections=t.integer("max_connections", 10_000, 1, 1_000_000),
         max_connections_per_source=t.integer("max_connections_per_source", 64, 1, 100_000),
         max_tftp_per_source=t.integer("max_tftp_per_source", 8, 1, 100_000),
+        repeat_window=t.number("repeat_window", 3600.0, 0, 86400),
     )
     t.finish()
     return config
@@ -594,9 +620,18 @@ def _tftp(root: _Table) -> TftpConfig | None:
         retries=t.integer("retries", 5, 1, 20),
         max_transfers=t.integer("max_transfers", 1000, 1, 100_000),
         allow=_allow(t),
+        per_device_from=_per_device_from(t),
     )
     t.finish()
     return config
+
+
+def _per_device_from(t: _Table) -> tuple[Network, ...] | None:
+    """None when the key is absent: its absence has a meaning of its own (see TftpConfig)."""
+    if "per_device_from" not in t.data:
+        t.seen.add("per_device_from")
+        return None
+    return t.items("per_device_from", _network(t.problems))
 
 
 def _monitor(root: _Table) -> MonitorConfig:

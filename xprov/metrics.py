@@ -43,13 +43,27 @@ class XprovCollector:
             "Unknown devices and failed logins charged to their source",
             labels=["reason"],
         )
-        for reason, count in sorted(self.service.guard.charged.items()):
+        gate = self.service.gate
+        for reason, count in sorted(gate.charged.items()):
             charged.add_metric([reason], count)
         yield charged
+        refusals = CounterMetricFamily(
+            "xprov_refusals",
+            "Requests for per-device files refused by the gate",
+            labels=["status", "reason"],
+        )
+        for (status, reason), count in sorted(self.service.observer.refusals.items()):
+            refusals.add_metric([str(status), reason], count)
+        yield refusals
         yield GaugeMetricFamily(
             "xprov_bad_answer_sources",
             "Sources with a recent bad answer (the limiter's memory)",
-            value=len(self.service.guard.limiter),
+            value=len(gate.sources),
+        )
+        yield GaugeMetricFamily(
+            "xprov_digest_nonces",
+            "Digest nonces whose count is tracked against replays",
+            value=len(gate.digest.counts),
         )
 
     def _render(self) -> Iterator[Metric]:

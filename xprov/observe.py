@@ -1,5 +1,6 @@
 """What every transport reports about each answer: counted for metrics, recorded for
-convergence, and logged when an operator needs to know (render failures).
+convergence, and logged when an operator needs to know (render failures, and a `security`
+event for every refusal charged to its source, for fail2ban).
 Cheap on the hot path: a counter increment and a dict update per request."""
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from collections.abc import Callable
 
 from xprov.convergence import Convergence
 from xprov.logs import get_logger
-from xprov.provisioning import Failed, NotFound, Outcome, Served
+from xprov.provisioning import Answer, Charge, Failed, NotFound, Refused, Served
 
 log = get_logger("xprov.request")
+security = get_logger("xprov.security")
 
 
 class Observer:
@@ -20,13 +22,14 @@ class Observer:
         self.clock = clock
         # (transport, vendor, kind, status) -> answers
         self.requests: Counter[tuple[str, str, str, str]] = Counter()
+        self.refusals: Counter[tuple[int, str]] = Counter()  # (status, reason) -> refusals
         self.convergence = Convergence()
 
-    def outcome(self, outcome: Outcome, transport: str, client: str) -> None:
-        if isinstance(outcome, Served):
-            self.served(outcome, transport)
+    def outcome(self, answer: Answer, transport: str, client: str) -> None:
+        if isinstance(answer, Served):
+            self.served(answer, transport)
         else:
-            self.refused(outcome, transport, client)
+            self.refused(answer, transport, client)
 
     def served(self, outcome: Served, transport: str) -> None:
         request = outcome.request
@@ -34,9 +37,8 @@ class Observer:
         if outcome.mac is not None:
             self.convergence.fetched(outcome.mac, outcome.selection_generation, self.clock())
 
-    def refused(self, outcome: NotFound | Failed, transport: str, client: str) -> None:
-        """Counted; a render failure logged. An unknown device is the transport's to report:
-        it is a security event, charged to the source."""
+    def refused(self, outcome: NotFound | Failed | Refused, transport: str, client: str) -> None:
+        """Counted; a render failure logged; a charged refusal is a security event."""
         request = outcome.request
         vendor, kind = (request.vendor, request.kind) if request else ("", "")
         if isinstance(outcome, Failed):
@@ -51,4 +53,21 @@ class Observer:
                 reason=outcome.error.reason,
             )
             return
-        self.requests[(transport, vendor, kind, "not_found")] += 1
+        if isinstance(outcome, Refused):
+            self.requests[(transport, vendor, kind, "refused")] += 1
+            self.refusals[(outcome.status, outcome.reason)] += 1
+        else:
+            self.requests[(transport, vendor, kind, "not_found")] += 1
+        if outcome.charge in (Charge.CHARGED, Charge.EXHAUSTED):
+            mac = request.mac if request else None
+            security.warning(
+                "security", client=client, mac=mac, transport=transport, reason=outcome.reason
+            )
+            if outcome.charge is Charge.EXHAUSTED:
+                security.warning(
+                    "security",
+                    client=client,
+                    mac=mac,
+                    transport=transport,
+                    reason="rate limited: per-device files refused until its budget refills",
+                )

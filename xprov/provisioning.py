@@ -1,12 +1,14 @@
 """The request core: identify -> look up -> render, the same for every transport.
 
-Pure: no sockets, no reactor, no clock. Both transports call `Provisioner.provide`, so TFTP
-and HTTP can never disagree about a file. The outcome is typed; each transport maps it to
-its own answer.
+Pure: no sockets, no reactor, no clock. Both transports reach it through the gate
+(`xprov.guard.Gate`), which decides who may have a file before `Provisioner.render` makes
+it, so TFTP and HTTP can never disagree about a file. Every answer is one of the typed
+outcomes below; each transport maps it to its own wire format.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,10 +42,20 @@ class Served:
         return self.request.spec.content_type
 
 
+class Charge(enum.Enum):
+    """What a refusal cost its source's bad-answer budget."""
+
+    NONE = "none"  # nothing: a challenge, a stale nonce, a source already out of tokens
+    REPEAT = "repeat"  # the same miss again within the repeat window: already paid for
+    CHARGED = "charged"  # one token
+    EXHAUSTED = "exhausted"  # one token, its last: the source is now rate limited
+
+
 @dataclass(frozen=True)
 class NotFound:
     reason: str  # for logs and metrics only: a phone never learns why
     request: FileRequest | None = None
+    charge: Charge = Charge.NONE
 
 
 @dataclass(frozen=True)
@@ -52,7 +64,20 @@ class Failed:
     error: RenderError
 
 
+@dataclass(frozen=True)
+class Refused:
+    """Not for this asker. `status` is the HTTP status (401, 403 or 429); TFTP answers 401
+    and 403 with ERROR 2 and a rate limit (429) with silence. Never carries a file."""
+
+    status: int
+    reason: str  # for the security log: never a secret
+    request: FileRequest | None
+    challenge: str | None = None  # WWW-Authenticate, with a 401
+    charge: Charge = Charge.NONE
+
+
 Outcome = Served | NotFound | Failed
+Answer = Served | NotFound | Failed | Refused  # what the gate gives a transport
 
 
 class Provisioner:
@@ -65,9 +90,15 @@ class Provisioner:
         self.renders = 0
 
     def provide(self, path: str, user_agent: str | None = None) -> Outcome:
+        """The file at `path`, for anyone: `xprov render` and tests. Phones go through the
+        gate, which decides first who may have it."""
         request = identify(path, user_agent)
         if request is None:
             return NotFound("unknown file")
+        return self.render(request)
+
+    def render(self, request: FileRequest) -> Outcome:
+        """The file `request` names, from the current inputs and selection."""
         inputs, selection = self.inputs, self.active.current
         records = inputs.inventory.records
         # The raw record is enough to check and to find the cached file; the Phone view is
@@ -108,9 +139,7 @@ class Provisioner:
         self, request: FileRequest, phone: Phone | None, model: str | None, selection: Selection
     ) -> dict[str, Any]:
         config = self.inputs.config
-        variables = dict(config.vars)
-        if phone is not None:
-            variables.update(phone.vars)
+        variables = config.shared_vars if phone is None else {**config.vars, **dict(phone.vars)}
         return {
             "file": request.name,
             "model": model,

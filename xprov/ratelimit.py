@@ -1,38 +1,72 @@
-"""Rate limiting of bad answers per source address: a token bucket each.
+"""Budgets of bad answers: a token bucket per key, and a window that forgives repeats.
 
 Every answer that tells a stranger something went wrong (an unknown MAC, a failed login)
-costs its source a token; a source without tokens is refused everything until the bucket
-refills. Enumerating MACs then costs hours, while a phone that asks for its own files never
-spends a token. Pure: the caller passes the time. Bounded: the least recently seen sources
-are forgotten first.
+costs its source a token; a source without tokens is refused what could tell it more until
+the bucket refills. Enumerating MACs then costs hours, while a phone that asks for its own
+files never spends a token. Pure: the caller passes the time. Bounded: the least recently
+used keys are forgotten first.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Hashable
 
 
 class BadAnswerLimiter:
+    """A token bucket per key (a source address, or a source and a user name)."""
+
     def __init__(self, burst: float, per_second: float, max_sources: int = 100_000) -> None:
         self.burst, self.per_second, self.max_sources = burst, per_second, max_sources
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # tokens, when
+        self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()  # tokens, when
 
-    def _tokens(self, source: str, now: float) -> float:
-        tokens, when = self._buckets.get(source, (self.burst, now))
+    def _tokens(self, key: Hashable, now: float) -> float:
+        tokens, when = self._buckets.get(key, (self.burst, now))
         return min(self.burst, tokens + (now - when) * self.per_second)
 
-    def blocked(self, source: str, now: float) -> bool:
-        """Out of tokens: refuse this source everything for now."""
-        return source in self._buckets and self._tokens(source, now) < 1.0
+    def blocked(self, key: Hashable, now: float) -> bool:
+        """Out of tokens: refuse this key what could tell it more, for now."""
+        return key in self._buckets and self._tokens(key, now) < 1.0
 
-    def spend(self, source: str, now: float) -> bool:
-        """A bad answer for `source`; True if this one emptied its bucket."""
-        tokens = self._tokens(source, now) - 1.0
-        self._buckets[source] = (max(0.0, tokens), now)
-        self._buckets.move_to_end(source)
+    def spend(self, key: Hashable, now: float) -> bool:
+        """A bad answer for `key`; True if this one emptied its bucket."""
+        tokens = self._tokens(key, now) - 1.0
+        self._buckets[key] = (max(0.0, tokens), now)
+        self._buckets.move_to_end(key)
         while len(self._buckets) > self.max_sources:
             self._buckets.popitem(last=False)
         return tokens < 1.0 <= tokens + 1.0
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+class RepeatWindow:
+    """Keys seen in the last `window` seconds, so a repeat is not charged twice.
+
+    An office behind one NAT address whose unprovisioned phones ask for their missing files
+    on every poll costs one token per phone and window, not one per request; a scan of new
+    MACs costs one each. Bounded: the oldest keys are forgotten first (a forgotten repeat
+    costs one token again, never less)."""
+
+    def __init__(self, window: float, max_keys: int = 100_000) -> None:
+        self.window, self.max_keys = window, max_keys
+        self._seen: OrderedDict[Hashable, float] = OrderedDict()  # key -> first seen, in order
+
+    def first(self, key: Hashable, now: float) -> bool:
+        """True if `key` was not seen within the window (and remember it from `now`)."""
+        seen = self._seen
+        while seen:  # expire from the oldest end
+            oldest, when = next(iter(seen.items()))
+            if now - when < self.window:
+                break
+            del seen[oldest]
+        if key in seen:
+            return False
+        seen[key] = now
+        while len(seen) > self.max_keys:
+            seen.popitem(last=False)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._seen)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -25,8 +24,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from xprov import __version__, config, logs, metrics
-from xprov.auth import Credentials, DigestAuth
-from xprov.guard import Guard
+from xprov.guard import Gate, Policy, notices
 from xprov.inventory import Inventory, InventoryError, mysql_source
 from xprov.inventory.file_source import load_file
 from xprov.lag import LagMeter
@@ -36,7 +34,6 @@ from xprov.monitor.probe import error_detail
 from xprov.observe import Observer
 from xprov.problems import Problems
 from xprov.provisioning import Inputs, Provisioner
-from xprov.ratelimit import BadAnswerLimiter
 from xprov.render import TemplateProblems, Templates
 from xprov.selection import ActiveSites, Selection
 from xprov.servers import admin, http
@@ -166,8 +163,7 @@ class Service:
             self.reload,
             self.metrics,
         )
-        self._nonce_secret = os.urandom(32)
-        self.guard = self._guard(cfg)
+        self.gate = Gate(self.provisioner, Policy.of(cfg))
         self.tftp = self._tftp_server(cfg)
         self.web = self._site(cfg, tls=False)
         self.secure_web = self._site(cfg, tls=True)
@@ -203,6 +199,7 @@ class Service:
             inventory=self.provisioner.inputs.inventory.source,
             active=dict(self.active.current.active),
             monitor=self.monitor is not None,
+            policy=notices(cfg),
             **_report_fields(self.load_report),
         )
 
@@ -220,26 +217,10 @@ class Service:
         for port in ports.values():
             port.stopListening()
 
-    def _guard(self, cfg: config.Config, limiter: BadAnswerLimiter | None = None) -> Guard:
-        security = cfg.security
-        if limiter is None or (limiter.burst, limiter.per_second) != (
-            security.bad_answer_burst,
-            security.bad_answer_rate,
-        ):
-            limiter = BadAnswerLimiter(security.bad_answer_burst, security.bad_answer_rate)
-        auth = cfg.auth
-        digest = (
-            DigestAuth(self._nonce_secret, auth.nonce_lifetime) if auth.mode == "digest" else None
-        )
-        default = Credentials(auth.user, auth.password) if auth.user else None
-        return Guard(
-            limiter, digest, auth.basic_over_tls, default, bool(cfg.https and cfg.https.bind_mac)
-        )
-
     def _site(self, cfg: config.Config, tls: bool) -> http.PhoneSite:
         allow = (cfg.https.allow if cfg.https else ()) if tls else cfg.http.allow
         security = cfg.security
-        files = http.PhoneFiles(self.provisioner, self.observer, self.guard, tls=tls)
+        files = http.PhoneFiles(self.gate, self.observer, tls=tls)
         return http.site(
             files,
             security.header_timeout,
@@ -309,12 +290,11 @@ class Service:
         if cfg.tftp is None:
             return None
         return TftpServer(
-            self.provisioner,
+            self.gate,
             _limits(cfg),
             cfg.tftp.max_transfers,
             self.reactor,
             self.observer,
-            self.guard,
             cfg.tftp.allow,
             cfg.security.max_tftp_per_source,
         )
@@ -347,12 +327,11 @@ class Service:
         inputs, cfg = built.inputs, built.inputs.config
         if self.tftp is None and cfg.tftp is not None:
             self.tftp = self._tftp_server(cfg)
-        guard = self._guard(cfg, self.guard.limiter)
         try:
             self._bind(self._wanted(cfg))
         except Exception as exc:
             return self._reload_failed(exc)
-        self.guard.__dict__.update(guard.__dict__)  # the limiter's budgets carry over
+        self.gate.reconfigure(Policy.of(cfg))  # the sources' budgets carry over
         for web, allow in (
             (self.web, cfg.http.allow),
             (self.secure_web, cfg.https.allow if cfg.https else ()),

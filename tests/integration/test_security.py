@@ -4,25 +4,32 @@ authentication, MAC enumeration, slow and greedy clients, allow-lists."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import http.client
 import socket
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.certs import Pki
 from tests.helpers import (
     ETC,
+    SAMPLE_PASSWORDS,
     SPA504G,
     YEALINK_T31G,
     YEALINK_T46G,
     XprovProcess,
+    copy_templates,
     free_port,
     port_open,
     sample_config,
     wait_for,
 )
+from xprov.auth import parse_params
 from xprov.tftp import codec
 
 T46G_USER, T46G_PASSWORD = "t46g", "http-T46G-Secret"
@@ -139,9 +146,23 @@ def test_tls_below_1_2_is_refused(mtls, pki) -> None:
     assert code != 0
 
 
+SHARED_USER, SHARED_PASSWORD = "site", "site-pw-Secret"
+SECRETS = [
+    *SAMPLE_PASSWORDS,
+    T46G_PASSWORD,
+    SPA_PASSWORD,
+    SHARED_PASSWORD,
+    "dev-admin-token-change-me",
+]
+
+
 @pytest.fixture(scope="module")
 def digest(tmp_path_factory, pki):
-    """Digest on HTTP and HTTPS, Basic on HTTPS only, a small bad-answer budget."""
+    """Digest on HTTP and HTTPS, Basic on HTTPS only, a shared user, TFTP, a small
+    bad-answer budget, and a broken per-device boot template (the render failure path)."""
+    tmp = tmp_path_factory.mktemp("digest")
+    templates = copy_templates(tmp)
+    (templates / "yealink" / "device.boot").write_text("#!version:1.0.0.1\n{{ vars.no_such }}\n")
     extra = f"""
 [https]
 listen = ["127.0.0.1:HTTPS_PORT"]
@@ -151,10 +172,15 @@ private_key = "{pki.server[1]}"
 [auth]
 mode = "digest"
 basic_over_tls = true
+user = "{SHARED_USER}"
+password = "{SHARED_PASSWORD}"
 """
+    tftp = free_port(socket.SOCK_DGRAM)
     proc, http, https = server(
-        tmp_path_factory.mktemp("digest"),
+        tmp,
         extra,
+        tftp_port=tftp,
+        templates=templates,
         replace={
             "bad_answer_rate = 0.1 ": "bad_answer_rate = 0.01 ",
             "header_timeout = 10 ": "header_timeout = 1.0 ",
@@ -163,6 +189,7 @@ basic_over_tls = true
     )
     with proc:
         wait_for(lambda: port_open(https), 10, "https")
+        proc.tftp_port = tftp
         yield proc, http, https
 
 
@@ -287,3 +314,323 @@ def test_allow_lists(tmp_path) -> None:
                 except TimeoutError:
                     packet = None
                 assert isinstance(packet, codec.Data) if answered else packet is None, packet
+
+
+# Every refusal, over HTTP and HTTPS, GET and HEAD: the status, an empty body, no secret --
+
+
+@dataclasses.dataclass
+class Response:
+    status: int
+    head: bytes  # every response head curl saw (a Digest exchange has two)
+    body: bytes  # the last response's body
+
+
+def fetch(url: str, *args: str, head: bool = False, source: str = "127.0.0.1") -> Response:
+    """curl, as a phone (or an attacker) asks; every byte it received."""
+    with tempfile.TemporaryDirectory() as tmp:
+        heads, body = Path(tmp) / "head", Path(tmp) / "body"
+        done = subprocess.run(
+            [
+                "curl",
+                "-s",
+                "--max-time",
+                "10",
+                "--interface",
+                source,
+                *(["-I"] if head else []),
+                "-D",
+                str(heads),
+                "-o",
+                str(body),
+                "-w",
+                "%{http_code}",
+                *args,
+                url,
+            ],
+            capture_output=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+        received = body.read_bytes() if body.exists() else b""
+        if head:  # curl -I writes the heads where the body would go
+            received = received.removeprefix(heads.read_bytes())
+        return Response(int(done.stdout), heads.read_bytes(), received)
+
+
+def assert_refused(response: Response, status: int) -> None:
+    assert response.status == status, response
+    assert response.body == b""
+    last_head = [block for block in response.head.split(b"\r\n\r\n") if block][-1]
+    assert b"content-length: 0\r\n" in last_head.lower() + b"\r\n", last_head
+    for secret in SECRETS:
+        assert secret.encode() not in response.head + response.body, secret
+
+
+def blocked_source(http: int, source: str) -> str:
+    """Spend `source`'s whole budget on unknown MACs (with the shared user's credentials)."""
+    for i in range(20):
+        name = f"/00aa{int(source.split('.')[-1]):02x}{i:06x}.cfg"
+        response = fetch(
+            f"http://127.0.0.1:{http}{name}",
+            "--digest",
+            "-u",
+            f"{SHARED_USER}:{SHARED_PASSWORD}",
+            source=source,
+        )
+        assert response.status == 404
+    return source
+
+
+REFUSALS = {
+    # case: (file, curl arguments, status)
+    "no credentials": (f"{YEALINK_T46G}.cfg", [], 401),
+    "wrong password": (f"{YEALINK_T46G}.cfg", ["--digest", "-u", f"{T46G_USER}:wrong"], 401),
+    "another phone's credentials": (
+        f"{YEALINK_T46G}.cfg",
+        ["--digest", "-u", f"{SPA_USER}:{SPA_PASSWORD}"],
+        403,
+    ),
+    "unknown MAC": (
+        "001565000001.cfg",
+        ["--digest", "-u", f"{SHARED_USER}:{SHARED_PASSWORD}"],
+        404,
+    ),
+    "another vendor's name for the MAC": (
+        f"{YEALINK_T46G}.xml",
+        ["--digest", "-u", f"{SHARED_USER}:{SHARED_PASSWORD}"],
+        404,
+    ),
+    "render failure": (
+        f"{YEALINK_T46G}.boot",
+        ["--digest", "-u", f"{T46G_USER}:{T46G_PASSWORD}"],
+        500,
+    ),
+    "rate limited": (
+        f"{YEALINK_T46G}.cfg",
+        ["--digest", "-u", f"{SHARED_USER}:{SHARED_PASSWORD}"],
+        429,
+    ),
+    "method not allowed": (f"{YEALINK_T46G}.cfg", ["-X", "POST", "--data", "x=1"], 405),
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "scheme", "head"),
+    [
+        (case, scheme, head)
+        for case in sorted(REFUSALS)
+        for scheme in ("http", "https")
+        for head in (False, True)
+        if not (head and case == "method not allowed")  # HEAD is a method we answer
+    ],
+)
+def test_every_refusal_is_empty(digest, pki, case: str, scheme: str, head: bool) -> None:
+    _, http, https = digest
+    name, args, status = REFUSALS[case]
+    source = "127.0.0.1"
+    if case == "rate limited":
+        source = blocked_source(http, f"127.0.1.{10 + 2 * (scheme == 'https') + head}")
+    port = http if scheme == "http" else https
+    tls = ["--cacert", str(pki.server_ca[0])] if scheme == "https" else []
+    response = fetch(f"{scheme}://127.0.0.1:{port}/{name}", *tls, *args, head=head, source=source)
+    assert_refused(response, status)
+    if status == 401:
+        assert b'www-authenticate: digest realm="xprov"' in response.head.lower()
+
+
+@pytest.mark.parametrize("head", [False, True], ids=["GET", "HEAD"])
+def test_basic_over_plain_http_is_refused_empty(digest, head: bool) -> None:
+    _, http, _ = digest
+    response = fetch(
+        f"http://127.0.0.1:{http}/{YEALINK_T46G}.cfg",
+        "--basic",
+        "-u",
+        f"{T46G_USER}:{T46G_PASSWORD}",
+        head=head,
+    )
+    assert_refused(response, 401)
+
+
+@pytest.mark.parametrize("head", [False, True], ids=["GET", "HEAD"])
+def test_certificate_refusals_are_empty(mtls, pki, head: bool) -> None:
+    proc, https = mtls
+    other = fetch(
+        f"https://127.0.0.1:{https}/{YEALINK_T31G}.cfg",
+        "--cacert",
+        str(pki.server_ca[0]),
+        *with_cert(pki.t46g),
+        head=head,
+    )
+    assert_refused(other, 403)
+    plain = fetch(f"http://127.0.0.1:{proc.http_port}/{YEALINK_T46G}.cfg", head=head)
+    assert_refused(plain, 403)  # bind_mac: per-device files only with a certificate
+    shared = fetch(f"http://127.0.0.1:{proc.http_port}/y000000000028.cfg", head=head)
+    assert shared.status == 200
+
+
+def test_the_phone_with_its_credentials_is_served(digest, pki) -> None:
+    """The positive controls of the matrix above: the same requests, done right."""
+    _, http, https = digest
+    tls = ["--cacert", str(pki.server_ca[0])]
+    own = ["--digest", "-u", f"{T46G_USER}:{T46G_PASSWORD}"]
+    for url, extra in (
+        (f"http://127.0.0.1:{http}/{YEALINK_T46G}.cfg", own),
+        (f"https://127.0.0.1:{https}/{YEALINK_T46G}.cfg", tls + own),
+        (f"https://127.0.0.1:{https}/{YEALINK_T46G}.cfg", [*tls, "--basic", "-u", own[2]]),
+    ):
+        response = fetch(url, *extra)
+        assert response.status == 200 and b"account.1.password = yk-1001-Secret" in response.body
+        headed = fetch(url, *extra, head=True)
+        assert headed.status == 200 and headed.body == b""
+        assert f"content-length: {len(response.body)}".encode() in headed.head.lower()
+
+
+# TFTP: per-device files refused (no credentials on TFTP), shared files the HTTP bytes --
+
+DEVICE_FILES = [f"{YEALINK_T46G}.cfg", f"{YEALINK_T46G}.boot", f"{SPA504G}.xml", "001565000001.cfg"]
+SHARED_FILES = ["y000000000028.cfg", "y000000000000.boot", "spa504G.cfg"]
+
+
+def tftp_hpa(port: int, name: str, out: Path) -> tuple[int, str]:
+    done = subprocess.run(
+        ["tftp", "-4", "-m", "binary", "127.0.0.1", str(port), "-c", "get", name, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def atftp(port: int, name: str, out: Path) -> tuple[int, str]:
+    done = subprocess.run(
+        ["atftp", "--get", "-r", name, "-l", str(out), "127.0.0.1", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def curl_tftp(port: int, name: str, out: Path) -> tuple[int, str]:
+    done = subprocess.run(
+        ["curl", "-sS", "--max-time", "10", "-o", str(out), f"tftp://127.0.0.1:{port}/{name}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+# How each client says "ERROR 2, Access violation" (tftp-hpa exits 0 after printing it;
+# curl's exit code 69 is CURLE_TFTP_PERM).
+TFTP_CLIENTS = {
+    "tftp-hpa": (tftp_hpa, lambda rc, text: "Error code 2: Access violation" in text),
+    "atftp": (atftp, lambda rc, text: rc != 0 and "<Access violation>" in text),
+    "curl": (curl_tftp, lambda rc, text: rc == 69),
+}
+
+
+@pytest.mark.parametrize("client", sorted(TFTP_CLIENTS))
+def test_tftp_refuses_device_files_and_serves_shared_ones(digest, tmp_path, client) -> None:
+    proc, http, _ = digest
+    get, access_violation = TFTP_CLIENTS[client]
+    fresh = f"00156500ff{sorted(TFTP_CLIENTS).index(client):02x}"  # never asked before
+    for name in [*DEVICE_FILES, f"{fresh}.cfg"]:
+        out = tmp_path / f"refused-{name}"
+        rc, text = get(proc.tftp_port, name, out)
+        assert access_violation(rc, text), (name, rc, text)
+        received = out.read_bytes() if out.exists() else b""
+        assert received == b"", name
+    for name in SHARED_FILES:
+        out = tmp_path / name
+        rc, text = get(proc.tftp_port, name, out)
+        assert rc == 0, text
+        assert out.read_bytes() == fetch(f"http://127.0.0.1:{http}/{name}").body
+    events = [e for e in proc.events("security") if e.get("mac") == fresh]
+    assert [(e["reason"], e["transport"]) for e in events] == [
+        ("per-device file over TFTP", "tftp")
+    ]
+
+
+# Offices behind one NAT address ------------------------------------------------------
+
+
+def get_from(port: int, path: str, source: str, header: str | None = None):
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=5, source_address=(source, 0)
+    )
+    try:
+        headers = {"Connection": "close", **({"Authorization": header} if header else {})}
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def test_nat_office_without_auth(tmp_path) -> None:
+    """Five unprovisioned phones behind the office's address retry their files on every
+    poll; the provisioned phone there is served throughout. A scan of 1,000 MACs from one
+    address is still limited after the burst, and a phone elsewhere is served all along."""
+    proc, http, _ = server(
+        tmp_path, "", replace={"bad_answer_rate = 0.1 ": "bad_answer_rate = 0.01 "}
+    )
+    office, scanner, elsewhere = "127.0.2.1", "127.0.2.2", "127.0.2.3"
+    with proc:
+        for _ in range(10):  # ten polls
+            for i in range(5):
+                for suffix in (".boot", ".cfg"):
+                    assert get_from(http, f"/0015650000{i:02x}{suffix}", office)[0] == 404
+            assert get_from(http, f"/{YEALINK_T46G}.cfg", office)[0] == 200
+        statuses = []
+        for i in range(1000):
+            statuses.append(get_from(http, f"/0015{i:08x}.cfg", scanner)[0])
+            if i % 100 == 0:
+                assert get_from(http, f"/{YEALINK_T46G}.cfg", elsewhere)[0] == 200
+        assert statuses[:20] == [404] * 20 and set(statuses[20:]) == {429}
+        assert get_from(http, f"/{YEALINK_T46G}.cfg", office)[0] == 200
+        charged = [e for e in proc.events("security") if e["client"] == office]
+        assert len(charged) == 5  # one per unknown phone, not one per request
+
+
+def digest_header(challenge: str, path: str, user: str, password: str, nc: int = 1) -> str:
+    params = parse_params(challenge)
+    assert params is not None
+    ha1 = hashlib.md5(f"{user}:xprov:{password}".encode()).hexdigest()
+    ha2 = hashlib.md5(f"GET:{path}".encode()).hexdigest()
+    nonce = params["nonce"]
+    response = hashlib.md5(f"{ha1}:{nonce}:{nc:08x}:feed:auth:{ha2}".encode()).hexdigest()
+    return (
+        f'Digest username="{user}", realm="xprov", nonce="{nonce}", uri="{path}", '
+        f'response="{response}", qop=auth, nc={nc:08x}, cnonce="feed"'
+    )
+
+
+def test_nat_office_with_auth_a_blocked_source_still_logs_in(digest) -> None:
+    _, http, _ = digest
+    office = blocked_source(http, "127.0.2.10")
+    path = f"/{YEALINK_T46G}.cfg"
+    status, headers, body = get_from(http, path, office)
+    assert (status, body) == (401, b"")  # still told how to log in
+    header = digest_header(headers["WWW-Authenticate"], path, T46G_USER, T46G_PASSWORD)
+    status, _, body = get_from(http, path, office, header)
+    assert status == 200 and b"yk-1001-Secret" in body
+    shared = digest_header(headers["WWW-Authenticate"], path, SHARED_USER, SHARED_PASSWORD, 2)
+    assert get_from(http, path, office, shared)[:3:2] == (429, b"")  # the shared user: limited
+
+
+def test_a_replayed_digest_answer_is_refused(digest) -> None:
+    _, http, _ = digest
+    path, source = f"/{YEALINK_T46G}.cfg", "127.0.2.20"
+    _, headers, _ = get_from(http, path, source)
+    captured = digest_header(headers["WWW-Authenticate"], path, T46G_USER, T46G_PASSWORD)
+    assert get_from(http, path, source, captured)[0] == 200
+    status, replay_headers, body = get_from(http, path, source, captured)
+    assert (status, body) == (401, b"")
+    assert replay_headers["WWW-Authenticate"].endswith("stale=true")
+    following = digest_header(headers["WWW-Authenticate"], path, T46G_USER, T46G_PASSWORD, nc=2)
+    status, _, body = get_from(http, path, source, following)
+    assert status == 200 and b"yk-1001-Secret" in body
+    fresh = digest_header(replay_headers["WWW-Authenticate"], path, T46G_USER, T46G_PASSWORD)
+    assert get_from(http, path, source, fresh)[0] == 200

@@ -127,6 +127,18 @@ def test_db_password_is_not_in_repr(valid: dict, config_path: Path) -> None:
             "logging.format: 'xml' is not one of json, console",
         ),
         (lambda d: d.pop("sites"), "sites: missing"),
+        (
+            lambda d: d["provisioning"].update(url="http://prov:pw@127.0.0.1:8080"),
+            "provisioning.url: must not hold credentials: it is written into shared files",
+        ),
+        (
+            lambda d: d["tftp"].update(per_device_from=["10.0.0.0/33"]),
+            "tftp.per_device_from[0]: '10.0.0.0/33' is not an address or CIDR network",
+        ),
+        (
+            lambda d: d["security"].update(repeat_window=-1),
+            "security.repeat_window: -1 is out of range 0..86400",
+        ),
     ],
 )
 def test_each_error_names_its_key(valid: dict, config_path: Path, mutate, expected: str) -> None:
@@ -201,7 +213,40 @@ def test_check_config_reports_template_and_inventory_problems(tmp_path: Path, ca
 
 def test_check_config_ok(config_path: Path, capsys) -> None:
     assert cli.main(["check-config", "-c", str(config_path)]) == 0
-    assert "OK (4 phones" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "OK (4 phones" in out
+    assert "note: per-device files (SIP passwords) go to anyone who names a MAC" in out
+
+
+def test_check_config_explains_tftp_with_auth(tmp_path: Path, capsys) -> None:
+    path = sample_config(tmp_path, replace={"[logging]": '[auth]\nmode = "digest"\n\n[logging]'})
+    assert cli.main(["check-config", "-c", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "note: per-device files are refused over TFTP" in out
+    assert "per_device_from" in out
+
+
+def test_tftp_per_device_from_absent_empty_or_given(valid: dict, config_path: Path) -> None:
+    assert config.parse(valid, config_path).tftp.per_device_from is None  # type: ignore[union-attr]
+    data = copy.deepcopy(valid)
+    data["tftp"]["per_device_from"] = []
+    assert config.parse(data, config_path).tftp.per_device_from == ()  # type: ignore[union-attr]
+    data["tftp"]["per_device_from"] = ["10.20.0.0/16", "2001:db8::/48"]
+    networks = config.parse(data, config_path).tftp.per_device_from  # type: ignore[union-attr]
+    assert [str(n) for n in networks] == ["10.20.0.0/16", "2001:db8::/48"]
+
+
+def test_secret_vars_are_secrets(valid: dict, config_path: Path) -> None:
+    data = copy.deepcopy(valid)
+    data["vars"].update(admin_password="a-Secret", voicemail_pin="4711", dsskey_label="Desk")
+    cfg = config.parse(data, config_path)
+    assert "a-Secret" in cfg.secrets() and "4711" in cfg.secrets()
+    assert "Desk" not in cfg.secrets()
+    assert set(cfg.shared_vars) == {"ntp_server", "yealink_time_zone", "dsskey_label"}
+    for name in ("password", "Admin_Passwd", "sip_pwd", "client_secret", "api_token", "key", "pin"):
+        assert config.secret_name(name), name
+    for name in ("keyboard", "dsskey_type", "pinned_line", "ntp_server", "spinner"):
+        assert not config.secret_name(name), name
 
 
 def test_unreadable_config(tmp_path: Path, capsys) -> None:

@@ -15,10 +15,9 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from tests.fuzzing import mutations_of
-from xprov.guard import Guard
+from xprov.guard import Gate, Policy
 from xprov.observe import Observer
 from xprov.provisioning import Provisioner
-from xprov.ratelimit import BadAnswerLimiter
 from xprov.servers.http import PhoneFiles, site
 from xprov.vendors import identify
 
@@ -50,8 +49,8 @@ def requests():
 
 def serve(provisioner: Provisioner, data: bytes) -> bytes:
     clock = Clock()
-    guard = Guard(BadAnswerLimiter(20, 0.1), None, False, None, False)
-    web = site(PhoneFiles(provisioner, Observer(clock.seconds), guard, clock=clock.seconds))
+    gate = Gate(provisioner, Policy(burst=20, rate=0.1))
+    web = site(PhoneFiles(gate, Observer(clock.seconds), clock=clock.seconds))
     channel = web.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
     channel.callLater = clock.callLater
     transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))

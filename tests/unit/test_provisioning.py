@@ -261,3 +261,61 @@ def test_device_file_names(provisioner: Provisioner) -> None:
     assert provisioner.device_file(YEALINK_T46G) == f"{YEALINK_T46G}.cfg"
     assert provisioner.device_file(SPA942) == f"{SPA942}.xml"
     assert provisioner.device_file("ffffffffffff") is None
+
+
+SECRET_CONFIG = {
+    "[logging]": '[auth]\nmode = "digest"\nuser = "site"\npassword = "auth-shared-Secret"\n\n'
+    "[logging]",
+    'yealink_time_zone = "-6"': 'yealink_time_zone = "-6"\nadmin_password = "vars-admin-Secret"\n'
+    'voicemail_pin = "vars-pin-Secret"\napi_token = "vars-token-Secret"',
+}
+
+
+def shared_names() -> list[tuple[str, str | None]]:
+    """Every shared file a phone of any known model may ask for, with a User-Agent."""
+    from xprov.vendors import yealink
+
+    names: list[tuple[str, str | None]] = [("y000000000000.boot", None), ("spa.cfg", None)]
+    names += [("init.cfg", None), ("spa504G.cfg", USER_AGENTS[SPA504G])]
+    names += [(f"y{code:012d}.cfg", None) for code in sorted(set(yealink.MODEL_CODES.values()))]
+    names += [("y000000000028.cfg", USER_AGENTS[YEALINK_T46G])]  # the UA names a known phone
+    names += [(f"spa{psn}.cfg", None) for psn in ("942", "504G", "525G", "303", "122")]
+    return names
+
+
+def test_no_secret_reaches_a_shared_file(tmp_path: Path) -> None:
+    """Shared files go to anyone: no SIP or HTTP password of the inventory, no password or
+    token of the config, no secret-named [vars] entry ever appears in one."""
+    from tests.helpers import SAMPLE_PASSWORDS
+
+    config = sample_config(tmp_path, replace=SECRET_CONFIG)
+    inputs = load(config)
+    provisioner = Provisioner(inputs, ActiveSites(inputs.config.sites, "chicago"))
+    secrets = [*SAMPLE_PASSWORDS, *inputs.config.secrets(), *inputs.inventory.secrets()]
+    assert {"vars-admin-Secret", "vars-pin-Secret", "vars-token-Secret"} <= set(secrets)
+    for name, agent in shared_names():
+        body = served(provisioner, name, agent)
+        leaked = [s for s in secrets if s.encode() in body]
+        assert not leaked, (name, leaked)
+    device = served(provisioner, f"{YEALINK_T46G}.cfg")
+    assert b"yk-1001-Secret" in device  # the per-device file is where secrets belong
+
+
+def test_a_shared_template_cannot_reach_a_secret(tmp_path: Path) -> None:
+    """A shared template that asks for a secret [vars] entry fails (500, logged) instead of
+    handing it to anyone; a per-device template may use it."""
+    templates = copy_templates(tmp_path)
+    common = templates / "yealink" / "common.cfg"
+    common.write_text(
+        common.read_text() + "static.security.user_password = {{ vars.admin_password }}\n"
+    )
+    device = templates / "yealink" / "device.cfg"
+    device.write_text(
+        device.read_text() + "static.security.user_password = {{ vars.admin_password }}\n"
+    )
+    inputs = load(sample_config(tmp_path, templates=templates, replace=SECRET_CONFIG))
+    provisioner = Provisioner(inputs, ActiveSites(inputs.config.sites, "chicago"))
+    outcome = provisioner.provide("y000000000028.cfg")
+    assert isinstance(outcome, Failed) and "admin_password" in outcome.error.reason
+    assert "vars-admin-Secret" not in str(outcome.error)
+    assert b"vars-admin-Secret" in served(provisioner, f"{YEALINK_T46G}.cfg")

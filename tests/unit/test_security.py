@@ -1,4 +1,5 @@
-"""Digest and Basic authentication, the bad-answer budget and the guard's decisions."""
+"""Digest and Basic authentication, replays, the bad-answer budget and the repeat window
+(the gate's decisions are in test_gate.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xprov.auth import Credentials, DigestAuth, parse_params, verify_basic
-from xprov.guard import Guard, allowed, macs_in
-from xprov.ratelimit import BadAnswerLimiter
+from xprov.auth import (
+    Credentials,
+    DigestAuth,
+    NonceCounts,
+    Proof,
+    Verdict,
+    claimed_user,
+    parse_params,
+    verify_basic,
+)
+from xprov.guard import allowed, macs_in
+from xprov.ratelimit import BadAnswerLimiter, RepeatWindow
 
 SECRET = b"s" * 32
 ALICE = Credentials("alice", "alice-pw-Secret")
@@ -34,12 +44,13 @@ def answer(
     method: str = "GET",
     realm: str = "xprov",
     qop: str | None = "auth",
+    nc: int = 1,
 ) -> str:
     """What curl --digest sends."""
     ha1, ha2 = md5(f"{user}:{realm}:{password}"), md5(f"{method}:{uri}")
     if qop:
-        response = md5(f"{ha1}:{nonce}:00000001:abcdef:auth:{ha2}")
-        extra = f', qop={qop}, nc=00000001, cnonce="abcdef"'
+        response = md5(f"{ha1}:{nonce}:{nc:08x}:abcdef:auth:{ha2}")
+        extra = f', qop={qop}, nc={nc:08x}, cnonce="abcdef"'
     else:
         response, extra = md5(f"{ha1}:{nonce}:{ha2}"), ""
     return (
@@ -72,9 +83,10 @@ def test_challenge(digest: DigestAuth) -> None:
 
 def test_good_response(digest: DigestAuth) -> None:
     nonce = digest.nonce("10.0.0.5", 1000.0)
-    assert verify(digest, answer(nonce)).ok
-    assert verify(digest, answer(nonce, qop=None)).ok  # RFC 2069 firmware
-    assert verify(digest, answer(nonce), now=1299.0).user == "alice"
+    assert verify(digest, answer(nonce)) == Verdict(Proof.OK, "alice")
+    fresh = digest.nonce("10.0.0.5", 1000.0)
+    assert verify(digest, answer(fresh, qop=None)) == Verdict(Proof.OK, "alice")  # RFC 2069
+    assert verify(digest, answer(nonce, nc=2), now=1299.0) == Verdict(Proof.OK, "alice")
 
 
 @pytest.mark.parametrize(
@@ -89,7 +101,7 @@ def test_good_response(digest: DigestAuth) -> None:
 )
 def test_bad_responses(digest: DigestAuth, change: dict, reason: str) -> None:
     verdict = verify(digest, answer(digest.nonce("10.0.0.5", 1000.0), **change))
-    assert not verdict.ok and verdict.reason == reason
+    assert verdict == Verdict(Proof.FAILED, None, reason)
     assert "alice-pw-Secret" not in repr(verdict)
 
 
@@ -99,8 +111,8 @@ def test_nonces_are_bound_to_the_client_and_expire(digest: DigestAuth) -> None:
     assert verify(digest, answer("bm9uY2U"), client="10.0.0.5").reason == (
         "forged or foreign nonce"
     )
-    stale = verify(digest, answer(nonce), now=1301.0)
-    assert not stale.ok and stale.stale and stale.user == "alice"
+    assert verify(digest, answer(nonce), now=1301.0) == Verdict(Proof.STALE, "alice", "stale nonce")
+    assert verify(digest, answer(nonce), now=999.0).proof is Proof.STALE  # from the future
     other = DigestAuth(b"x" * 32)
     assert (
         other.verify(
@@ -112,13 +124,17 @@ def test_nonces_are_bound_to_the_client_and_expire(digest: DigestAuth) -> None:
 
 def test_basic() -> None:
     header = "Basic " + base64.b64encode(b"alice:alice-pw-Secret").decode()
-    assert verify_basic(header, {"alice": ALICE}, None).ok
+    assert verify_basic(header, {"alice": ALICE}, None) == Verdict(Proof.OK, "alice")
     wrong = "Basic " + base64.b64encode(b"alice:nope").decode()
     assert verify_basic(wrong, {"alice": ALICE}, None).reason == "wrong password"
     assert verify_basic("Basic !!!", {}, None).reason == "malformed Authorization header"
     shared = Credentials("site", "site-pw-Secret")
     site = "Basic " + base64.b64encode(b"site:site-pw-Secret").decode()
-    assert verify_basic(site, {}, shared).ok
+    assert verify_basic(site, {}, shared) == Verdict(Proof.OK, "site")
+    assert verify_basic(site, {}, None).reason == "unknown user"
+    assert verify_basic("Basic " + base64.b64encode(b"\xff:x").decode(), {}, shared).reason == (
+        "malformed Authorization header"
+    )
 
 
 @given(st.text(max_size=300))
@@ -127,8 +143,86 @@ def test_any_header_is_handled(header: str) -> None:
     verdict = digest.verify(
         "Digest " + header, "GET", "/x.cfg", "1.2.3.4", 0.0, {"alice": ALICE}, None
     )
-    assert not verdict.ok
-    assert not verify_basic("Basic " + header, {"alice": ALICE}, None).ok
+    assert verdict.proof is Proof.FAILED and verdict.user is None
+    assert verify_basic("Basic " + header, {"alice": ALICE}, None).proof is Proof.FAILED
+
+
+def test_every_challenge_has_its_own_nonce(digest: DigestAuth) -> None:
+    """Two phones behind one NAT address, challenged in the same second, never share a
+    nonce (a shared one would make the second phone's first answer look like a replay)."""
+    nonces = {digest.nonce("10.0.0.5", 1000.0) for _ in range(100)}
+    assert len(nonces) == 100
+    first, second = sorted(nonces)[:2]
+    assert verify(digest, answer(first)).proof is Proof.OK
+    assert verify(digest, answer(second)).proof is Proof.OK
+
+
+def test_a_replayed_answer_is_refused_and_the_next_count_served(digest: DigestAuth) -> None:
+    nonce = digest.nonce("10.0.0.5", 1000.0)
+    captured = answer(nonce)
+    assert verify(digest, captured).proof is Proof.OK
+    assert verify(digest, captured, now=1001.0) == Verdict(
+        Proof.REPLAYED, "alice", "replayed answer"
+    )
+    assert verify(digest, answer(nonce, nc=2), now=1002.0).proof is Proof.OK
+    assert verify(digest, answer(nonce, nc=2), now=1003.0).proof is Proof.REPLAYED
+    assert verify(digest, answer(nonce, nc=1), now=1003.0).proof is Proof.REPLAYED  # lower
+    assert verify(digest, answer(nonce, nc=7), now=1004.0).proof is Proof.OK  # gaps are fine
+    old = digest.nonce("10.0.0.5", 1000.0)
+    once = answer(old, qop=None)  # RFC 2069: no count, so each nonce serves once
+    assert verify(digest, once).proof is Proof.OK
+    assert verify(digest, once).proof is Proof.REPLAYED
+
+
+def test_a_wrong_password_never_spends_a_nonce_count(digest: DigestAuth) -> None:
+    nonce = digest.nonce("10.0.0.5", 1000.0)
+    for _ in range(3):
+        assert verify(digest, answer(nonce, password="guess")).reason == "wrong password"
+    assert len(digest.counts) == 0
+    assert verify(digest, answer(nonce)).proof is Proof.OK
+
+
+@pytest.mark.parametrize("nc", ["1", "0000000g", "000000001", ""])
+def test_malformed_nonce_counts(digest: DigestAuth, nc: str) -> None:
+    header = answer(digest.nonce("10.0.0.5", 1000.0)).replace("nc=00000001", f"nc={nc}")
+    assert verify(digest, header) == Verdict(Proof.FAILED, None, "malformed nonce count")
+
+
+def test_nonce_counts_are_bounded_and_forgetting_never_lets_a_replay_through() -> None:
+    counts = NonceCounts(max_nonces=3)
+    for stamp, nonce in enumerate("abcd"):
+        assert counts.accept(nonce, stamp, 1) is True
+    assert len(counts) == 3 and counts.forgotten_until == 0
+    assert counts.accept("a", 0, 2) is False  # forgotten: asked again with a fresh nonce
+    assert counts.accept("b", 1, 1) is False and counts.accept("b", 1, 2) is True
+    assert counts.accept("e", 4, 1) is True  # issued after the forgotten one: fine
+    for i in range(10_000):  # a flood of fresh nonces never grows the table
+        counts.accept(f"n{i}", 10 + i, 1)
+    assert len(counts) == 3
+    counts.expire(before=10_009)  # issued 10,007 and 10,008 go
+    assert len(counts) == 1
+
+
+def test_nonce_count_memory_under_a_flood_of_good_answers() -> None:
+    digest = DigestAuth(SECRET, counts=NonceCounts(max_nonces=50))
+    for i in range(500):
+        nonce = digest.nonce("10.0.0.5", 1000.0 + i)
+        assert verify(digest, answer(nonce), now=1000.0 + i).proof is Proof.OK
+    assert len(digest.counts) == 50
+
+
+def test_non_ascii_answers_are_refused_not_raised(digest: DigestAuth) -> None:
+    header = answer(digest.nonce("10.0.0.5", 1000.0))
+    assert verify(digest, header.replace('response="', 'response="\u00e9')).proof is Proof.FAILED
+    forged = base64.urlsafe_b64encode("1000:ab:\u00e9\u00e9".encode()).decode()
+    assert verify(digest, answer(forged)).reason == "forged or foreign nonce"
+
+
+def test_claimed_user() -> None:
+    assert claimed_user('Digest username="alice", realm="xprov"') == "alice"
+    assert claimed_user("Basic " + base64.b64encode(b"bob:pw:x").decode()) == "bob"
+    assert claimed_user("Basic !!!") is None and claimed_user("Bearer x") is None
+    assert claimed_user("Digest realm=x") is None
 
 
 def test_bad_answer_budget() -> None:
@@ -142,6 +236,19 @@ def test_bad_answer_budget() -> None:
     for i in range(100):
         small.spend(f"10.0.0.{i}", 0.0)
     assert len(small) == 10
+
+
+def test_repeat_window() -> None:
+    window = RepeatWindow(window=600, max_keys=3)
+    assert window.first(("10.0.0.5", "a"), 0.0) is True
+    assert window.first(("10.0.0.5", "a"), 599.0) is False  # the same miss again: free
+    assert window.first(("10.0.0.6", "a"), 10.0) is True  # another source pays its own
+    assert window.first(("10.0.0.5", "a"), 600.0) is True  # a new window
+    for i in range(100):
+        window.first(("10.0.0.7", str(i)), 700.0)
+    assert len(window) == 3  # bounded: a forgotten key costs again, never less
+    assert window.first(("10.0.0.5", "a"), 700.0) is True
+    assert RepeatWindow(window=0).first("k", 0.0) is True
 
 
 def test_allow_lists() -> None:
@@ -159,69 +266,3 @@ def test_macs_in_certificate_names() -> None:
         "0002fdff2103",
     }
     assert macs_in(["Yealink Equipment Issuing CA", "0015650000011"]) == set()
-
-
-def guard(**changes) -> Guard:
-    values = dict(
-        limiter=BadAnswerLimiter(20, 0.1),
-        digest=DigestAuth(SECRET),
-        basic_over_tls=True,
-        default=None,
-        bind_mac=False,
-    )
-    return Guard(**{**values, **changes})
-
-
-def authorize(
-    g: Guard,
-    header: str | None,
-    mac: str = "001565000001",
-    tls: bool = False,
-    cert_macs: set[str] | None = None,
-    path: str = "/001565000001.cfg",
-):
-    return g.authorize(mac, "GET", path, header, "10.0.0.5", tls, cert_macs, ACCOUNTS, 1000.0)
-
-
-def test_guard_asks_for_credentials_without_charging() -> None:
-    refusal = authorize(guard(), None)
-    assert refusal is not None and refusal.code == 401 and not refusal.spend
-    assert refusal.challenge and refusal.challenge.startswith("Digest realm=")
-
-
-def test_guard_own_files_only() -> None:
-    g = guard()
-    nonce = g.digest.nonce("10.0.0.5", 1000.0)  # type: ignore[union-attr]
-    assert authorize(g, answer(nonce)) is None
-    theft = authorize(
-        g, answer(nonce, uri="/001565000002.cfg"), mac="001565000002", path="/001565000002.cfg"
-    )
-    assert theft is not None and (theft.code, theft.reason) == (
-        403,
-        "credentials of another device",
-    )
-    wrong = authorize(g, answer(nonce, password="guess"))
-    assert wrong is not None and wrong.code == 401 and wrong.spend
-
-
-def test_guard_shared_credentials_open_every_phone() -> None:
-    g = guard(default=Credentials("site", "site-pw-Secret"))
-    nonce = g.digest.nonce("10.0.0.5", 1000.0)  # type: ignore[union-attr]
-    header = answer(nonce, user="site", password="site-pw-Secret", uri="/001565000009.cfg")
-    assert authorize(g, header, mac="001565000009", path="/001565000009.cfg") is None
-
-
-def test_guard_basic_only_over_tls() -> None:
-    g = guard()
-    header = "Basic " + base64.b64encode(b"alice:alice-pw-Secret").decode()
-    refusal = authorize(g, header)
-    assert refusal is not None and refusal.reason == "Basic authentication without TLS"
-    assert authorize(g, header, tls=True) is None
-
-
-def test_guard_binds_the_certificate_to_the_mac() -> None:
-    g = guard(digest=None, bind_mac=True)
-    assert authorize(g, None, tls=True, cert_macs={"001565000001"}) is None
-    refusal = authorize(g, None, tls=True, cert_macs={"001565000002"})
-    assert refusal is not None and refusal.code == 403
-    assert authorize(guard(digest=None), None) is None  # nothing to check

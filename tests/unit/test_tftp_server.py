@@ -11,6 +11,7 @@ from twisted.internet.task import Clock
 
 from tests.fuzzing import TFTP_OPCODES, mutations_of
 from tests.helpers import SPA942, YEALINK_T46G, copy_templates, sample_config
+from xprov.guard import Gate, Policy
 from xprov.provisioning import Provisioner, Served
 from xprov.selection import ActiveSites
 from xprov.servers.tftp import TftpServer, netascii
@@ -62,7 +63,7 @@ def server(provisioner: Provisioner):
 
 def make_server(provisioner: Provisioner, max_transfers: int = 10):
     reactor = FakeReactor()
-    tftp = TftpServer(provisioner, Limits(retries=2), max_transfers, reactor)
+    tftp = TftpServer(Gate(provisioner, Policy()), Limits(retries=2), max_transfers, reactor)
     listener = tftp.listen(_listen())
     return tftp, reactor, listener
 
@@ -196,7 +197,7 @@ def test_per_source_cap_and_allow_list(provisioner) -> None:
 
     reactor = FakeReactor()
     tftp = TftpServer(
-        provisioner,
+        Gate(provisioner, Policy()),
         Limits(),
         100,
         reactor,
@@ -216,20 +217,48 @@ def test_per_source_cap_and_allow_list(provisioner) -> None:
     assert tftp.active == 3
 
 
-def test_blocked_source_gets_no_answer(provisioner) -> None:
-    from xprov.guard import Guard
-    from xprov.ratelimit import BadAnswerLimiter
-
+def test_blocked_source_gets_no_answer_for_device_files(provisioner) -> None:
+    """Out of its budget, a source is told nothing about devices; shared files, which name
+    none, are still served."""
     reactor = FakeReactor()
-    guard = Guard(BadAnswerLimiter(2, 0.001), None, False, None, False)
-    tftp = TftpServer(provisioner, Limits(), 100, reactor, guard=guard)
+    tftp = TftpServer(Gate(provisioner, Policy(burst=2, rate=0.001)), Limits(), 100, reactor)
     listener = tftp.listen(_listen())
     for i in range(5):
         listener.deliver(codec.rrq(f"0015650000{i:02x}.cfg"), CLIENT)
     answers = [p for _, _, p in reactor.take()]
     assert answers == [codec.Error(1, "File not found")] * 2  # then silence
     listener.deliver(codec.rrq(f"{YEALINK_T46G}.cfg"), CLIENT)
-    assert reactor.take() == []
+    assert reactor.take() == [] and tftp.stats.rejected["rate_limited"] == 4
+    listener.deliver(codec.rrq("y000000000028.cfg"), CLIENT)
+    [(_, _, first)] = reactor.take()
+    assert isinstance(first, codec.Data) and first.block == 1
+
+
+def test_device_files_refused_when_auth_requires_credentials(provisioner) -> None:
+    """TFTP carries no credentials: with Digest on, a per-device file gets ERROR 2 and not a
+    byte of it leaves; shared files are served; a trusted network gets its files."""
+    import ipaddress
+
+    reactor = FakeReactor()
+    trusted = (ipaddress.ip_network("127.0.0.2/32"),)
+    gate = Gate(provisioner, Policy(digest=True, tftp_per_device_from=trusted))
+    tftp = TftpServer(gate, Limits(), 100, reactor)
+    listener = tftp.listen(_listen())
+    for name in (
+        f"{YEALINK_T46G}.cfg",
+        f"{YEALINK_T46G}.boot",
+        f"{SPA942}.xml",
+        "0015650000ff.cfg",
+    ):
+        listener.deliver(codec.rrq(name), CLIENT)
+        assert reactor.take() == [(listener.number, CLIENT, codec.Error(2, "Access violation"))]
+    assert len(reactor.ports) == 1 and provisioner.renders == 0  # no transfer port, no render
+    listener.deliver(codec.rrq("spa942.cfg"), CLIENT)
+    assert isinstance(reactor.take()[0][2], codec.Data)
+    trusted_peer = ("127.0.0.2", 8)
+    assert fetch(reactor, listener, f"{SPA942}.xml", peer=trusted_peer) == body_of(
+        provisioner, f"{SPA942}.xml"
+    )
 
 
 def test_repeated_request_does_not_start_a_second_transfer(server) -> None:

@@ -1,8 +1,10 @@
 """HTTP and HTTPS transport (twisted.web): phones' files and /healthz, nothing else.
 
-Before a file is rendered the guard may refuse it (a blocked source, missing or wrong
-credentials, a TLS certificate naming another device). Connections are bounded: request
-heads must arrive in time and within size limits, and sources may hold only so many.
+Every request goes through the gate (`xprov.guard.Gate`), which decides who may have a file
+before it is rendered; this module only maps the gate's typed answer to HTTP. A refusal and
+an error have an empty body, always (HEAD included, and an unexpected exception too).
+Connections are bounded: request heads must arrive in time and within size limits, and
+sources may hold only so many.
 """
 
 from __future__ import annotations
@@ -11,118 +13,97 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, assert_never
 
 from cryptography import x509
 from twisted.internet import ssl
 from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from xprov.config import HttpsConfig, Network
-from xprov.guard import Guard, allowed, macs_in
+from xprov.guard import Asker, Gate, Transport, allowed, macs_in
 from xprov.logs import get_logger
 from xprov.observe import Observer
-from xprov.provisioning import Failed, NotFound, Provisioner, Served
-from xprov.servers import charge
-from xprov.vendors import identify
+from xprov.provisioning import Failed, NotFound, Refused, Served
 
 security = get_logger("xprov.security")
+log = get_logger("xprov.http")
 
 
 class PhoneFiles(Resource):
-    """Every path is a file name for the provisioning core, except /healthz."""
+    """Every path is a file name for the gate, except /healthz."""
 
     isLeaf = True
 
     def __init__(
         self,
-        provisioner: Provisioner,
+        gate: Gate,
         observer: Observer,
-        guard: Guard | None = None,
         tls: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
-        self.provisioner, self.observer, self.guard = provisioner, observer, guard
-        self.tls, self.clock = tls, clock
+        self.gate, self.observer, self.clock = gate, observer, clock
+        self.transport = Transport.HTTPS if tls else Transport.HTTP
 
     def render(self, request: Request) -> bytes:
-        if request.method == b"GET":
-            return self.render_GET(request)
-        if request.method == b"HEAD":
-            return self.render_HEAD(request)
-        request.setHeader(b"allow", b"GET, HEAD")
-        return _empty(request, 405)  # and no page that echoes the method back
-
-    def render_GET(self, request: Request) -> bytes:
+        if request.method not in (b"GET", b"HEAD"):
+            request.setHeader(b"allow", b"GET, HEAD")
+            return _empty(request, 405)  # and no page that echoes the method back
         if request.path == b"/healthz":
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-            return b"ok\n"
-        source = _client(request)
-        guard = self.guard
-        if guard is not None and guard.blocked(source, self.clock()):
-            return _empty(request, 429)
+            return _body(request, b"ok\n")
+        asker = self._asker(request)
+        if asker is None:
+            return _empty(request, 404)
+        answer = self.gate.answer(asker, self.clock())
+        self.observer.outcome(answer, self.transport.value, asker.source)
+        match answer:
+            case Served():
+                request.setHeader(b"content-type", answer.content_type.encode())
+                request.setHeader(b"cache-control", b"no-store")
+                return _body(request, answer.body)
+            case Refused():
+                if answer.challenge is not None:
+                    request.setHeader(b"www-authenticate", answer.challenge.encode())
+                return _empty(request, answer.status)
+            case NotFound():
+                return _empty(request, 404)
+            case Failed():
+                return _empty(request, 500)
+            case _:
+                assert_never(answer)
+
+    def _asker(self, request: Request) -> Asker | None:
+        """What the gate needs to know of `request`; None if its path is not ASCII."""
         try:
             path = request.path.decode("ascii")
-            agent = request.getHeader(b"user-agent")
-            user_agent = agent.decode("latin-1") if agent else None
         except UnicodeDecodeError:
-            return _empty(request, 404)
-        if (
-            guard is not None
-            and guard.protects(self.tls)
-            and (refused := self._authorize(request, path, user_agent, source))
-        ):
-            return refused
-        outcome = self.provisioner.provide(path, user_agent)
-        if isinstance(outcome, Served):
-            self.observer.served(outcome, "http")
-            request.setHeader(b"content-type", outcome.content_type.encode())
-            request.setHeader(b"cache-control", b"no-store")
-            return outcome.body
-        self.observer.refused(outcome, "http", source)
-        if isinstance(outcome, Failed):
-            return _empty(request, 500)
-        assert isinstance(outcome, NotFound)
-        if guard is not None and outcome.request is not None:
-            charge(guard, source, outcome.request.mac, outcome.reason, self.clock())
-        return _empty(request, 404)
-
-    def _authorize(
-        self, request: Request, path: str, user_agent: str | None, source: str
-    ) -> bytes | None:
-        """Credentials and certificate checks for a per-device file; the refusal, if any."""
-        file = identify(path, user_agent)
-        if file is None or not file.spec.per_device:
             return None
-        assert self.guard is not None and file.mac is not None
+        agent = request.getHeader(b"user-agent")
         header = request.getHeader(b"authorization")
-        now = self.clock()
-        refusal = self.guard.authorize(
-            file.mac,
-            request.method.decode("ascii", "replace"),
+        return Asker(
+            self.transport,
+            _client(request),
             path,
-            header.decode("latin-1") if header else None,
-            source,
-            self.tls,
-            _certificate_macs(request) if self.tls else None,
-            self.provisioner.inputs.inventory.accounts,
-            now,
+            user_agent=agent.decode("latin-1") if agent is not None else None,
+            method=request.method.decode("ascii"),
+            authorization=header.decode("latin-1") if header is not None else None,
+            certificate_macs=(
+                _certificate_macs(request) if self.transport is Transport.HTTPS else None
+            ),
         )
-        if refusal is None:
-            return None
-        if refusal.spend:
-            charge(self.guard, source, file.mac, refusal.reason, now)
-        if refusal.challenge:
-            request.setHeader(b"www-authenticate", refusal.challenge.encode())
-        return _empty(request, refusal.code)
 
-    def render_HEAD(self, request: Request) -> bytes:
-        body = self.render_GET(request)
+
+def _body(request: Request, body: bytes) -> bytes:
+    """`body` for a GET; for a HEAD its length and nothing else (RFC 9110 section 9.3.2)."""
+    if request.method == b"HEAD":
         request.setHeader(b"content-length", b"%d" % len(body))
         return b""
+    return body
 
 
 def _client(request: Request) -> str:
@@ -131,12 +112,12 @@ def _client(request: Request) -> str:
     return source or getattr(request.getClientAddress(), "host", "?")
 
 
-def _certificate_macs(request: Request) -> set[str]:
+def _certificate_macs(request: Request) -> frozenset[str]:
     """The MACs the client's verified certificate names (subject and alternative names)."""
     transport = getattr(request.channel, "transport", None)
     certificate = transport.getPeerCertificate() if transport is not None else None
     if certificate is None:
-        return set()
+        return frozenset()
     parsed = certificate.to_cryptography()
     names = [str(attribute.value) for attribute in parsed.subject]
     with contextlib.suppress(x509.ExtensionNotFound):
@@ -149,7 +130,23 @@ def _empty(request: Request, code: int) -> bytes:
     """An error answer says nothing about why (no oracle for MAC enumeration)."""
     request.setResponseCode(code)
     request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    request.setHeader(b"content-length", b"0")
     return b""
+
+
+class PhoneRequest(Request):
+    """A request whose unexpected failure is an empty 500, never twisted.web's error page."""
+
+    def processingFailed(self, reason: Failure) -> None:
+        log.error("request_failed", error=reason.getErrorMessage(), type=reason.type.__name__)
+        if self.finished or self._disconnected:
+            return
+        if not self.startedWriting:
+            self.responseHeaders = type(self.responseHeaders)()
+            _empty(self, 500)
+            self.finish()
+        else:  # never a partial file: cut the connection
+            self.channel.loseConnection()
 
 
 class BoundedChannel(HTTPChannel):
@@ -189,6 +186,7 @@ class PhoneSite(Site):
     displayTracebacks = False
     noisy = False
     protocol = BoundedChannel
+    requestFactory = PhoneRequest
 
     def __init__(
         self,

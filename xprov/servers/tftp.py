@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, assert_never
 
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import DatagramProtocol
 
 from xprov.config import Listen, Network
-from xprov.guard import Guard, allowed
+from xprov.guard import Asker, Gate, Transport, allowed
 from xprov.logs import get_logger
 from xprov.observe import Observer
-from xprov.provisioning import Failed, NotFound, Provisioner
-from xprov.servers import charge
+from xprov.provisioning import Failed, NotFound, Refused, Served
 from xprov.tftp import codec
 from xprov.tftp.options import Limits, negotiate
 from xprov.tftp.session import ReadTransfer, Result
@@ -89,18 +88,17 @@ class TftpServer:
 
     def __init__(
         self,
-        provisioner: Provisioner,
+        gate: Gate,
         limits: Limits,
         max_transfers: int,
         reactor: Any,
         observer: Observer | None = None,
-        guard: Guard | None = None,
         allow: Sequence[Network] = (),
         per_source: int = 8,
     ) -> None:
-        self.provisioner, self.limits = provisioner, limits
+        self.gate, self.limits = gate, limits
         self.observer = observer or Observer(reactor.seconds)
-        self.guard, self.allow, self.per_source = guard, tuple(allow), per_source
+        self.allow, self.per_source = tuple(allow), per_source
         self.max_transfers, self.reactor = max_transfers, reactor
         self.transfers: dict[Address, _TransferPort] = {}
         self.stats = TftpStats()
@@ -123,9 +121,6 @@ class TftpServer:
         """A datagram on a listening port: a new read request, or an error answer."""
         if peer[1] == 0 or not allowed(peer[0], self.allow):
             return  # nobody to answer, or nobody we answer
-        now = self.reactor.seconds()
-        if self.guard is not None and self.guard.blocked(peer[0], now):
-            return  # out of its bad-answer budget: not even an error
         try:
             packet = codec.decode(datagram)
         except codec.Malformed:
@@ -146,16 +141,24 @@ class TftpServer:
         if len(self.transfers) >= self.max_transfers or self._from(peer[0]) >= self.per_source:
             self.stats.busy += 1
             return self._refuse(listener, peer, codec.NOT_DEFINED, "busy")
-        outcome = self.provisioner.provide(packet.filename, None)
-        self.observer.outcome(outcome, "tftp", peer[0])
-        if isinstance(outcome, Failed):
-            return self._refuse(listener, peer, codec.NOT_DEFINED, "render_failed")
-        if isinstance(outcome, NotFound):
-            if self.guard is not None and outcome.request is not None:
-                charge(self.guard, peer[0], outcome.request.mac, outcome.reason, now)
-            return self._refuse(listener, peer, codec.FILE_NOT_FOUND, "not_found")
-        body = netascii(outcome.body) if packet.mode == "netascii" else outcome.body
-        self._start(packet, peer, host, body, listener)
+        answer = self.gate.answer(
+            Asker(Transport.TFTP, peer[0], packet.filename), self.reactor.seconds()
+        )
+        self.observer.outcome(answer, "tftp", peer[0])
+        match answer:
+            case Served():
+                body = netascii(answer.body) if packet.mode == "netascii" else answer.body
+                self._start(packet, peer, host, body, listener)
+            case Refused(status=429):
+                self.stats.reject("rate_limited")  # out of its budget: not even an error
+            case Refused():
+                self._refuse(listener, peer, codec.ACCESS_VIOLATION, "refused")
+            case NotFound():
+                self._refuse(listener, peer, codec.FILE_NOT_FOUND, "not_found")
+            case Failed():
+                self._refuse(listener, peer, codec.NOT_DEFINED, "render_failed")
+            case _:
+                assert_never(answer)
 
     def _from(self, host: str) -> int:
         """Transfers running for `host`."""
@@ -209,4 +212,5 @@ _MESSAGES = {
     "no_port": "Server busy, try later",
     "render_failed": "Internal error",
     "not_found": "File not found",
+    "refused": "Access violation",
 }

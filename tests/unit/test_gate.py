@@ -1,0 +1,365 @@
+"""The gate's decisions, without sockets: who may have which file, over which transport,
+what each refusal costs its source, and that nothing is rendered for a refused asker."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ETC, SPA504G, YEALINK_T31G, YEALINK_T46G, sample_config
+from xprov.auth import Credentials
+from xprov.guard import Asker, Gate, Policy, Transport, notices
+from xprov.provisioning import Charge, NotFound, Provisioner, Refused, Served
+from xprov.selection import ActiveSites
+from xprov.service import load
+
+T46G_USER, T46G_PASSWORD = "t46g", "http-T46G-Secret"
+SHARED = Credentials("site", "site-pw-Secret")
+NOW = 1000.0
+OFFICE = "192.0.2.10"
+
+
+def inventory_with_credentials() -> str:
+    text = (ETC / "inventory.toml").read_text()
+    return text.replace(
+        'model = "T46G"\n',
+        f'model = "T46G"\nhttp_user = "{T46G_USER}"\nhttp_password = "{T46G_PASSWORD}"\n',
+    )
+
+
+@pytest.fixture
+def provisioner(tmp_path: Path) -> Provisioner:
+    inputs = load(sample_config(tmp_path, inventory=inventory_with_credentials()))
+    return Provisioner(inputs, ActiveSites(inputs.config.sites, "chicago"))
+
+
+def gate_of(provisioner: Provisioner, **policy) -> Gate:
+    return Gate(provisioner, Policy(**{"burst": 20, "rate": 0.01, **policy}), b"k" * 32)
+
+
+def md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def digest(
+    gate: Gate,
+    path: str,
+    user: str = T46G_USER,
+    password: str = T46G_PASSWORD,
+    source: str = OFFICE,
+    nc: int = 1,
+    nonce: str | None = None,
+    method: str = "GET",
+) -> str:
+    nonce = nonce or gate.digest.nonce(source, NOW)
+    ha1, ha2 = md5(f"{user}:xprov:{password}"), md5(f"{method}:{path}")
+    response = md5(f"{ha1}:{nonce}:{nc:08x}:c0ffee:auth:{ha2}")
+    return (
+        f'Digest username="{user}", realm="xprov", nonce="{nonce}", uri="{path}", '
+        f'response="{response}", qop=auth, nc={nc:08x}, cnonce="c0ffee"'
+    )
+
+
+def basic(user: str = T46G_USER, password: str = T46G_PASSWORD) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def ask(gate: Gate, path: str, transport: Transport = Transport.HTTP, now: float = NOW, **kw):
+    return gate.answer(Asker(transport, kw.pop("source", OFFICE), path, **kw), now)
+
+
+DEVICE = f"/{YEALINK_T46G}.cfg"
+
+
+def test_open_policy_serves_everyone_and_charges_misses(provisioner) -> None:
+    gate = gate_of(provisioner)
+    served = ask(gate, DEVICE)
+    assert isinstance(served, Served) and b"account.1.password = yk-1001-Secret" in served.body
+    miss = ask(gate, "/001565000001.cfg")
+    assert miss == NotFound("unknown device", miss.request, Charge.CHARGED)
+    assert ask(gate, "/nothing.txt") == NotFound("unknown file")  # names no device: free
+    assert gate.charged == {"unknown device": 1}
+
+
+def test_no_credentials_gets_a_challenge_and_nothing_is_rendered(provisioner) -> None:
+    gate = gate_of(provisioner, digest=True)
+    for method in ("GET", "HEAD"):
+        refused = ask(gate, DEVICE, method=method)
+        assert isinstance(refused, Refused)
+        assert (refused.status, refused.reason, refused.charge) == (
+            401,
+            "no credentials",
+            Charge.NONE,
+        )
+        assert refused.challenge is not None
+        assert refused.challenge.startswith('Digest realm="xprov", qop="auth", algorithm=MD5')
+    assert provisioner.renders == 0 and len(provisioner.cache) == 0
+
+
+def test_the_phones_own_credentials_open_its_own_files_only(provisioner) -> None:
+    gate = gate_of(provisioner, digest=True)
+    served = ask(gate, DEVICE, authorization=digest(gate, DEVICE))
+    assert isinstance(served, Served) and served.mac == YEALINK_T46G
+    boot = f"/{YEALINK_T46G}.boot"
+    assert isinstance(ask(gate, boot, authorization=digest(gate, boot)), Served)
+    for other in (f"/{YEALINK_T31G}.cfg", f"/{SPA504G}.xml", "/001565000001.cfg"):
+        refused = ask(gate, other, authorization=digest(gate, other))
+        assert isinstance(refused, Refused), other
+        assert (refused.status, refused.reason) == (403, "credentials of another device")
+    assert provisioner.renders == 2
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        (lambda g: digest(g, DEVICE, password="guess"), "wrong password"),
+        (lambda g: digest(g, DEVICE, user="mallory"), "unknown user"),
+        (lambda g: digest(g, f"/{YEALINK_T31G}.cfg"), "uri does not match the request"),
+        (lambda g: digest(g, DEVICE, source="198.51.100.1"), "forged or foreign nonce"),
+        (lambda g: basic(), "Basic authentication without TLS"),
+        (lambda g: "Digest garbage", "unknown user"),
+        (lambda g: "Bearer abc", "malformed Authorization header"),
+    ],
+)
+def test_failed_logins_are_challenged_again_and_charged(provisioner, header, reason) -> None:
+    gate = gate_of(provisioner, digest=True)
+    refused = ask(gate, DEVICE, authorization=header(gate))
+    assert isinstance(refused, Refused)
+    assert (refused.status, refused.reason, refused.charge) == (401, reason, Charge.CHARGED)
+    assert refused.challenge is not None and "stale" not in refused.challenge
+    assert provisioner.renders == 0
+
+
+def test_basic_over_tls_only_when_allowed(provisioner) -> None:
+    gate = gate_of(provisioner, digest=True, basic_over_tls=True)
+    assert isinstance(ask(gate, DEVICE, Transport.HTTPS, authorization=basic()), Served)
+    refused = ask(gate, DEVICE, Transport.HTTP, authorization=basic())
+    assert isinstance(refused, Refused) and refused.status == 401
+    closed = gate_of(provisioner, digest=True)
+    refused = ask(closed, DEVICE, Transport.HTTPS, authorization=basic())
+    assert isinstance(refused, Refused) and refused.reason == "Basic authentication without TLS"
+
+
+def test_shared_credentials_open_every_phone_and_misses_still_cost(provisioner) -> None:
+    gate = gate_of(provisioner, digest=True, shared=SHARED)
+    for name in (DEVICE, f"/{SPA504G}.xml"):
+        header = digest(gate, name, user="site", password="site-pw-Secret")
+        assert isinstance(ask(gate, name, authorization=header), Served)
+    unknown = "/001565000001.cfg"
+    header = digest(gate, unknown, user="site", password="site-pw-Secret")
+    miss = ask(gate, unknown, authorization=header)
+    assert isinstance(miss, NotFound) and miss.charge is Charge.CHARGED
+
+
+def test_a_replayed_answer_is_refused_quietly_and_the_next_one_served(provisioner) -> None:
+    gate = gate_of(provisioner, digest=True)
+    captured = digest(gate, DEVICE)
+    assert isinstance(ask(gate, DEVICE, authorization=captured), Served)
+    replay = ask(gate, DEVICE, authorization=captured, now=NOW + 1)
+    assert isinstance(replay, Refused)
+    assert (replay.status, replay.reason, replay.charge) == (401, "replayed answer", Charge.NONE)
+    assert replay.challenge is not None and replay.challenge.endswith(", stale=true")
+    nonce = captured.split('nonce="')[1].split('"')[0]
+    fresh = digest(gate, DEVICE, nonce=nonce, nc=2)
+    assert isinstance(ask(gate, DEVICE, authorization=fresh, now=NOW + 2), Served)
+
+
+def test_certificate_binding(provisioner) -> None:
+    gate = gate_of(provisioner, bind_mac=True)
+    mine = frozenset({YEALINK_T46G})
+    assert isinstance(ask(gate, DEVICE, Transport.HTTPS, certificate_macs=mine), Served)
+    for asker, reason in (
+        (
+            {"certificate_macs": frozenset({YEALINK_T31G})},
+            "client certificate names another device",
+        ),
+        ({"certificate_macs": frozenset()}, "client certificate names another device"),
+    ):
+        refused = ask(gate, DEVICE, Transport.HTTPS, **asker)
+        assert isinstance(refused, Refused) and (refused.status, refused.reason) == (403, reason)
+    plain = ask(gate, DEVICE, Transport.HTTP)
+    assert isinstance(plain, Refused)
+    assert (plain.status, plain.reason) == (403, "no device certificate (plain HTTP)")
+    shared = ask(gate, "/y000000000028.cfg", Transport.HTTP)
+    assert isinstance(shared, Served)  # no secret in it
+
+
+def test_certificate_and_digest_together(provisioner) -> None:
+    gate = gate_of(provisioner, bind_mac=True, digest=True)
+    mine = frozenset({YEALINK_T46G})
+    challenged = ask(gate, DEVICE, Transport.HTTPS, certificate_macs=mine)
+    assert isinstance(challenged, Refused) and challenged.status == 401
+    header = digest(gate, DEVICE)
+    assert isinstance(
+        ask(gate, DEVICE, Transport.HTTPS, certificate_macs=mine, authorization=header), Served
+    )
+
+
+@pytest.mark.parametrize(
+    ("policy", "source", "served"),
+    [
+        ({}, OFFICE, True),  # nothing requires proof: TFTP as ever
+        ({"digest": True}, OFFICE, False),
+        ({"bind_mac": True}, OFFICE, False),
+        ({"digest": True, "tftp_per_device_from": ("10.20.0.0/16",)}, "10.20.3.4", True),
+        ({"digest": True, "tftp_per_device_from": ("10.20.0.0/16",)}, OFFICE, False),
+        ({"tftp_per_device_from": ("10.20.0.0/16",)}, OFFICE, False),  # restricts, auth or not
+        ({"tftp_per_device_from": ()}, "10.20.3.4", False),  # an empty list: nobody
+    ],
+)
+def test_tftp_per_device_files(provisioner, policy, source, served) -> None:
+    if "tftp_per_device_from" in policy:
+        networks = tuple(ipaddress.ip_network(n) for n in policy["tftp_per_device_from"])
+        policy = {**policy, "tftp_per_device_from": networks}
+    gate = gate_of(provisioner, **policy)
+    answer = ask(gate, f"{YEALINK_T46G}.cfg", Transport.TFTP, source=source)
+    if served:
+        assert isinstance(answer, Served)
+    else:
+        assert isinstance(answer, Refused)
+        assert (answer.status, answer.reason) == (403, "per-device file over TFTP")
+        assert answer.challenge is None and provisioner.renders == 0
+    for shared in ("y000000000028.cfg", "spa504G.cfg", "y000000000000.boot"):
+        assert isinstance(ask(gate, shared, Transport.TFTP, source=source), Served), shared
+
+
+def test_tftp_refusals_cost_once_per_mac(provisioner) -> None:
+    gate = gate_of(provisioner, digest=True, burst=3)
+    charges = [
+        ask(gate, f"{YEALINK_T46G}.cfg", Transport.TFTP, now=NOW + i).charge for i in range(10)
+    ]
+    assert charges == [Charge.CHARGED] + [Charge.REPEAT] * 9
+
+
+def test_enumeration_without_auth_is_limited_after_the_burst(provisioner) -> None:
+    gate = gate_of(provisioner)
+    answers = [ask(gate, f"/0015{i:08x}.cfg") for i in range(1000)]
+    assert [a.charge for a in answers[:20]] == [Charge.CHARGED] * 19 + [Charge.EXHAUSTED]
+    assert all(isinstance(a, Refused) and a.status == 429 for a in answers[20:])
+    assert gate.charged == {"unknown device": 20}
+    assert isinstance(ask(gate, DEVICE), Refused)  # per-device files: refused to this source
+    assert isinstance(ask(gate, "/y000000000028.cfg"), Served)  # shared ones: no secret
+    assert isinstance(ask(gate, DEVICE, source="198.51.100.7"), Served)  # elsewhere: served
+    later = ask(gate, DEVICE, now=NOW + 100)  # one token back after 100 s at 0.01/s
+    assert isinstance(later, Served)
+
+
+def test_enumeration_with_shared_credentials_is_limited_too(provisioner) -> None:
+    gate = gate_of(provisioner, digest=True, shared=SHARED)
+    answers = []
+    for i in range(200):
+        name = f"/0015{i:08x}.cfg"
+        header = digest(gate, name, user="site", password="site-pw-Secret")
+        answers.append(ask(gate, name, authorization=header))
+    assert all(isinstance(a, NotFound) for a in answers[:20])
+    assert all(isinstance(a, Refused) and a.status == 429 for a in answers[20:])
+    header = digest(gate, DEVICE, user="site", password="site-pw-Secret")
+    blocked = ask(gate, DEVICE, authorization=header)  # not even a known phone: no oracle
+    assert isinstance(blocked, Refused) and blocked.status == 429
+    assert isinstance(ask(gate, DEVICE, authorization=digest(gate, DEVICE)), Served)  # its own
+
+
+def test_nat_office_unknown_phones_retrying_never_lock_out_the_known_one(provisioner) -> None:
+    """Five unprovisioned phones behind the office's address ask for their missing files on
+    every poll for an hour; the provisioned phone on the same address is served all along."""
+    gate = gate_of(provisioner, burst=20, rate=0.01)
+    unknown = [f"/0015650000{i:02x}" for i in range(5)]
+    for poll in range(60):
+        now = NOW + 60 * poll
+        for name in unknown:
+            for suffix in (".boot", ".cfg"):
+                assert isinstance(ask(gate, name + suffix, now=now), NotFound)
+        assert isinstance(ask(gate, DEVICE, now=now), Served)
+    assert gate.charged == {"unknown device": 5}
+
+
+def test_nat_office_with_auth_a_blocked_source_may_still_log_in(provisioner) -> None:
+    gate = gate_of(provisioner, digest=True, burst=5)
+    for i in range(10):  # an unprovisioned phone with no account, over and over
+        name = f"/0015650000{i:02x}.cfg"
+        ask(gate, name, authorization=digest(gate, name, user="unprovisioned"))
+    assert gate.sources.blocked(OFFICE, NOW)
+    challenged = ask(gate, DEVICE)  # still told how to log in
+    assert isinstance(challenged, Refused) and challenged.status == 401
+    assert isinstance(ask(gate, DEVICE, authorization=digest(gate, DEVICE)), Served)
+    wrong = ask(gate, DEVICE, authorization=digest(gate, DEVICE, password="guess"))
+    assert isinstance(wrong, Refused) and wrong.status == 429  # failed logins: limited
+    stranger = ask(gate, DEVICE, authorization=digest(gate, DEVICE, user="mallory"))
+    assert isinstance(stranger, Refused) and stranger.status == 429
+
+
+def test_password_guessing_is_bounded_even_from_a_blocked_source(provisioner) -> None:
+    """Each account has its own budget per source: once spent, its answers are not even
+    checked (no oracle), whether the source is blocked or not."""
+    gate = gate_of(provisioner, digest=True, burst=5)
+    verdicts = [
+        ask(gate, DEVICE, authorization=digest(gate, DEVICE, password=f"guess{i}"))
+        for i in range(50)
+    ]
+    assert [v.status for v in verdicts[:5]] == [401] * 5
+    assert {v.status for v in verdicts[5:]} == {429}
+    right = ask(gate, DEVICE, authorization=digest(gate, DEVICE))
+    assert isinstance(right, Refused) and right.status == 429  # no oracle for the attacker
+    elsewhere = ask(
+        gate,
+        DEVICE,
+        source="198.51.100.7",
+        authorization=digest(gate, DEVICE, source="198.51.100.7"),
+    )
+    assert isinstance(elsewhere, Served)  # the phone itself, from its own address
+
+
+def test_refusals_never_render_and_carry_no_secret(provisioner) -> None:
+    gate = gate_of(provisioner, digest=True, bind_mac=True)
+    askers = [
+        Asker(Transport.HTTP, OFFICE, DEVICE),
+        Asker(Transport.HTTPS, OFFICE, DEVICE, certificate_macs=frozenset()),
+        Asker(Transport.HTTPS, OFFICE, DEVICE, certificate_macs=frozenset({YEALINK_T46G})),
+        Asker(Transport.TFTP, OFFICE, DEVICE),
+        Asker(Transport.HTTPS, OFFICE, f"/{YEALINK_T46G}.xml", certificate_macs=frozenset()),
+    ]
+    for asker in askers:
+        answer = gate.answer(asker, NOW)
+        assert isinstance(answer, Refused), asker
+        text = repr(dataclasses.asdict(answer))
+        assert "Secret" not in text
+    assert provisioner.renders == 0
+
+
+def test_reconfigure_keeps_the_budgets(provisioner) -> None:
+    gate = gate_of(provisioner, burst=2)
+    for i in range(2):
+        ask(gate, f"/0015650000{i:02x}.cfg")
+    gate.reconfigure(Policy(burst=2, rate=0.01, digest=True))
+    assert gate.sources.blocked(OFFICE, NOW) and gate.charged == {"unknown device": 2}
+    assert ask(gate, DEVICE).status == 401  # the new policy, the old budget
+
+
+def test_notices_explain_the_combination(tmp_path: Path) -> None:
+    open_cfg = load(sample_config(tmp_path)).config
+    [open_notice] = notices(open_cfg)
+    assert "go to anyone who names a MAC over HTTP, TFTP" in open_notice
+    digest_cfg = load(
+        sample_config(tmp_path, replace={"[logging]": '[auth]\nmode = "digest"\n\n[logging]'})
+    ).config
+    [tftp_notice] = notices(digest_cfg)
+    assert tftp_notice.startswith("per-device files are refused over TFTP: [auth] mode")
+    assert "per_device_from" in tftp_notice
+    trusted = load(
+        sample_config(
+            tmp_path,
+            replace={
+                "[logging]": '[auth]\nmode = "digest"\n\n[logging]',
+                "max_transfers = 1000": 'max_transfers = 1000\nper_device_from = ["10.20.0.0/16"]',
+            },
+        )
+    ).config
+    assert notices(trusted) == [
+        "per-device files over TFTP, without credentials, only to 10.20.0.0/16 "
+        '([auth] mode = "digest" needs credentials elsewhere)'
+    ]
