@@ -32,6 +32,7 @@ MAX_HEADER = 2048
 class Credentials:
     user: str
     password: str = field(repr=False)
+    device: str | None = None  # the MAC of the one phone they open; None: every phone
 
 
 class Proof(enum.Enum):
@@ -152,10 +153,13 @@ class DigestAuth:
             return _failed("malformed Authorization header")
         user = params.get("username", "")
         known = (lookup or {}).get(user) or (default if default and default.user == user else None)
-        if known is None:
-            return _failed("unknown user")
+        # An unknown user goes through every check with a password nobody knows, so the
+        # time taken says nothing about which user names exist.
+        checked = known if known is not None else Credentials(user, self.secret.hex())
         if params.get("realm") != self.realm:
             return _failed("wrong realm")
+        if params.get("algorithm", "MD5").upper() != "MD5":  # MD5-sess and SHA-256: not ours
+            return _failed(f"unsupported algorithm {params['algorithm'][:20]!r}")
         uri = params.get("uri", "")
         if uri.split("?", 1)[0] != path:
             return _failed("uri does not match the request")
@@ -164,19 +168,24 @@ class DigestAuth:
         if issued is None:
             return _failed("forged or foreign nonce")
         qop = params.get("qop")
-        ha1 = _md5(f"{user}:{self.realm}:{known.password}")
+        ha1 = _md5(f"{user}:{self.realm}:{checked.password}")
         ha2 = _md5(f"{method}:{uri}")
         if qop == "auth":
-            nc_text = params.get("nc", "")
-            if not _NC.match(nc_text):
+            nc_text, cnonce = params.get("nc", ""), params.get("cnonce", "")
+            if not _NC.match(nc_text) or int(nc_text, 16) == 0:
                 return _failed("malformed nonce count")
+            if not cnonce:  # RFC 7616 section 3.4: required with qop
+                return _failed("missing cnonce")
             nc = int(nc_text, 16)
-            expected = _md5(f"{ha1}:{nonce}:{nc_text}:{params.get('cnonce', '')}:auth:{ha2}")
+            expected = _md5(f"{ha1}:{nonce}:{nc_text}:{cnonce}:auth:{ha2}")
         elif qop is None:  # RFC 2069, old firmware: no count, so a nonce serves once
             nc, expected = 1, _md5(f"{ha1}:{nonce}:{ha2}")
         else:
             return _failed(f"unsupported qop {qop[:20]!r}")
-        if not hmac.compare_digest(expected.encode(), params.get("response", "").lower().encode()):
+        right = hmac.compare_digest(expected.encode(), params.get("response", "").lower().encode())
+        if known is None:
+            return _failed("unknown user")
+        if not right:
             return _failed("wrong password")
         if not 0 <= now - issued <= self.lifetime:
             return Verdict(Proof.STALE, user, "stale nonce")
@@ -227,8 +236,10 @@ def verify_basic(
         return _failed("malformed Authorization header")
     user, password = pair
     known = (lookup or {}).get(user) or (default if default and default.user == user else None)
+    expected = known.password if known is not None else "\0"  # the same work either way
+    right = hmac.compare_digest(expected.encode(), password.encode())
     if known is None:
         return _failed("unknown user")
-    if not hmac.compare_digest(known.password.encode(), password.encode()):
+    if not right:
         return _failed("wrong password")
     return Verdict(Proof.OK, user)

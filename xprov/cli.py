@@ -18,6 +18,7 @@ from xprov.mac import normalize_mac
 from xprov.provisioning import Failed, NotFound, Provisioner
 from xprov.selection import ActiveSites
 from xprov.service import BuildError, Service, build, load
+from xprov.vendors import identify
 
 DEFAULT_CONFIG = os.environ.get("XPROV_CONFIG", "/etc/xprov/xprov.toml")
 
@@ -70,7 +71,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"{cfg.path}: OK ({len(inputs.inventory)} phones, sites {', '.join(cfg.sites)}, "
         f"primary {cfg.failover.primary}, backup {cfg.failover.backup})"
     )
-    for notice in notices(cfg):
+    for notice in notices(cfg, inputs.inventory):
         print(f"note: {notice}")
     return 0
 
@@ -96,6 +97,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     if name is None:
         print(f"{mac}: unknown device", file=sys.stderr)
         return 1
+    named = identify(name, args.user_agent)
+    if named is not None and named.mac is not None and named.mac != mac:
+        print(f"{name} is another phone's file than {mac}'s", file=sys.stderr)
+        return 2
     outcome = provisioner.provide(name, args.user_agent)
     if isinstance(outcome, NotFound):
         print(f"{name}: not found ({outcome.reason})", file=sys.stderr)

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from xprov.problems import Problems
 
 SERVICES = ("sip", "stun", "db")
+MIN_SHARED_PASSWORD = 8
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # [vars] names that hold a secret (a phone's admin password, a PIN): redacted from logs and
 # given only to per-device templates, since shared files go to anyone who asks.
@@ -372,9 +373,14 @@ def _read_secret(table: _Table, base: Path) -> str:
         table.problem("password_file", "give either password or password_file, not both")
     if secret_file is not None:
         try:
-            return _resolve(base, secret_file).read_text().splitlines()[0].strip()
-        except (OSError, IndexError, UnicodeDecodeError) as exc:
+            lines = _resolve(base, secret_file).read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
             table.problem("password_file", f"cannot read: {type(exc).__name__}")
+            return ""
+        if not lines or not lines[0].strip():
+            table.problem("password_file", "is empty (the password is its first line)")
+            return ""
+        return lines[0].strip()
     return password or ""
 
 
@@ -581,6 +587,13 @@ def _auth(root: _Table, base: Path) -> AuthConfig:
     password = _read_secret(t, base) if user is not None else ""
     if user is None and ("password" in t.data or "password_file" in t.data):
         t.problem("user", "missing (the password belongs to a user)")
+    elif user == "":
+        t.problem("user", "must not be empty")
+    elif user is not None and len(password) < MIN_SHARED_PASSWORD:
+        # This user opens every phone's file: an empty password would open them to anyone.
+        t.problem(
+            "password", f"must be at least {MIN_SHARED_PASSWORD} characters (it opens every phone)"
+        )
     config = AuthConfig(
         mode or "off",
         t.get("basic_over_tls", bool, False),

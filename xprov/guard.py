@@ -18,11 +18,12 @@ import ipaddress
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from xprov.auth import Credentials, DigestAuth, Proof, claimed_user, verify_basic
 from xprov.config import Config
+from xprov.inventory import Inventory
 from xprov.mac import normalize_mac
 from xprov.provisioning import Answer, Charge, NotFound, Provisioner, Refused
 from xprov.ratelimit import BadAnswerLimiter, RepeatWindow
@@ -88,6 +89,26 @@ class Policy:
         return not (self.digest or self.bind_mac)
 
 
+Budget = tuple[str, str]  # (what the source asked over, its address or IPv6 /64)
+
+
+def budget_of(asker: Asker) -> Budget:
+    """Whose bad-answer budget a request spends. TFTP and HTTP(S) have separate ones: a UDP
+    source address is trivially forged, so forged TFTP requests must never limit what the
+    same address gets over TCP. An IPv6 source spends its /64's budget (one subscriber
+    holds a whole /64, so its addresses cost an attacker nothing)."""
+    kind = "tftp" if asker.transport is Transport.TFTP else "http"
+    try:
+        address = ipaddress.ip_address(asker.source.split("%", 1)[0])
+    except ValueError:
+        return kind, asker.source
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return kind, str(address.ipv4_mapped)
+        return kind, str(ipaddress.IPv6Network((address, 64), strict=False))
+    return kind, str(address)
+
+
 class Gate:
     """The one authorization step in front of the provisioning core. Its budgets (the
     sources' tokens, the repeat window, Digest's nonce counts) outlive reloads."""
@@ -97,9 +118,9 @@ class Gate:
     ) -> None:
         self.provisioner = provisioner
         self.digest = DigestAuth(secret or os.urandom(32), policy.nonce_lifetime)
-        self.sources = BadAnswerLimiter(policy.burst, policy.rate)
-        self.logins = BadAnswerLimiter(policy.burst, policy.rate)  # (source, user) -> tokens
-        self.repeats = RepeatWindow(policy.repeat_window)
+        self.sources = BadAnswerLimiter(policy.burst, policy.rate)  # Budget -> tokens
+        self.logins = BadAnswerLimiter(policy.burst, policy.rate)  # (Budget, user) -> tokens
+        self.repeats = RepeatWindow(policy.repeat_window)  # (Budget, MAC) seen
         self.charged: Counter[str] = Counter()  # reason -> bad answers charged, for metrics
         self.policy = policy
 
@@ -118,108 +139,120 @@ class Gate:
             return NotFound("unknown file")
         if not request.spec.per_device:
             return self.provisioner.render(request)  # no secret in it: for everyone
-        refused = self._authorize(asker, request, now)
+        budget = budget_of(asker)
+        refused = self._authorize(asker, request, budget, now)
         if refused is not None:
             return refused
         outcome = self.provisioner.render(request)
         if isinstance(outcome, NotFound):
-            return replace(outcome, charge=self._miss(asker.source, request, outcome.reason, now))
+            return replace(outcome, charge=self._miss(budget, request, outcome.reason, now))
         return outcome
 
-    def _authorize(self, asker: Asker, request: FileRequest, now: float) -> Refused | None:
+    def _authorize(
+        self, asker: Asker, request: FileRequest, budget: Budget, now: float
+    ) -> Refused | None:
         """None: `asker` may have this per-device file. Every check before any look-up,
         so a refusal tells nothing about which MACs exist."""
-        policy, source = self.policy, asker.source
-        blocked = self.sources.blocked(source, now)
+        policy = self.policy
+        blocked = self.sources.blocked(budget, now)
         if asker.transport is Transport.TFTP:
-            if not policy.tftp_trusts(source):
-                return self._refuse(403, "per-device file over TFTP", request, source, now)
-            return _limited(request) if blocked else None
+            if not policy.tftp_trusts(asker.source):
+                return self._refuse(403, "per-device file over TFTP", request, budget, now)
+            return _limited(request, self.sources, budget, now) if blocked else None
         proven = False
         if policy.bind_mac:
             if asker.certificate_macs is None:
-                return self._refuse(403, "no device certificate (plain HTTP)", request, source, now)
+                reason = "no device certificate (plain HTTP)"
+                return self._refuse(403, reason, request, budget, now)
             if request.mac not in asker.certificate_macs:
                 reason = "client certificate names another device"
-                return self._refuse(403, reason, request, source, now)
+                return self._refuse(403, reason, request, budget, now)
             proven = True
         if policy.digest:
-            return self._credentials(asker, request, blocked, now)
-        return _limited(request) if blocked and not proven else None
+            return self._credentials(asker, request, budget, blocked, now)
+        return _limited(request, self.sources, budget, now) if blocked and not proven else None
 
     def _credentials(
-        self, asker: Asker, request: FileRequest, blocked: bool, now: float
+        self, asker: Asker, request: FileRequest, budget: Budget, blocked: bool, now: float
     ) -> Refused | None:
         """HTTP authentication (RFC 7616, RFC 7617 over TLS only)."""
-        source, header = asker.source, asker.authorization
+        header = asker.authorization
         if not header:
-            return Refused(401, "no credentials", request, self.digest.challenge(source, now))
+            return Refused(401, "no credentials", request, self._challenges(asker, now))
         accounts = self.provisioner.inputs.inventory.accounts
         # A phone's own account opens one phone, so it may log in from a source out of
         # tokens, within a budget of its own there; the shared user opens every phone (it
         # could enumerate them), so it never bypasses the source's limit.
         user = claimed_user(header)
-        login = (source, user) if user is not None and user in accounts else None
-        if (blocked and login is None) or (login is not None and self.logins.blocked(login, now)):
-            return _limited(request)
-        lookup = {name: creds for name, (creds, _) in accounts.items()}
+        login = (budget, user) if user is not None and user in accounts else None
+        if blocked and login is None:
+            return _limited(request, self.sources, budget, now)
+        if login is not None and self.logins.blocked(login, now):
+            return _limited(request, self.logins, login, now)
         if header[:6].lower() == "basic ":
             if not (asker.transport is Transport.HTTPS and self.policy.basic_over_tls):
                 reason = "Basic authentication without TLS"
-                return self._failed_login(reason, request, source, login, blocked, now)
-            verdict = verify_basic(header, lookup, self.policy.shared)
+                return self._failed_login(reason, asker, request, budget, login, blocked, now)
+            verdict = verify_basic(header, accounts, self.policy.shared)
         else:
             verdict = self.digest.verify(
-                header, asker.method, asker.path, source, now, lookup, self.policy.shared
+                header, asker.method, asker.path, asker.source, now, accounts, self.policy.shared
             )
         if verdict.proof in (Proof.STALE, Proof.REPLAYED):
-            challenge = self.digest.challenge(source, now, stale=True)
-            return Refused(401, verdict.reason, request, challenge)
+            return Refused(401, verdict.reason, request, self._challenges(asker, now, stale=True))
         if verdict.proof is Proof.FAILED:
-            return self._failed_login(verdict.reason, request, source, login, blocked, now)
-        owner = accounts.get(verdict.user or "")
-        if owner is not None and owner[1] != request.mac:
-            return self._refuse(403, "credentials of another device", request, source, now)
+            return self._failed_login(verdict.reason, asker, request, budget, login, blocked, now)
+        account = accounts.get(verdict.user or "")
+        if account is not None and account.device != request.mac:
+            return self._refuse(403, "credentials of another device", request, budget, now)
         return None
+
+    def _challenges(self, asker: Asker, now: float, stale: bool = False) -> tuple[str, ...]:
+        """WWW-Authenticate values: Digest, and Basic where it is accepted (RFC 9110 11.6.1)."""
+        digest = self.digest.challenge(asker.source, now, stale)
+        if asker.transport is Transport.HTTPS and self.policy.basic_over_tls:
+            return digest, f'Basic realm="{self.digest.realm}", charset="UTF-8"'
+        return (digest,)
 
     def _failed_login(
         self,
         reason: str,
+        asker: Asker,
         request: FileRequest,
-        source: str,
-        login: tuple[str, str | None] | None,
+        budget: Budget,
+        login: tuple[Budget, str | None] | None,
         blocked: bool,
         now: float,
     ) -> Refused:
         if login is not None:
             self.logins.spend(login, now)
         if blocked:
-            return _limited(request)
-        charge = self._charge(source, reason, now)
-        return Refused(401, reason, request, self.digest.challenge(source, now), charge)
+            return _limited(request, self.sources, budget, now)
+        charge = self._charge(budget, reason, now)
+        return Refused(401, reason, request, self._challenges(asker, now), charge)
 
     def _refuse(
-        self, status: int, reason: str, request: FileRequest, source: str, now: float
+        self, status: int, reason: str, request: FileRequest, budget: Budget, now: float
     ) -> Refused:
         """A refusal that could be a probe: charged once per MAC and window, like a miss."""
-        if self.sources.blocked(source, now):
-            return _limited(request)
-        return Refused(status, reason, request, charge=self._miss(source, request, reason, now))
+        if self.sources.blocked(budget, now):
+            return _limited(request, self.sources, budget, now)
+        return Refused(status, reason, request, charge=self._miss(budget, request, reason, now))
 
-    def _miss(self, source: str, request: FileRequest, reason: str, now: float) -> Charge:
+    def _miss(self, budget: Budget, request: FileRequest, reason: str, now: float) -> Charge:
         """An unknown device (or a refusal that names one): charged once per MAC and window,
         so phones retrying their missing files never lock out the office behind them."""
-        if not self.repeats.first((source, request.mac), now):
+        if not self.repeats.first((budget, request.mac), now):
             return Charge.REPEAT
-        return self._charge(source, reason, now)
+        return self._charge(budget, reason, now)
 
-    def _charge(self, source: str, reason: str, now: float) -> Charge:
+    def _charge(self, budget: Budget, reason: str, now: float) -> Charge:
         self.charged[reason] += 1
-        return Charge.EXHAUSTED if self.sources.spend(source, now) else Charge.CHARGED
+        return Charge.EXHAUSTED if self.sources.spend(budget, now) else Charge.CHARGED
 
 
-def _limited(request: FileRequest) -> Refused:
-    return Refused(429, "rate limited", request)
+def _limited(request: FileRequest, limiter: BadAnswerLimiter, key: Hashable, now: float) -> Refused:
+    return Refused(429, "rate limited", request, retry_after=limiter.seconds_to_token(key, now))
 
 
 def allowed(source: str, networks: Sequence[Network]) -> bool:
@@ -246,10 +279,10 @@ def macs_in(names: Iterable[str]) -> frozenset[str]:
     return frozenset(found)
 
 
-def notices(cfg: Config) -> list[str]:
+def notices(cfg: Config, inventory: Inventory | None = None) -> list[str]:
     """What the config's combination of listeners and [auth] means for phones' passwords,
     in words, for `xprov check-config` and the start-up log."""
-    policy = Policy.of(cfg)
+    policy, auth = Policy.of(cfg), cfg.auth
     needs = [
         *(['[auth] mode = "digest" needs credentials'] if policy.digest else []),
         *(["[https] bind_mac needs a device certificate"] if policy.bind_mac else []),
@@ -261,18 +294,42 @@ def notices(cfg: Config) -> list[str]:
             f"per-device files (SIP passwords) go to anyone who names a MAC over "
             f'{", ".join(over)}: set [auth] mode = "digest" (or [https] bind_mac) in production'
         )
+    if not policy.digest and (auth.user is not None or auth.basic_over_tls):
+        out.append('[auth] user and basic_over_tls do nothing while mode = "off"')
+    if policy.digest and auth.basic_over_tls and cfg.https is None:
+        out.append("[auth] basic_over_tls does nothing without [https]")
+    if cfg.https is not None and cfg.provisioning.url.startswith("http://"):
+        out.append(
+            "[provisioning] url is http://, and it is written into the files: phones move to "
+            "plain HTTP after their first file (use https:// to keep them on TLS)"
+        )
     if policy.bind_mac and cfg.http.listen:
         out.append("per-device files are refused over plain HTTP: [https] bind_mac is on")
-    if cfg.tftp is not None:
-        trusted = policy.tftp_per_device_from
-        if trusted is not None:
-            where = ", ".join(map(str, trusted)) or "nowhere"
-            bypass = f" ({' and '.join(needs)} elsewhere)" if needs else ""
-            out.append(f"per-device files over TFTP, without credentials, only to {where}{bypass}")
-        elif needs:
+    if policy.digest and policy.shared is None and inventory is not None:
+        locked = sorted(mac for mac, r in inventory.records.items() if not r[4])
+        if locked:
             out.append(
-                f"per-device files are refused over TFTP: {' and '.join(needs)}, and TFTP "
-                "carries none (shared files are still served); to serve them to trusted "
-                'provisioning networks only, set [tftp] per_device_from = ["CIDR", ...]'
+                f"{len(locked)} phones have no http_user and there is no [auth] user: they "
+                f"cannot log in for their per-device files ({', '.join(locked[:5])}"
+                f"{', ...' if len(locked) > 5 else ''})"
             )
+    if cfg.tftp is not None:
+        out += _tftp_notices(policy, needs)
     return out
+
+
+def _tftp_notices(policy: Policy, needs: list[str]) -> list[str]:
+    trusted = policy.tftp_per_device_from
+    if trusted is not None:
+        where = ", ".join(map(str, trusted)) or "nowhere"
+        if any(network.prefixlen == 0 for network in trusted):
+            where += " (that is every address)"
+        bypass = f" ({' and '.join(needs)} elsewhere)" if needs else ""
+        return [f"per-device files over TFTP, without credentials, only to {where}{bypass}"]
+    if needs:
+        return [
+            f"per-device files are refused over TFTP: {' and '.join(needs)}, and TFTP "
+            "carries none (shared files are still served); to serve them to trusted "
+            'provisioning networks only, set [tftp] per_device_from = ["CIDR", ...]'
+        ]
+    return []

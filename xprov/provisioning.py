@@ -72,8 +72,9 @@ class Refused:
     status: int
     reason: str  # for the security log: never a secret
     request: FileRequest | None
-    challenge: str | None = None  # WWW-Authenticate, with a 401
+    challenges: tuple[str, ...] = ()  # WWW-Authenticate values, with a 401
     charge: Charge = Charge.NONE
+    retry_after: int | None = None  # seconds, with a 429
 
 
 Outcome = Served | NotFound | Failed
@@ -152,6 +153,7 @@ class Provisioner:
                 "url": config.provisioning.url,
                 "poll_seconds": config.provisioning.poll_seconds,
                 "poll_minutes": max(1, config.provisioning.poll_seconds // 60),
+                "auth": config.auth.mode,  # "off", or how per-device files are protected
             },
             **service_variables(config, selection),
             **VENDORS[request.vendor].context(request, model),

@@ -9,6 +9,7 @@ used keys are forgotten first.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Hashable
 
@@ -27,6 +28,11 @@ class BadAnswerLimiter:
     def blocked(self, key: Hashable, now: float) -> bool:
         """Out of tokens: refuse this key what could tell it more, for now."""
         return key in self._buckets and self._tokens(key, now) < 1.0
+
+    def seconds_to_token(self, key: Hashable, now: float) -> int:
+        """Whole seconds until `key` has a token again (0: it has one)."""
+        missing = 1.0 - self._tokens(key, now)
+        return 0 if missing <= 0 else max(1, math.ceil(missing / self.per_second))
 
     def spend(self, key: Hashable, now: float) -> bool:
         """A bad answer for `key`; True if this one emptied its bucket."""

@@ -109,6 +109,8 @@ def build(
         inventory, report = load_inventory(cfg, generation, order, previous)
     except InventoryError as exc:
         problems += exc.problems
+    if inventory is not None and cfg.auth.user in inventory.accounts:
+        problems.append(f"auth.user: {cfg.auth.user!r} is also a phone's http_user")
     if problems or templates is None or inventory is None:
         raise BuildError(problems)
     inputs = Inputs(cfg, generation, templates, inventory)
@@ -199,7 +201,7 @@ class Service:
             inventory=self.provisioner.inputs.inventory.source,
             active=dict(self.active.current.active),
             monitor=self.monitor is not None,
-            policy=notices(cfg),
+            policy=notices(cfg, self.provisioner.inputs.inventory),
             **_report_fields(self.load_report),
         )
 

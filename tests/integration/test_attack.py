@@ -10,6 +10,8 @@ so every request reaches the authentication logic instead of stopping at the rat
 from __future__ import annotations
 
 import base64
+import hashlib
+import http.client
 import re
 import socket
 import ssl
@@ -297,3 +299,57 @@ def test_the_server_logged_no_secret(target) -> None:
     log = target.log()
     assert not leaked(log.encode())
     assert target.proc.poll() is None  # and it is still serving
+
+
+def digest_answer(challenge: str, path: str, user: str, password: str, **extra: str) -> str:
+    nonce = re.search(r'nonce="([^"]+)"', challenge)
+    assert nonce is not None
+    ha1 = hashlib.md5(f"{user}:xprov:{password}".encode()).hexdigest()
+    ha2 = hashlib.md5(f"GET:{path}".encode()).hexdigest()
+    fields = {"nc": "00000001", "cnonce": "c0ffee", "qop": "auth", "algorithm": "MD5", **extra}
+    response = hashlib.md5(
+        f"{ha1}:{nonce[1]}:{fields['nc']}:{fields['cnonce']}:auth:{ha2}".encode()
+    ).hexdigest()
+    return (
+        f'Digest username="{user}", realm="xprov", nonce="{nonce[1]}", uri="{path}", '
+        f'response="{response}", qop={fields["qop"]}, nc={fields["nc"]}, '
+        f'cnonce="{fields["cnonce"]}", algorithm={fields["algorithm"]}'
+    )
+
+
+def get(port: int, path: str, source: str, authorization: str | None = None):
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=5, source_address=(source, 0)
+    )
+    try:
+        headers = {"Authorization": authorization} if authorization else {}
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.getheader("WWW-Authenticate") or "", response.read()
+    finally:
+        connection.close()
+
+
+def test_a_sniffed_answer_gets_the_attacker_nothing(target) -> None:
+    """An attacker who captured a phone's Digest exchange on the wire: replayed from its own
+    address, replayed from the phone's, bent to another file, or relabelled."""
+    port = target.ports["http"]
+    path, phone, attacker = f"/{YEALINK_T46G}.cfg", "127.0.5.1", "127.0.5.2"
+    user, password = CREDENTIALS[YEALINK_T46G]
+    _, challenge, _ = get(port, path, phone)
+    captured = digest_answer(challenge, path, user, password)
+    status, _, body = get(port, path, phone, captured)
+    assert status == 200 and b"yk-1001-Secret" in body  # the phone itself
+    attempts = [
+        (attacker, captured),  # another address: a foreign nonce
+        (phone, captured),  # the phone's own address: a replay
+        (phone, captured.replace("nc=00000001", "nc=00000002")),  # a count bumped by hand
+        (phone, digest_answer(challenge, path, user, password, algorithm="MD5-sess")),
+        (phone, digest_answer(challenge, path, user, password, nc="00000000")),
+    ]
+    for source, header in attempts:
+        status, _, body = get(port, path, source, header)
+        assert (status, body) == (401, b""), header
+    other = f"/{SPA504G}.xml"  # the same answer sent for another phone's file
+    status, _, body = get(port, other, phone, captured.replace(path, other))
+    assert (status, body) == (401, b"")

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import hashlib
 import http.client
+import re
 import socket
 import subprocess
 import tempfile
@@ -18,6 +19,7 @@ import pytest
 from tests.certs import Pki
 from tests.helpers import (
     ETC,
+    ROOT,
     SAMPLE_PASSWORDS,
     SPA504G,
     YEALINK_T31G,
@@ -226,6 +228,33 @@ def test_security_events_for_fail2ban(digest) -> None:
     assert "not-it" not in proc.log() and SPA_PASSWORD not in proc.log()
 
 
+def test_the_readmes_fail2ban_rule_matches_http_events_only(digest, tmp_path) -> None:
+    """The README's failregex, as fail2ban would apply it (<HOST> is an address), against
+    the real log: it bans HTTP(S) sources, never a TFTP source (which may be forged)."""
+    proc, http, _ = digest
+    source = "127.0.3.1"
+    fetch(f"http://127.0.0.1:{http}/0015650009ff.cfg", source=source)  # no credentials: free
+    fetch(
+        f"http://127.0.0.1:{http}/{SPA504G}.xml",
+        "--digest",
+        "-u",
+        f"{SPA_USER}:not-it",
+        source=source,
+    )
+    tftp_get("curl", proc.tftp_port, "0015650009fe.cfg", tmp_path / "refused")
+    readme = (ROOT / "README.md").read_text()
+    rule = re.search(r"`failregex = (.+?)`", readme)
+    assert rule is not None
+    failregex = re.compile(rule.group(1).replace("<HOST>", r"(?P<host>[0-9a-fA-F.:]+)"))
+    lines = proc.log().splitlines()
+    banned = [m["host"] for line in lines if (m := failregex.search(line))]
+    assert source in banned
+    tftp_events = [line for line in lines if '"transport": "tftp"' in line]
+    assert tftp_events and not any(failregex.search(line) for line in tftp_events)
+    security = [line for line in lines if '"event": "security"' in line]
+    assert len(banned) == len(security) - len(tftp_events)  # every HTTP(S) event matches
+
+
 def get(port: int, path: str, source: str = "127.0.0.1") -> int:
     connection = http.client.HTTPConnection(
         "127.0.0.1", port, timeout=5, source_address=(source, 0)
@@ -362,7 +391,11 @@ def assert_refused(response: Response, status: int) -> None:
     assert response.status == status, response
     assert response.body == b""
     last_head = [block for block in response.head.split(b"\r\n\r\n") if block][-1]
-    assert b"content-length: 0\r\n" in last_head.lower() + b"\r\n", last_head
+    head = last_head.lower() + b"\r\n"
+    assert b"content-length: 0\r\n" in head and b"server: xprov\r\n" in head, last_head
+    if status == 429:
+        assert head.startswith(b"http/1.1 429 too many requests\r\n")
+        assert re.search(rb"\r\nretry-after: [1-9][0-9]*\r\n", head), last_head
     for secret in SECRETS:
         assert secret.encode() not in response.head + response.body, secret
 
@@ -492,59 +525,58 @@ DEVICE_FILES = [f"{YEALINK_T46G}.cfg", f"{YEALINK_T46G}.boot", f"{SPA504G}.xml",
 SHARED_FILES = ["y000000000028.cfg", "y000000000000.boot", "spa504G.cfg"]
 
 
-def tftp_hpa(port: int, name: str, out: Path) -> tuple[int, str]:
-    done = subprocess.run(
-        ["tftp", "-4", "-m", "binary", "127.0.0.1", str(port), "-c", "get", name, str(out)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    return done.returncode, done.stdout + done.stderr
-
-
-def atftp(port: int, name: str, out: Path) -> tuple[int, str]:
-    done = subprocess.run(
-        ["atftp", "--get", "-r", name, "-l", str(out), "127.0.0.1", str(port)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    return done.returncode, done.stdout + done.stderr
-
-
-def curl_tftp(port: int, name: str, out: Path) -> tuple[int, str]:
-    done = subprocess.run(
-        ["curl", "-sS", "--max-time", "10", "-o", str(out), f"tftp://127.0.0.1:{port}/{name}"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    return done.returncode, done.stdout + done.stderr
-
-
-# How each client says "ERROR 2, Access violation" (tftp-hpa exits 0 after printing it;
-# curl's exit code 69 is CURLE_TFTP_PERM).
+# Each client's command line, and how it says "ERROR 2, Access violation" (tftp-hpa exits 0
+# after printing it; curl's exit code 69 is CURLE_TFTP_PERM).
 TFTP_CLIENTS = {
-    "tftp-hpa": (tftp_hpa, lambda rc, text: "Error code 2: Access violation" in text),
-    "atftp": (atftp, lambda rc, text: rc != 0 and "<Access violation>" in text),
-    "curl": (curl_tftp, lambda rc, text: rc == 69),
+    "tftp-hpa": (
+        lambda port, name, out: [
+            *("tftp", "-4", "-m", "binary", "127.0.0.1", str(port), "-c", "get", name, str(out))
+        ],
+        lambda rc, text: "Error code 2: Access violation" in text,
+    ),
+    "atftp": (
+        lambda port, name, out: [
+            "atftp",
+            "--get",
+            "-r",
+            name,
+            "-l",
+            str(out),
+            "127.0.0.1",
+            str(port),
+        ],
+        lambda rc, text: rc != 0 and "<Access violation>" in text,
+    ),
+    "curl": (
+        lambda port, name, out: [
+            *("curl", "-sS", "--max-time", "10", "-o", str(out), f"tftp://127.0.0.1:{port}/{name}")
+        ],
+        lambda rc, text: rc == 69,
+    ),
 }
+
+
+def tftp_get(client: str, port: int, name: str, out: Path) -> tuple[int, str]:
+    """`name` over TFTP with a real client into `out`: its exit code and what it printed."""
+    command = TFTP_CLIENTS[client][0](port, name, out)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    return done.returncode, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("client", sorted(TFTP_CLIENTS))
 def test_tftp_refuses_device_files_and_serves_shared_ones(digest, tmp_path, client) -> None:
     proc, http, _ = digest
-    get, access_violation = TFTP_CLIENTS[client]
+    access_violation = TFTP_CLIENTS[client][1]
     fresh = f"00156500ff{sorted(TFTP_CLIENTS).index(client):02x}"  # never asked before
     for name in [*DEVICE_FILES, f"{fresh}.cfg"]:
         out = tmp_path / f"refused-{name}"
-        rc, text = get(proc.tftp_port, name, out)
+        rc, text = tftp_get(client, proc.tftp_port, name, out)
         assert access_violation(rc, text), (name, rc, text)
         received = out.read_bytes() if out.exists() else b""
         assert received == b"", name
     for name in SHARED_FILES:
         out = tmp_path / name
-        rc, text = get(proc.tftp_port, name, out)
+        rc, text = tftp_get(client, proc.tftp_port, name, out)
         assert rc == 0, text
         assert out.read_bytes() == fetch(f"http://127.0.0.1:{http}/{name}").body
     events = [e for e in proc.events("security") if e.get("mac") == fresh]

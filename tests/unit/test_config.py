@@ -218,6 +218,17 @@ def test_check_config_ok(config_path: Path, capsys) -> None:
     assert "note: per-device files (SIP passwords) go to anyone who names a MAC" in out
 
 
+def test_shared_user_may_not_be_a_phones_account(tmp_path: Path, capsys) -> None:
+    inventory = (Path(__file__).parents[2] / "etc" / "inventory.toml").read_text()
+    inventory = inventory.replace(
+        'model = "T46G"\n', 'model = "T46G"\nhttp_user = "site"\nhttp_password = "pw-Secret"\n'
+    )
+    auth = '[auth]\nmode = "digest"\nuser = "site"\npassword = "site-Secret"\n\n[logging]'
+    path = sample_config(tmp_path, inventory=inventory, replace={"[logging]": auth})
+    assert cli.main(["check-config", "-c", str(path)]) == 1
+    assert "auth.user: 'site' is also a phone's http_user" in capsys.readouterr().err
+
+
 def test_check_config_explains_tftp_with_auth(tmp_path: Path, capsys) -> None:
     path = sample_config(tmp_path, replace={"[logging]": '[auth]\nmode = "digest"\n\n[logging]'})
     assert cli.main(["check-config", "-c", str(path)]) == 0
@@ -271,3 +282,28 @@ def test_admin_token_file(valid: dict, tmp_path: Path) -> None:
     data["admin"]["token"] = "long-enough-token-1"
     data["admin"]["listen"] = data["http"]["listen"]
     assert any("is a phones' listener" in p for p in problems(data, tmp_path / "x.toml"))
+
+
+@pytest.mark.parametrize(
+    ("auth", "expected"),
+    [
+        ({"user": "site"}, "auth.password: must be at least 8 characters (it opens every phone)"),
+        ({"user": "site", "password": ""}, "auth.password: must be at least 8 characters"),
+        ({"user": "", "password": "long-enough"}, "auth.user: must not be empty"),
+        ({"password": "long-enough"}, "auth.user: missing (the password belongs to a user)"),
+    ],
+)
+def test_the_shared_user_needs_a_real_password(valid, config_path, auth, expected) -> None:
+    """The shared user opens every phone's file: without a password it would open them to
+    anyone (found by the break-it pass: check-config said OK, Digest with '' gave 200)."""
+    data = copy.deepcopy(valid)
+    data["auth"] = {"mode": "digest", **auth}
+    assert any(p.startswith(expected) for p in problems(data, config_path))
+
+
+def test_an_empty_password_file_is_named(valid, tmp_path: Path) -> None:
+    data = copy.deepcopy(valid)
+    (tmp_path / "empty.secret").write_text("\n")
+    data["auth"] = {"mode": "digest", "user": "site", "password_file": "empty.secret"}
+    found = problems(data, tmp_path / "xprov.toml")
+    assert "auth.password_file: is empty (the password is its first line)" in found

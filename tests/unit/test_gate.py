@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import ETC, SPA504G, YEALINK_T31G, YEALINK_T46G, sample_config
 from xprov.auth import Credentials
-from xprov.guard import Asker, Gate, Policy, Transport, notices
+from xprov.guard import Asker, Gate, Policy, Transport, budget_of, notices
 from xprov.provisioning import Charge, NotFound, Provisioner, Refused, Served
 from xprov.selection import ActiveSites
 from xprov.service import load
@@ -96,8 +96,8 @@ def test_no_credentials_gets_a_challenge_and_nothing_is_rendered(provisioner) ->
             "no credentials",
             Charge.NONE,
         )
-        assert refused.challenge is not None
-        assert refused.challenge.startswith('Digest realm="xprov", qop="auth", algorithm=MD5')
+        [challenge] = refused.challenges
+        assert challenge.startswith('Digest realm="xprov", qop="auth", algorithm=MD5')
     assert provisioner.renders == 0 and len(provisioner.cache) == 0
 
 
@@ -122,7 +122,7 @@ def test_the_phones_own_credentials_open_its_own_files_only(provisioner) -> None
         (lambda g: digest(g, f"/{YEALINK_T31G}.cfg"), "uri does not match the request"),
         (lambda g: digest(g, DEVICE, source="198.51.100.1"), "forged or foreign nonce"),
         (lambda g: basic(), "Basic authentication without TLS"),
-        (lambda g: "Digest garbage", "unknown user"),
+        (lambda g: "Digest garbage", "wrong realm"),
         (lambda g: "Bearer abc", "malformed Authorization header"),
     ],
 )
@@ -131,7 +131,8 @@ def test_failed_logins_are_challenged_again_and_charged(provisioner, header, rea
     refused = ask(gate, DEVICE, authorization=header(gate))
     assert isinstance(refused, Refused)
     assert (refused.status, refused.reason, refused.charge) == (401, reason, Charge.CHARGED)
-    assert refused.challenge is not None and "stale" not in refused.challenge
+    [challenge] = refused.challenges
+    assert "stale" not in challenge
     assert provisioner.renders == 0
 
 
@@ -163,7 +164,8 @@ def test_a_replayed_answer_is_refused_quietly_and_the_next_one_served(provisione
     replay = ask(gate, DEVICE, authorization=captured, now=NOW + 1)
     assert isinstance(replay, Refused)
     assert (replay.status, replay.reason, replay.charge) == (401, "replayed answer", Charge.NONE)
-    assert replay.challenge is not None and replay.challenge.endswith(", stale=true")
+    [challenge] = replay.challenges
+    assert challenge.endswith(", stale=true")
     nonce = captured.split('nonce="')[1].split('"')[0]
     fresh = digest(gate, DEVICE, nonce=nonce, nc=2)
     assert isinstance(ask(gate, DEVICE, authorization=fresh, now=NOW + 2), Served)
@@ -223,7 +225,7 @@ def test_tftp_per_device_files(provisioner, policy, source, served) -> None:
     else:
         assert isinstance(answer, Refused)
         assert (answer.status, answer.reason) == (403, "per-device file over TFTP")
-        assert answer.challenge is None and provisioner.renders == 0
+        assert answer.challenges == () and provisioner.renders == 0
     for shared in ("y000000000028.cfg", "spa504G.cfg", "y000000000000.boot"):
         assert isinstance(ask(gate, shared, Transport.TFTP, source=source), Served), shared
 
@@ -283,7 +285,7 @@ def test_nat_office_with_auth_a_blocked_source_may_still_log_in(provisioner) -> 
     for i in range(10):  # an unprovisioned phone with no account, over and over
         name = f"/0015650000{i:02x}.cfg"
         ask(gate, name, authorization=digest(gate, name, user="unprovisioned"))
-    assert gate.sources.blocked(OFFICE, NOW)
+    assert gate.sources.blocked(("http", OFFICE), NOW)
     challenged = ask(gate, DEVICE)  # still told how to log in
     assert isinstance(challenged, Refused) and challenged.status == 401
     assert isinstance(ask(gate, DEVICE, authorization=digest(gate, DEVICE)), Served)
@@ -336,7 +338,7 @@ def test_reconfigure_keeps_the_budgets(provisioner) -> None:
     for i in range(2):
         ask(gate, f"/0015650000{i:02x}.cfg")
     gate.reconfigure(Policy(burst=2, rate=0.01, digest=True))
-    assert gate.sources.blocked(OFFICE, NOW) and gate.charged == {"unknown device": 2}
+    assert gate.sources.blocked(("http", OFFICE), NOW) and gate.charged == {"unknown device": 2}
     assert ask(gate, DEVICE).status == 401  # the new policy, the old budget
 
 
@@ -363,3 +365,93 @@ def test_notices_explain_the_combination(tmp_path: Path) -> None:
         "per-device files over TFTP, without credentials, only to 10.20.0.0/16 "
         '([auth] mode = "digest" needs credentials elsewhere)'
     ]
+
+
+def test_budgets_by_transport_and_ipv6_prefix() -> None:
+    http = Asker(Transport.HTTP, "192.0.2.1", DEVICE)
+    assert budget_of(http) == ("http", "192.0.2.1")
+    assert budget_of(dataclasses.replace(http, transport=Transport.HTTPS)) == ("http", "192.0.2.1")
+    assert budget_of(dataclasses.replace(http, transport=Transport.TFTP)) == ("tftp", "192.0.2.1")
+    for source in ("2001:db8:1:2::1", "2001:db8:1:2:ffff::9", "2001:db8:1:2::1%eth0"):
+        assert budget_of(dataclasses.replace(http, source=source)) == ("http", "2001:db8:1:2::/64")
+    assert budget_of(dataclasses.replace(http, source="::ffff:192.0.2.1")) == ("http", "192.0.2.1")
+    assert budget_of(dataclasses.replace(http, source="?")) == ("http", "?")
+
+
+def test_forged_tftp_requests_never_limit_http(provisioner) -> None:
+    """A UDP source address is trivially forged: TFTP misses in a phone's name exhaust only
+    that address's TFTP budget, never what it gets over HTTP."""
+    gate = gate_of(provisioner, burst=3)
+    for i in range(10):
+        ask(gate, f"0015650000{i:02x}.cfg", Transport.TFTP)
+    limited = ask(gate, f"{YEALINK_T46G}.cfg", Transport.TFTP)
+    assert isinstance(limited, Refused) and limited.status == 429
+    assert isinstance(ask(gate, DEVICE), Served)
+
+
+def test_an_ipv6_subscriber_scans_with_one_budget(provisioner) -> None:
+    gate = gate_of(provisioner, burst=5)
+    answers = [ask(gate, f"/0015{i:08x}.cfg", source=f"2001:db8:7:7::{i + 1:x}") for i in range(50)]
+    assert all(isinstance(a, NotFound) for a in answers[:5])
+    assert all(isinstance(a, Refused) and a.status == 429 for a in answers[5:])
+    assert isinstance(ask(gate, DEVICE, source="2001:db8:7:8::1"), Served)  # the next /64
+
+
+def test_rate_limited_answers_say_when_to_retry(provisioner) -> None:
+    gate = gate_of(provisioner, burst=1, rate=0.01)
+    ask(gate, "/001565000001.cfg")
+    limited = ask(gate, DEVICE, now=NOW + 30)
+    assert isinstance(limited, Refused) and (limited.status, limited.retry_after) == (429, 70)
+
+
+def test_basic_is_offered_over_tls_only_where_accepted(provisioner) -> None:
+    gate = gate_of(provisioner, digest=True, basic_over_tls=True)
+    over_tls = ask(gate, DEVICE, Transport.HTTPS)
+    assert isinstance(over_tls, Refused) and len(over_tls.challenges) == 2
+    assert over_tls.challenges[1] == 'Basic realm="xprov", charset="UTF-8"'
+    plain = ask(gate, DEVICE, Transport.HTTP)
+    assert isinstance(plain, Refused) and [c[:7] for c in plain.challenges] == ["Digest "]
+
+
+AUTH = '[auth]\nmode = "digest"\n\n[logging]'
+
+
+def notices_of(tmp_path: Path, replace: dict[str, str], inventory: str | None = None) -> list[str]:
+    inputs = load(sample_config(tmp_path, replace=replace, inventory=inventory))
+    return notices(inputs.config, inputs.inventory)
+
+
+def test_notices_name_phones_that_cannot_log_in(tmp_path: Path) -> None:
+    found = notices_of(tmp_path, {"[logging]": AUTH}, inventory_with_credentials())
+    assert (
+        "3 phones have no http_user and there is no [auth] user: they cannot log in for "
+        f"their per-device files (0002fdff2103, 000e08aabbcc, {YEALINK_T31G})"
+    ) in found
+    shared = '[auth]\nmode = "digest"\nuser = "site"\npassword = "site-pw-Secret"\n\n[logging]'
+    assert not any("cannot log in" in n for n in notices_of(tmp_path, {"[logging]": shared}))
+
+
+def test_notices_of_settings_that_do_nothing_or_undo_tls(tmp_path: Path) -> None:
+    off = '[auth]\nmode = "off"\nbasic_over_tls = true\n\n[logging]'
+    assert '[auth] user and basic_over_tls do nothing while mode = "off"' in notices_of(
+        tmp_path, {"[logging]": off}
+    )
+    basic = '[auth]\nmode = "digest"\nbasic_over_tls = true\n\n[logging]'
+    assert "[auth] basic_over_tls does nothing without [https]" in notices_of(
+        tmp_path, {"[logging]": basic}
+    )
+    everyone = 'max_transfers = 1000\nper_device_from = ["0.0.0.0/0", "::/0"]'
+    tftp = notices_of(tmp_path, {"[logging]": AUTH, "max_transfers = 1000": everyone})[-1]
+    assert tftp.startswith(
+        "per-device files over TFTP, without credentials, only to 0.0.0.0/0, ::/0 "
+        "(that is every address)"
+    )
+
+
+def test_notice_of_an_http_url_beside_https(tmp_path: Path) -> None:
+    from tests.certs import authority
+
+    cert, key = authority(tmp_path, "server")
+    https = f'[https]\nlisten = ["127.0.0.1:8443"]\ncertificate = "{cert}"\nprivate_key = "{key}"\n'
+    found = notices_of(tmp_path, {"[logging]": https + "\n" + AUTH})
+    assert any(n.startswith("[provisioning] url is http://") for n in found)

@@ -121,7 +121,7 @@ def test_every_refusal_is_empty(provisioner, method, policy, path, authorization
     gate = Gate(provisioner, Policy(**policy))
     req = DummyRequest([b""])
     if status == 429:
-        gate.sources.spend(_client(req), 0.0)  # its only token
+        gate.sources.spend(("http", _client(req)), 0.0)  # its only token
     resource = PhoneFiles(gate, Observer(), clock=lambda: 1.0)
     req.path, req.method = path.encode(), method
     if authorization:

@@ -70,6 +70,10 @@ def test_file_lists_every_problem(tmp_path: Path) -> None:
         '[[phones]]\nmac = "00:15:65:00:00:01"\nvendor = "yealink"\nmodel = "T46G"\n'
         '[[phones]]\nmac = "nope"\nvendor = "yealink"\n'
         "[[phones]]\nvendor = 3\n"
+        '[[phones]]\nmac = "001565000004"\nvendor = "yealink"\nmodel = "T46G"\n'
+        'http_user = "desk"\nhttp_password = "pw-Secret-1"\n'
+        '[[phones]]\nmac = "001565000005"\nvendor = "yealink"\nmodel = "T46G"\n'
+        'http_user = "desk"\nhttp_password = "pw-Secret-2"\n'
     )
     with pytest.raises(InventoryError) as info:
         load_file(path, 1)
@@ -77,7 +81,9 @@ def test_file_lists_every_problem(tmp_path: Path) -> None:
         "phones[1].mac: duplicate of an earlier phone",
         "phones[2].mac: not a MAC address (12 hex digits)",
         "phones[3].mac: missing",
+        "phones[5].http_user: already an earlier phone's",
     ]
+    assert "pw-Secret" not in repr(info.value.problems)
 
 
 def test_file_loads_an_immutable_snapshot(tmp_path: Path) -> None:

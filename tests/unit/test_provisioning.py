@@ -319,3 +319,51 @@ def test_a_shared_template_cannot_reach_a_secret(tmp_path: Path) -> None:
     assert isinstance(outcome, Failed) and "admin_password" in outcome.error.reason
     assert "vars-admin-Secret" not in str(outcome.error)
     assert b"vars-admin-Secret" in served(provisioner, f"{YEALINK_T46G}.cfg")
+
+
+def test_with_auth_the_spa_model_file_leaves_the_credential_rule_alone(tmp_path: Path) -> None:
+    """An SPA keeps its provisioning credentials only inside Profile_Rule_B
+    ("[--uid u --pwd p]URL"): with [auth] on, the shared model file must not replace that
+    rule with one that has none, or the phone never gets its own file again. Its own file
+    carries the rule with its own credentials; a phone without any gets no rule from us."""
+    inventory = (Path(__file__).parents[2] / "etc" / "inventory.toml").read_text()
+    inventory = inventory.replace(
+        'model = "SPA504G"\n',
+        'model = "SPA504G"\nhttp_user = "spa504g"\nhttp_password = "http-SPA-Secret"\n',
+    ).replace(
+        'model = "T46G"\n',
+        'model = "T46G"\nhttp_user = "t46g"\nhttp_password = "http-T46G-Secret"\n',
+    )
+    auth = {"[logging]": '[auth]\nmode = "digest"\n\n[logging]'}
+    inputs = load(sample_config(tmp_path, inventory=inventory, replace=auth))
+    p = Provisioner(inputs, ActiveSites(inputs.config.sites, "chicago"))
+    assert "Profile_Rule_B" not in spa_keys(served(p, "spa504G.cfg"))
+    own = spa_keys(served(p, f"{SPA504G}.xml"))
+    assert own["Profile_Rule_B"] == (
+        '[--uid "spa504g" --pwd "http-SPA-Secret"]http://127.0.0.1:8080/$MA.xml'
+    )
+    assert "Profile_Rule_B" not in spa_keys(served(p, f"{SPA942}.xml"))  # no credentials
+    yealink = yealink_keys(served(p, f"{YEALINK_T46G}.cfg"))
+    assert yealink["static.auto_provision.server.username"] == "t46g"
+    assert yealink["static.auto_provision.server.password"] == "http-T46G-Secret"
+    assert "static.auto_provision.server.username" not in yealink_keys(
+        served(p, f"{YEALINK_T31G}.cfg")
+    )
+
+
+def test_without_auth_files_carry_no_provisioning_credentials(provisioner) -> None:
+    assert spa_keys(served(provisioner, "spa504G.cfg"))["Profile_Rule_B"] == (
+        "http://127.0.0.1:8080/$MA.xml"
+    )
+    for mac, name in ((SPA504G, "xml"), (YEALINK_T46G, "cfg")):
+        body = served(provisioner, f"{mac}.{name}")
+        assert b"Profile_Rule_B" not in body and b"auto_provision.server.username" not in body
+
+
+def test_render_refuses_another_phones_file(config_path: Path, capsys) -> None:
+    from xprov import cli
+
+    assert cli.main(["render", "-c", str(config_path), YEALINK_T46G, f"{SPA504G}.xml"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "another phone's file" in captured.err
+    assert cli.main(["render", "-c", str(config_path), SPA504G, f"{SPA504G}.xml"]) == 0

@@ -26,10 +26,6 @@ from xprov.ratelimit import BadAnswerLimiter, RepeatWindow
 
 SECRET = b"s" * 32
 ALICE = Credentials("alice", "alice-pw-Secret")
-ACCOUNTS = {
-    "alice": (ALICE, "001565000001"),
-    "bob": (Credentials("bob", "bob-pw-Secret"), "001565000002"),
-}
 
 
 def md5(text: str) -> str:
@@ -266,3 +262,36 @@ def test_macs_in_certificate_names() -> None:
         "0002fdff2103",
     }
     assert macs_in(["Yealink Equipment Issuing CA", "0015650000011"]) == set()
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (("algorithm=MD5", "algorithm=MD5-sess"), "unsupported algorithm 'MD5-sess'"),
+        (("algorithm=MD5", "algorithm=SHA-256"), "unsupported algorithm 'SHA-256'"),
+        ((', cnonce="abcdef"', ""), "missing cnonce"),
+        (("nc=00000001", "nc=00000000"), "malformed nonce count"),
+    ],
+)
+def test_digest_is_strict(digest: DigestAuth, change: tuple[str, str], reason: str) -> None:
+    """An MD5 answer labelled with another algorithm, or a qop=auth answer without its
+    cnonce or with a zero count, is not accepted (RFC 7616 section 3.4)."""
+    header = answer(digest.nonce("10.0.0.5", 1000.0)).replace(*change)
+    assert verify(digest, header) == Verdict(Proof.FAILED, None, reason)
+    lower = answer(digest.nonce("10.0.0.5", 1000.0)).replace("algorithm=MD5", "algorithm=md5")
+    assert verify(digest, lower).proof is Proof.OK
+
+
+def test_an_unknown_user_costs_the_same_work(digest: DigestAuth, monkeypatch) -> None:
+    """No timing oracle for user names: an unknown user is hashed like a known one."""
+    import xprov.auth
+
+    calls: list[str] = []
+    real = xprov.auth._md5
+    monkeypatch.setattr(xprov.auth, "_md5", lambda text: calls.append("md5") or real(text))
+    nonce = digest.nonce("10.0.0.5", 1000.0)
+    verify(digest, answer(nonce, password="guess"))
+    known = len(calls)
+    calls.clear()
+    assert verify(digest, answer(nonce, user="mallory")).reason == "unknown user"
+    assert len(calls) == known == 3

@@ -23,6 +23,7 @@ def load_file(path: Path, generation: int) -> Inventory:
     if not isinstance(records, list):
         raise InventoryError([f"{path}: phones: expected [[phones]] tables"])
     phones: dict[str, Phone] = {}
+    users: set[str] = set()
     for i, record in enumerate(records):
         if not isinstance(record, dict):
             problems.append(f"{path}: phones[{i}]: expected a table")
@@ -34,6 +35,9 @@ def load_file(path: Path, generation: int) -> Inventory:
             continue
         if phone.mac in phones:
             problems.append(f"{path}: phones[{i}].mac: duplicate of an earlier phone")
+        if phone.http_user in users:  # one account opens one phone
+            problems.append(f"{path}: phones[{i}].http_user: already an earlier phone's")
+        users.update([phone.http_user] if phone.http_user else [])
         phones[phone.mac] = phone
     if problems:
         raise InventoryError(problems)

@@ -130,10 +130,11 @@ class Inventory:
             yield from filter(None, record[_PASSWORD::_LINE])
 
     @functools.cached_property
-    def accounts(self) -> dict[str, tuple[Credentials, str]]:
-        """HTTP user -> (credentials, MAC of the phone), for the phones that have them."""
+    def accounts(self) -> dict[str, Credentials]:
+        """HTTP user -> the credentials of its one phone, for the phones that have them
+        (built once per snapshot, on first use)."""
         return {
-            record[4]: (Credentials(record[4], record[5]), mac)
+            record[4]: Credentials(record[4], record[5], mac)
             for mac, record in self.records.items()
             if record[4]
         }

@@ -50,6 +50,7 @@ class PhoneFiles(Resource):
         self.transport = Transport.HTTPS if tls else Transport.HTTP
 
     def render(self, request: Request) -> bytes:
+        request.setHeader(b"server", b"xprov")  # not twisted.web's name and version
         if request.method not in (b"GET", b"HEAD"):
             request.setHeader(b"allow", b"GET, HEAD")
             return _empty(request, 405)  # and no page that echoes the method back
@@ -67,8 +68,10 @@ class PhoneFiles(Resource):
                 request.setHeader(b"cache-control", b"no-store")
                 return _body(request, answer.body)
             case Refused():
-                if answer.challenge is not None:
-                    request.setHeader(b"www-authenticate", answer.challenge.encode())
+                for challenge in answer.challenges:
+                    request.responseHeaders.addRawHeader(b"www-authenticate", challenge.encode())
+                if answer.retry_after is not None:
+                    request.setHeader(b"retry-after", b"%d" % answer.retry_after)
                 return _empty(request, answer.status)
             case NotFound():
                 return _empty(request, 404)
@@ -128,10 +131,13 @@ def _certificate_macs(request: Request) -> frozenset[str]:
 
 def _empty(request: Request, code: int) -> bytes:
     """An error answer says nothing about why (no oracle for MAC enumeration)."""
-    request.setResponseCode(code)
+    request.setResponseCode(code, _REASONS.get(code))
     request.setHeader(b"content-type", b"text/plain; charset=utf-8")
     request.setHeader(b"content-length", b"0")
     return b""
+
+
+_REASONS = {429: b"Too Many Requests"}  # RFC 6585; twisted.web does not know it
 
 
 class PhoneRequest(Request):
