@@ -14,12 +14,14 @@ and the time; the security log is the observer's job (`Charge` says what to repo
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import os
 import re
 from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from xprov.auth import Credentials, DigestAuth, Proof, claimed_user, verify_basic
 from xprov.config import Config
@@ -39,8 +41,7 @@ class Transport(enum.Enum):
     TFTP = "tftp"
 
 
-@dataclass(frozen=True)
-class Asker:
+class Asker(NamedTuple):  # a tuple: made on every request, so cheap to build
     """One request as its transport saw it."""
 
     transport: Transport
@@ -98,15 +99,19 @@ def budget_of(asker: Asker) -> Budget:
     same address gets over TCP. An IPv6 source spends its /64's budget (one subscriber
     holds a whole /64, so its addresses cost an attacker nothing)."""
     kind = "tftp" if asker.transport is Transport.TFTP else "http"
+    source = asker.source
+    return kind, source if ":" not in source else _ipv6_budget(source)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ipv6_budget(source: str) -> str:
     try:
-        address = ipaddress.ip_address(asker.source.split("%", 1)[0])
+        address = ipaddress.ip_address(source.split("%", 1)[0])
     except ValueError:
-        return kind, asker.source
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return kind, str(address.ipv4_mapped)
-        return kind, str(ipaddress.IPv6Network((address, 64), strict=False))
-    return kind, str(address)
+        return source
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, 64), strict=False))
 
 
 class Gate:
