@@ -24,7 +24,11 @@ MIN_SHARED_PASSWORD = 8
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # [vars] names that hold a secret (a phone's admin password, a PIN): redacted from logs and
 # given only to per-device templates, since shared files go to anyone who asks.
-_SECRET_NAME = re.compile(r"password|passwd|pwd|secret|token|(?:^|_)(?:key|pin)$", re.IGNORECASE)
+_SECRET_NAME = re.compile(
+    r"password|passwd|passphrase|(?:^|_)pass(?:$|_)|pwd|secret|token|credential|psk|community"
+    r"|(?:^|_)(?:keys?|pin)$",
+    re.IGNORECASE,
+)
 Scalar = str | int | float | bool
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 T = TypeVar("T")
@@ -586,10 +590,11 @@ def _auth(root: _Table, base: Path) -> AuthConfig:
     user = t.text("user", None)
     password = _read_secret(t, base) if user is not None else ""
     if user is None and ("password" in t.data or "password_file" in t.data):
+        t.seen.update(("password", "password_file"))
         t.problem("user", "missing (the password belongs to a user)")
-    elif user == "":
-        t.problem("user", "must not be empty")
-    elif user is not None and len(password) < MIN_SHARED_PASSWORD:
+    elif user is not None and (not user.strip() or ":" in user):
+        t.problem("user", "must be a name without ':' (RFC 7617)")
+    elif user is not None and len(password.strip()) < MIN_SHARED_PASSWORD:
         # This user opens every phone's file: an empty password would open them to anyone.
         t.problem(
             "password", f"must be at least {MIN_SHARED_PASSWORD} characters (it opens every phone)"
@@ -732,6 +737,11 @@ def parse(data: Mapping[str, Any], path: Path) -> Config:
         sites=sites,
         vars=_vars(root.table("vars", required=False)),
     )
+    if config.https and config.https.bind_mac and config.provisioning.url.startswith("http://"):
+        problems.append(
+            "provisioning.url: phones fetch their files from this http:// URL, and "
+            "[https] bind_mac refuses per-device files over plain HTTP: use https://"
+        )
     if config.inventory.source == "mysql":
         for name, site in sites.items():
             if site.db is None:

@@ -29,7 +29,7 @@ from xprov.inventory import Inventory
 from xprov.mac import normalize_mac
 from xprov.provisioning import Answer, Charge, NotFound, Provisioner, Refused
 from xprov.ratelimit import BadAnswerLimiter, RepeatWindow
-from xprov.vendors import FileRequest, identify
+from xprov.vendors import VENDORS, FileRequest, identify
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _MAC_IN_TEXT = re.compile(r"(?<![0-9a-f])(?:[0-9a-f]{2}[:\-.]?){5}[0-9a-f]{2}(?![0-9a-f])", re.I)
@@ -284,6 +284,23 @@ def macs_in(names: Iterable[str]) -> frozenset[str]:
     return frozenset(found)
 
 
+def credential_problems(cfg: Config, inventory: Inventory) -> list[str]:
+    """What in the config and the inventory together would lock phones out."""
+    user, problems = cfg.auth.user, []
+    if user is None:
+        return problems
+    if user in inventory.accounts:
+        problems.append(f"auth.user: {user!r} is also a phone's http_user")
+    relying = {
+        r[0] for r in inventory.records.values() if not r[4]
+    }  # vendors of shared-user phones
+    for vendor in sorted(relying):
+        problem = VENDORS[vendor].credentials_problem(user, cfg.auth.password)
+        if problem is not None:
+            problems.append(f"auth.password: {problem} ({vendor} phones use the shared user)")
+    return problems
+
+
 def notices(cfg: Config, inventory: Inventory | None = None) -> list[str]:
     """What the config's combination of listeners and [auth] means for phones' passwords,
     in words, for `xprov check-config` and the start-up log."""
@@ -310,25 +327,42 @@ def notices(cfg: Config, inventory: Inventory | None = None) -> list[str]:
         )
     if policy.bind_mac and cfg.http.listen:
         out.append("per-device files are refused over plain HTTP: [https] bind_mac is on")
-    if policy.digest and policy.shared is None and inventory is not None:
-        locked = sorted(mac for mac, r in inventory.records.items() if not r[4])
-        if locked:
-            out.append(
-                f"{len(locked)} phones have no http_user and there is no [auth] user: they "
-                f"cannot log in for their per-device files ({', '.join(locked[:5])}"
-                f"{', ...' if len(locked) > 5 else ''})"
-            )
+    if policy.digest and inventory is not None:
+        out += _account_notices(policy, inventory)
     if cfg.tftp is not None:
         out += _tftp_notices(policy, needs)
     return out
+
+
+def _account_notices(policy: Policy, inventory: Inventory) -> list[str]:
+    out = []
+    locked = sorted(mac for mac, r in inventory.records.items() if not r[4])
+    if locked and policy.shared is None:
+        out.append(
+            f"{len(locked)} phones have no http_user and there is no [auth] user: they "
+            f"cannot log in for their per-device files ({_some(locked)})"
+        )
+    weak = sorted(mac for mac, r in inventory.records.items() if r[4] and len(r[5]) < 12)
+    if weak:
+        out.append(
+            f"{len(weak)} phones have an http_password shorter than 12 characters, which "
+            f"guesses from many addresses could find ({_some(weak)})"
+        )
+    return out
+
+
+def _some(macs: list[str]) -> str:
+    return ", ".join(macs[:5]) + (", ..." if len(macs) > 5 else "")
 
 
 def _tftp_notices(policy: Policy, needs: list[str]) -> list[str]:
     trusted = policy.tftp_per_device_from
     if trusted is not None:
         where = ", ".join(map(str, trusted)) or "nowhere"
-        if any(network.prefixlen == 0 for network in trusted):
-            where += " (that is every address)"
+        everyone = sorted(f"every IPv{n.version} address" for n in trusted if n.prefixlen == 0)
+        if everyone:
+            where += f" (that is {' and '.join(everyone)}: anyone who reaches TFTP gets every "
+            where += "phone's SIP passwords)"
         bypass = f" ({' and '.join(needs)} elsewhere)" if needs else ""
         return [f"per-device files over TFTP, without credentials, only to {where}{bypass}"]
     if needs:

@@ -149,6 +149,7 @@ class Provisioner:
             "mac_colon": colon_mac(phone.mac) if phone else None,
             "lines": phone.lines if phone else (),
             "vars": variables,
+            "credentials": self._credentials(phone),
             "provisioning": {
                 "url": config.provisioning.url,
                 "poll_seconds": config.provisioning.poll_seconds,
@@ -158,6 +159,19 @@ class Provisioner:
             **service_variables(config, selection),
             **VENDORS[request.vendor].context(request, model),
         }
+
+    def _credentials(self, phone: Phone | None) -> dict[str, str] | None:
+        """What a phone sends to fetch its own files, for its per-device file (so a phone
+        that got the file once, on a trusted network, keeps fetching it): its own account,
+        else the shared [auth] user, else None. Never in a shared file."""
+        auth = self.inputs.config.auth
+        if phone is None or auth.mode == "off":
+            return None
+        if phone.http_user:
+            return {"user": phone.http_user, "password": phone.http_password}
+        if auth.user:
+            return {"user": auth.user, "password": auth.password}
+        return None
 
     def device_file(self, mac: str) -> str | None:
         """The main per-device file name of a known phone (`xprov render MAC`)."""

@@ -24,7 +24,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from xprov import __version__, config, logs, metrics
-from xprov.guard import Gate, Policy, notices
+from xprov.guard import Gate, Policy, credential_problems, notices
 from xprov.inventory import Inventory, InventoryError, mysql_source
 from xprov.inventory.file_source import load_file
 from xprov.lag import LagMeter
@@ -109,8 +109,8 @@ def build(
         inventory, report = load_inventory(cfg, generation, order, previous)
     except InventoryError as exc:
         problems += exc.problems
-    if inventory is not None and cfg.auth.user in inventory.accounts:
-        problems.append(f"auth.user: {cfg.auth.user!r} is also a phone's http_user")
+    if inventory is not None:
+        problems += credential_problems(cfg, inventory)
     if problems or templates is None or inventory is None:
         raise BuildError(problems)
     inputs = Inputs(cfg, generation, templates, inventory)

@@ -286,6 +286,7 @@ def test_no_password_from_the_admin_listener(target) -> None:
             for method in ("GET", "HEAD", "POST"):
                 answer = exchange(port, request(method, path, headers), tls=False)
                 assert not leaked(answer), (method, path, headers, leaked(answer))
+                assert b"\r\nServer: xprov\r\n" in answer, answer[:200]  # not Twisted's version
                 if path != "/healthz" or method == "POST":
                     assert answer[9:12] in (b"401", b"404", b"405"), (method, path, headers)
     # Even the operator's own view holds no secret.

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -102,7 +103,10 @@ client_ca = ["{pki.ca[0]}"]
 client_certificate = "require"
 bind_mac = true
 """
-    proc, _, https = server(tmp_path_factory.mktemp("mtls"), extra)
+    proc, http, https = server(tmp_path_factory.mktemp("mtls"), extra)
+    text = proc.config.read_text()  # phones fetch from the URL: with bind_mac, over TLS
+    url = f'url = "http://127.0.0.1:{http}"'
+    proc.config.write_text(text.replace(url, f'url = "https://127.0.0.1:{https}"'))
     with proc:
         wait_for(lambda: port_open(https), 10, "https")
         yield proc, https
@@ -666,3 +670,85 @@ def test_a_replayed_digest_answer_is_refused(digest) -> None:
     assert status == 200 and b"yk-1001-Secret" in body
     fresh = digest_header(replay_headers["WWW-Authenticate"], path, T46G_USER, T46G_PASSWORD)
     assert get_from(http, path, source, fresh)[0] == 200
+
+
+# Bootstrap: a factory phone on a trusted provisioning network, then HTTP with credentials
+
+
+def tftp_from(source: str, port: int, name: str) -> tuple[int, bytes]:
+    """`name` over TFTP with curl bound to `source`: curl's exit code and the bytes."""
+    done = subprocess.run(
+        [
+            "curl",
+            "-s",
+            "--max-time",
+            "10",
+            "--interface",
+            source,
+            f"tftp://127.0.0.1:{port}/{name}",
+        ],
+        capture_output=True,
+        timeout=30,
+    )
+    return done.returncode, done.stdout
+
+
+def test_phones_bootstrap_on_a_trusted_network_then_fetch_with_credentials(tmp_path) -> None:
+    """As the README describes it: a factory SPA and a factory Yealink on the trusted
+    network get their own files over TFTP, which carry what they send over HTTP from then
+    on; from elsewhere TFTP refuses the same files."""
+    tftp = free_port(socket.SOCK_DGRAM)
+    extra = f"""
+[auth]
+mode = "digest"
+user = "{SHARED_USER}"
+password = "{SHARED_PASSWORD}"
+"""
+    proc, http, _ = server(
+        tmp_path,
+        extra,
+        tftp_port=tftp,
+        replace={
+            "max_transfers = 1000": 'max_transfers = 1000\nper_device_from = ["127.0.60.0/24"]'
+        },
+    )
+    trusted, outside = "127.0.60.7", "127.0.61.7"
+    with proc:
+        # A factory SPA: Profile_Rule "/spa$PSN.cfg" over TFTP (DHCP option 66).
+        rc, model = tftp_from(trusted, tftp, "spa504G.cfg")
+        assert rc == 0
+        rule = ET.fromstring(model).find("Profile_Rule_B")
+        assert rule is not None and rule.text is not None
+        bootstrap, _, steady = rule.text.partition(" | ")
+        assert bootstrap == '("$P" eq "")? /$MA.xml'  # GPP_P is empty on a factory phone
+        rc, own = tftp_from(trusted, tftp, f"{SPA504G}.xml")
+        assert rc == 0
+        keys = {element.tag: element.text for element in ET.fromstring(own)}
+        user, password = keys["GPP_O"], keys["GPP_P"]
+        assert (user, password) == (SPA_USER, SPA_PASSWORD)
+        # From then on: the steady rule, its macros expanded as the phone does.
+        url = steady.replace('[--uid "$O" --pwd "$P"]', "").replace("$MA", SPA504G)
+        assert url == f"http://127.0.0.1:{http}/{SPA504G}.xml"
+        again = fetch(url, "--digest", "-u", f"{user}:{password}", source=outside)
+        assert again.status == 200 and again.body == own
+        # A factory Yealink: <mac>.boot and <mac>.cfg over TFTP, then HTTP.
+        rc, boot = tftp_from(trusted, tftp, f"{YEALINK_T31G}.boot")
+        included = re.findall(r'include:config "([^"]+)"', boot.decode())
+        assert rc == 0 and included == ["y000000000123.cfg", f"{YEALINK_T31G}.cfg"]
+        keys: dict[str, str] = {}
+        for name in included:  # what the phone applies, in order
+            rc, text = tftp_from(trusted, tftp, name)
+            assert rc == 0
+            keys.update(
+                line.split(" = ", 1) for line in text.decode().splitlines() if " = " in line
+            )
+        cfg = tftp_from(trusted, tftp, f"{YEALINK_T31G}.cfg")[1]
+        user = keys["static.auto_provision.server.username"]
+        password = keys["static.auto_provision.server.password"]
+        assert (user, password) == (SHARED_USER, SHARED_PASSWORD)  # it has no account of its own
+        url = f"{keys['static.auto_provision.server.url']}{YEALINK_T31G}.cfg"
+        again = fetch(url, "--digest", "-u", f"{user}:{password}", source=outside)
+        assert again.status == 200 and again.body == cfg
+        # Outside the trusted network, TFTP refuses every per-device file.
+        for name in (f"{SPA504G}.xml", f"{YEALINK_T31G}.cfg", f"{YEALINK_T31G}.boot"):
+            assert tftp_from(outside, tftp, name) == (69, b"")

@@ -45,6 +45,19 @@ def test_token_is_required(api) -> None:
     assert call(resource, b"GET", "/healthz", token=None) == (200, {"status": "ok"})
 
 
+def test_the_scheme_is_case_insensitive_and_failures_are_security_events(api, log_events) -> None:
+    resource, _ = api
+    request = DummyRequest([b"status"])
+    request.method, request.path = b"GET", b"/status"
+    request.requestHeaders.addRawHeader(b"authorization", f"bEaReR {TOKEN}".encode())
+    api_answer = json.loads(resource.render(request))
+    assert (request.responseCode or 200) == 200 and "monitor" in api_answer
+    assert call(resource, b"GET", "/status", token=TOKEN[:-1])[0] == 401
+    [event] = [e for e in log_events() if e["event"] == "security"]
+    assert (event["transport"], event["reason"]) == ("admin", "wrong admin token")
+    assert TOKEN not in json.dumps(log_events())
+
+
 def test_status(api) -> None:
     resource, _ = api
     code, body = call(resource, b"GET", "/status")

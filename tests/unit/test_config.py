@@ -289,7 +289,10 @@ def test_admin_token_file(valid: dict, tmp_path: Path) -> None:
     [
         ({"user": "site"}, "auth.password: must be at least 8 characters (it opens every phone)"),
         ({"user": "site", "password": ""}, "auth.password: must be at least 8 characters"),
-        ({"user": "", "password": "long-enough"}, "auth.user: must not be empty"),
+        ({"user": "", "password": "long-enough"}, "auth.user: must be a name without ':'"),
+        ({"user": " ", "password": "long-enough"}, "auth.user: must be a name without ':'"),
+        ({"user": "si:te", "password": "long-enough"}, "auth.user: must be a name without ':'"),
+        ({"user": "site", "password": " " * 12}, "auth.password: must be at least 8"),
         ({"password": "long-enough"}, "auth.user: missing (the password belongs to a user)"),
     ],
 )
@@ -299,6 +302,50 @@ def test_the_shared_user_needs_a_real_password(valid, config_path, auth, expecte
     data = copy.deepcopy(valid)
     data["auth"] = {"mode": "digest", **auth}
     assert any(p.startswith(expected) for p in problems(data, config_path))
+
+
+def test_a_shared_password_an_spa_cannot_send(tmp_path: Path, capsys) -> None:
+    auth = '[auth]\nmode = "digest"\nuser = "site"\npassword = "has a space"\n\n[logging]'
+    path = sample_config(tmp_path, replace={"[logging]": auth})
+    assert cli.main(["check-config", "-c", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "auth.password: an SPA cannot send credentials holding a quote" in err
+    assert "(linksys phones use the shared user)" in err and "has a space" not in err
+
+
+def test_check_config_notes_weak_phone_passwords(tmp_path: Path, capsys) -> None:
+    inventory = (Path(__file__).parents[2] / "etc" / "inventory.toml").read_text()
+    inventory = inventory.replace(
+        'model = "T46G"\n', 'model = "T46G"\nhttp_user = "t46g"\nhttp_password = "short"\n'
+    )
+    auth = '[auth]\nmode = "digest"\nuser = "site"\npassword = "long-enough-pw"\n\n[logging]'
+    path = sample_config(tmp_path, inventory=inventory, replace={"[logging]": auth})
+    assert cli.main(["check-config", "-c", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "note: 1 phones have an http_password shorter than 12 characters" in out
+    assert "short" not in out.replace("shorter", "")
+
+
+def test_bind_mac_with_a_plain_http_url_is_an_error(valid, config_path, tmp_path) -> None:
+    """Phones fetch from the provisioning URL; bind_mac refuses per-device files over plain
+    HTTP: together they lock every phone out after its first file."""
+    from tests.certs import authority
+
+    cert, key = authority(tmp_path, "server")
+    ca, _ = authority(tmp_path, "phone-ca")
+    data = copy.deepcopy(valid)
+    data["https"] = {
+        "certificate": str(cert),
+        "private_key": str(key),
+        "client_ca": [str(ca)],
+        "bind_mac": True,
+    }
+    assert any(
+        p.startswith("provisioning.url: phones fetch their files from this http:// URL")
+        for p in problems(data, config_path)
+    )
+    data["provisioning"]["url"] = "https://127.0.0.1:8443"
+    assert config.parse(data, config_path).https.bind_mac  # type: ignore[union-attr]
 
 
 def test_an_empty_password_file_is_named(valid, tmp_path: Path) -> None:

@@ -443,8 +443,9 @@ def test_notices_of_settings_that_do_nothing_or_undo_tls(tmp_path: Path) -> None
     everyone = 'max_transfers = 1000\nper_device_from = ["0.0.0.0/0", "::/0"]'
     tftp = notices_of(tmp_path, {"[logging]": AUTH, "max_transfers = 1000": everyone})[-1]
     assert tftp.startswith(
-        "per-device files over TFTP, without credentials, only to 0.0.0.0/0, ::/0 "
-        "(that is every address)"
+        "per-device files over TFTP, without credentials, only to 0.0.0.0/0, ::/0 (that is "
+        "every IPv4 address and every IPv6 address: anyone who reaches TFTP gets every "
+        "phone's SIP passwords)"
     )
 
 

@@ -54,6 +54,15 @@ def test_record_defaults() -> None:
         ),
         ({"lines": [{"user": "1", "password": "p", "pin": 1}]}, "lines[0].pin: unknown key"),
         ({"vars": {"a": [1]}}, "vars.a: expected a string, number or boolean"),
+        ({"http_user": "a:b", "http_password": "pw"}, "http_user: must not contain ':'"),
+        (
+            {"vendor": "linksys", "http_user": "u", "http_password": 'pw"]x'},
+            "http_password: an SPA cannot send credentials holding a quote",
+        ),
+        (
+            {"vendor": "linksys", "http_user": "u", "http_password": "pw x"},
+            "http_password: an SPA cannot send credentials holding a quote",
+        ),
     ],
 )
 def test_bad_records(change: dict, message: str) -> None:
@@ -61,6 +70,11 @@ def test_bad_records(change: dict, message: str) -> None:
         phone_from_record({**GOOD, **change})
     assert str(info.value).startswith(message)
     assert "pw-1001-x" not in str(info.value)
+
+
+def test_yealink_credentials_may_hold_what_a_line_can() -> None:
+    phone = phone_from_record({**GOOD, "http_user": "u", "http_password": 'p"w] x$'})
+    assert phone.http_password == 'p"w] x$'
 
 
 def test_file_lists_every_problem(tmp_path: Path) -> None:

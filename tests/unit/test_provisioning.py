@@ -321,11 +321,11 @@ def test_a_shared_template_cannot_reach_a_secret(tmp_path: Path) -> None:
     assert b"vars-admin-Secret" in served(provisioner, f"{YEALINK_T46G}.cfg")
 
 
-def test_with_auth_the_spa_model_file_leaves_the_credential_rule_alone(tmp_path: Path) -> None:
-    """An SPA keeps its provisioning credentials only inside Profile_Rule_B
-    ("[--uid u --pwd p]URL"): with [auth] on, the shared model file must not replace that
-    rule with one that has none, or the phone never gets its own file again. Its own file
-    carries the rule with its own credentials; a phone without any gets no rule from us."""
+def test_with_auth_phones_keep_their_credentials(tmp_path: Path) -> None:
+    """With [auth] on, $MA.xml needs credentials and an SPA keeps them only in its resync
+    rule. The shared model file names them by macro ($O, $P), never by value, and falls
+    back to TFTP (trusted networks) while they are unset; a phone's own file sets them:
+    its own account, else the shared user's. Yealink files carry them as keys."""
     inventory = (Path(__file__).parents[2] / "etc" / "inventory.toml").read_text()
     inventory = inventory.replace(
         'model = "SPA504G"\n',
@@ -334,21 +334,23 @@ def test_with_auth_the_spa_model_file_leaves_the_credential_rule_alone(tmp_path:
         'model = "T46G"\n',
         'model = "T46G"\nhttp_user = "t46g"\nhttp_password = "http-T46G-Secret"\n',
     )
-    auth = {"[logging]": '[auth]\nmode = "digest"\n\n[logging]'}
-    inputs = load(sample_config(tmp_path, inventory=inventory, replace=auth))
+    auth = '[auth]\nmode = "digest"\nuser = "site"\npassword = "site-pw-Secret"\n\n[logging]'
+    inputs = load(sample_config(tmp_path, inventory=inventory, replace={"[logging]": auth}))
     p = Provisioner(inputs, ActiveSites(inputs.config.sites, "chicago"))
-    assert "Profile_Rule_B" not in spa_keys(served(p, "spa504G.cfg"))
-    own = spa_keys(served(p, f"{SPA504G}.xml"))
-    assert own["Profile_Rule_B"] == (
-        '[--uid "spa504g" --pwd "http-SPA-Secret"]http://127.0.0.1:8080/$MA.xml'
+    model = spa_keys(served(p, "spa504G.cfg"))
+    assert model["Profile_Rule_B"] == (
+        '("$P" eq "")? /$MA.xml | [--uid "$O" --pwd "$P"]http://127.0.0.1:8080/$MA.xml'
     )
-    assert "Profile_Rule_B" not in spa_keys(served(p, f"{SPA942}.xml"))  # no credentials
+    own = spa_keys(served(p, f"{SPA504G}.xml"))
+    assert (own["GPP_O"], own["GPP_P"]) == ("spa504g", "http-SPA-Secret")
+    assert "Profile_Rule_B" not in own  # the model file's rule, the same for every phone
+    shared = spa_keys(served(p, f"{SPA942}.xml"))
+    assert (shared["GPP_O"], shared["GPP_P"]) == ("site", "site-pw-Secret")
     yealink = yealink_keys(served(p, f"{YEALINK_T46G}.cfg"))
     assert yealink["static.auto_provision.server.username"] == "t46g"
     assert yealink["static.auto_provision.server.password"] == "http-T46G-Secret"
-    assert "static.auto_provision.server.username" not in yealink_keys(
-        served(p, f"{YEALINK_T31G}.cfg")
-    )
+    t31g = yealink_keys(served(p, f"{YEALINK_T31G}.cfg"))
+    assert t31g["static.auto_provision.server.username"] == "site"
 
 
 def test_without_auth_files_carry_no_provisioning_credentials(provisioner) -> None:
@@ -357,7 +359,7 @@ def test_without_auth_files_carry_no_provisioning_credentials(provisioner) -> No
     )
     for mac, name in ((SPA504G, "xml"), (YEALINK_T46G, "cfg")):
         body = served(provisioner, f"{mac}.{name}")
-        assert b"Profile_Rule_B" not in body and b"auto_provision.server.username" not in body
+        assert b"GPP_P" not in body and b"auto_provision.server.username" not in body
 
 
 def test_render_refuses_another_phones_file(config_path: Path, capsys) -> None:

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from xprov.auth import Credentials
 from xprov.mac import normalize_mac
 from xprov.problems import Problems
-from xprov.vendors import VENDOR_NAMES
+from xprov.vendors import VENDOR_NAMES, VENDORS
 
 Scalar = str | int | float | bool
 # Control characters would break a key = value line or an XML document.
@@ -218,6 +218,10 @@ def phone_from_record(record: Mapping[str, Any]) -> Phone:
     )
     if bool(http_user) != bool(http_password):
         raise BadRecord("http_password: give both http_user and http_password, or neither")
+    if ":" in http_user:
+        raise BadRecord("http_user: must not contain ':' (RFC 7617)")
+    if http_user and (problem := VENDORS[vendor].credentials_problem(http_user, http_password)):
+        raise BadRecord(f"http_password: {problem}")
     numbers = [line.number for line in lines]
     if len(set(numbers)) != len(numbers):
         raise BadRecord("lines: duplicate line number")

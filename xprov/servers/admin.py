@@ -22,6 +22,7 @@ from xprov.logs import get_logger
 from xprov.monitor import ManualChoiceError, Monitor
 
 log = get_logger("xprov.admin")
+security = get_logger("xprov.security")
 MAX_BODY = 4096
 
 
@@ -44,7 +45,7 @@ class AdminApi(Resource):
         if request.path == b"/healthz":
             return _json(request, 200, {"status": "ok"})
         if not self._authorized(request):
-            return _json(request, 401, {"error": "missing or wrong bearer token"})
+            return _refused(request)
         if request.path == b"/status":
             return _json(request, 200, self.status())
         if request.path == b"/metrics" and self.metrics is not None:
@@ -54,7 +55,7 @@ class AdminApi(Resource):
 
     def render_POST(self, request: Request) -> Any:
         if not self._authorized(request):
-            return _json(request, 401, {"error": "missing or wrong bearer token"})
+            return _refused(request)
         if request.path == b"/reload" and self.reload is not None:
             return self._reload(request)
         action = {b"/failover": self._failover, b"/failback": self._failback}.get(request.path)
@@ -94,15 +95,21 @@ class AdminApi(Resource):
         self.monitor.failback(str(service), force)  # type: ignore[union-attr]
 
     def _authorized(self, request: Request) -> bool:
-        given = request.getHeader(b"authorization") or b""
-        return hmac.compare_digest(
-            given if isinstance(given, bytes) else given.encode(), self.token
-        )
+        """`Authorization: Bearer <token>`, the scheme in any case (RFC 9110 section 11.1)."""
+        scheme, _, given = (request.getHeader(b"authorization") or b"").partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token)
 
 
 def bearer(token: str) -> bytes:
-    """What the Authorization header must hold. An empty token never matches."""
-    return f"Bearer {token}".encode() if token else b"\0no token configured"
+    """The token the Authorization header must hold. An empty token never matches."""
+    return token.encode() if token else b"\0no token configured"
+
+
+def _refused(request: Request) -> bytes:
+    """401, and a `security` event for fail2ban (the same shape as the phones' listeners)."""
+    client = getattr(request.getClientAddress(), "host", "?")
+    security.warning("security", client=client, transport="admin", reason="wrong admin token")
+    return _json(request, 401, {"error": "missing or wrong bearer token"})
 
 
 def _json(request: Request, code: int, body: Any) -> bytes:

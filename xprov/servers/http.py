@@ -19,6 +19,7 @@ from cryptography import x509
 from twisted.internet import ssl
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
+from twisted.web import server
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
@@ -29,8 +30,11 @@ from xprov.logs import get_logger
 from xprov.observe import Observer
 from xprov.provisioning import Failed, NotFound, Refused, Served
 
-security = get_logger("xprov.security")
 log = get_logger("xprov.http")
+security = get_logger("xprov.security")
+# Every answer of every listener names xprov, not twisted.web and its version (the way
+# twisted.web.server offers to change it).
+server.version = b"xprov"
 
 
 class PhoneFiles(Resource):
@@ -50,7 +54,6 @@ class PhoneFiles(Resource):
         self.transport = Transport.HTTPS if tls else Transport.HTTP
 
     def render(self, request: Request) -> bytes:
-        request.setHeader(b"server", b"xprov")  # not twisted.web's name and version
         if request.method not in (b"GET", b"HEAD"):
             request.setHeader(b"allow", b"GET, HEAD")
             return _empty(request, 405)  # and no page that echoes the method back

@@ -25,6 +25,8 @@ class Vendor(Protocol):
 
     def context(self, request: FileRequest, model: str | None) -> dict[str, Any]: ...
 
+    def credentials_problem(self, user: str, password: str) -> str | None: ...
+
 
 VENDORS: Mapping[str, Vendor] = {v.NAME: v for v in (yealink, linksys)}  # type: ignore[misc]
 VENDOR_NAMES = tuple(sorted(VENDORS))

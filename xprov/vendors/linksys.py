@@ -67,3 +67,16 @@ def identify(name: str, user_agent: str | None) -> FileRequest | None:
 
 def context(request: FileRequest, model: str | None) -> dict[str, Any]:
     return {}
+
+
+# A resync rule's bracketed arguments are macro expanded and then parsed, so credentials
+# carried in them ([--uid "$O" --pwd "$P"]) must not close the quotes or the brackets
+# (Cisco SPA provisioning guide, Optional Resync Arguments).
+_RULE_BREAKERS = re.compile(r'["\[\]$\s]')
+
+
+def credentials_problem(user: str, password: str) -> str | None:
+    """Why an SPA cannot send these credentials in its resync rule; None if it can."""
+    if _RULE_BREAKERS.search(user) or _RULE_BREAKERS.search(password):
+        return 'an SPA cannot send credentials holding a quote, bracket, "$" or space'
+    return None
