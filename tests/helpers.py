@@ -88,6 +88,17 @@ def sample_config(
     return path
 
 
+def inventory_with_accounts(accounts: dict[str, tuple[str, str]]) -> str:
+    """etc/inventory.toml with HTTP credentials for the sample phones of these models:
+    {"T46G": (user, password), ...}."""
+    text = (ETC / "inventory.toml").read_text()
+    for model, (user, password) in accounts.items():
+        line = f'model = "{model}"\n'
+        assert line in text, model
+        text = text.replace(line, f'{line}http_user = "{user}"\nhttp_password = "{password}"\n')
+    return text
+
+
 def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -21,7 +21,6 @@ import pytest
 
 from tests.certs import Pki
 from tests.helpers import (
-    ETC,
     SAMPLE_PASSWORDS,
     SPA504G,
     SPA942,
@@ -30,6 +29,7 @@ from tests.helpers import (
     YEALINK_T46G,
     XprovProcess,
     free_port,
+    inventory_with_accounts,
     port_open,
     sample_config,
     wait_for,
@@ -51,14 +51,9 @@ SECRETS = [
 
 
 def inventory() -> str:
-    text = (ETC / "inventory.toml").read_text()
-    for mac, model in ((YEALINK_T46G, "T46G"), (SPA504G, "SPA504G")):
-        user, password = CREDENTIALS[mac]
-        text = text.replace(
-            f'model = "{model}"\n',
-            f'model = "{model}"\nhttp_user = "{user}"\nhttp_password = "{password}"\n',
-        )
-    return text
+    return inventory_with_accounts(
+        {"T46G": CREDENTIALS[YEALINK_T46G], "SPA504G": CREDENTIALS[SPA504G]}
+    )
 
 
 @pytest.fixture(scope="module")

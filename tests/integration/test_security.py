@@ -19,7 +19,6 @@ import pytest
 
 from tests.certs import Pki
 from tests.helpers import (
-    ETC,
     ROOT,
     SAMPLE_PASSWORDS,
     SPA504G,
@@ -28,6 +27,7 @@ from tests.helpers import (
     XprovProcess,
     copy_templates,
     free_port,
+    inventory_with_accounts,
     port_open,
     sample_config,
     wait_for,
@@ -40,14 +40,8 @@ SPA_USER, SPA_PASSWORD = "spa504g", "http-SPA-Secret"
 
 
 def inventory() -> str:
-    text = (ETC / "inventory.toml").read_text()
-    text = text.replace(
-        'model = "T46G"\n',
-        f'model = "T46G"\nhttp_user = "{T46G_USER}"\nhttp_password = "{T46G_PASSWORD}"\n',
-    )
-    return text.replace(
-        'model = "SPA504G"\n',
-        f'model = "SPA504G"\nhttp_user = "{SPA_USER}"\nhttp_password = "{SPA_PASSWORD}"\n',
+    return inventory_with_accounts(
+        {"T46G": (T46G_USER, T46G_PASSWORD), "SPA504G": (SPA_USER, SPA_PASSWORD)}
     )
 
 
@@ -675,22 +669,12 @@ def test_a_replayed_digest_answer_is_refused(digest) -> None:
 # Bootstrap: a factory phone on a trusted provisioning network, then HTTP with credentials
 
 
-def tftp_from(source: str, port: int, name: str) -> tuple[int, bytes]:
+def tftp_from(source: str, port: int, name: str, tmp: Path) -> tuple[int, bytes]:
     """`name` over TFTP with curl bound to `source`: curl's exit code and the bytes."""
-    done = subprocess.run(
-        [
-            "curl",
-            "-s",
-            "--max-time",
-            "10",
-            "--interface",
-            source,
-            f"tftp://127.0.0.1:{port}/{name}",
-        ],
-        capture_output=True,
-        timeout=30,
-    )
-    return done.returncode, done.stdout
+    out = tmp / f"from-{source}-{name}"
+    command = [*TFTP_CLIENTS["curl"][0](port, name, out), "--interface", source]
+    done = subprocess.run(command, capture_output=True, timeout=30)
+    return done.returncode, out.read_bytes() if out.exists() else b""
 
 
 def test_phones_bootstrap_on_a_trusted_network_then_fetch_with_credentials(tmp_path) -> None:
@@ -715,13 +699,13 @@ password = "{SHARED_PASSWORD}"
     trusted, outside = "127.0.60.7", "127.0.61.7"
     with proc:
         # A factory SPA: Profile_Rule "/spa$PSN.cfg" over TFTP (DHCP option 66).
-        rc, model = tftp_from(trusted, tftp, "spa504G.cfg")
+        rc, model = tftp_from(trusted, tftp, "spa504G.cfg", tmp_path)
         assert rc == 0
         rule = ET.fromstring(model).find("Profile_Rule_B")
         assert rule is not None and rule.text is not None
         bootstrap, _, steady = rule.text.partition(" | ")
         assert bootstrap == '("$P" eq "")? /$MA.xml'  # GPP_P is empty on a factory phone
-        rc, own = tftp_from(trusted, tftp, f"{SPA504G}.xml")
+        rc, own = tftp_from(trusted, tftp, f"{SPA504G}.xml", tmp_path)
         assert rc == 0
         keys = {element.tag: element.text for element in ET.fromstring(own)}
         user, password = keys["GPP_O"], keys["GPP_P"]
@@ -732,17 +716,17 @@ password = "{SHARED_PASSWORD}"
         again = fetch(url, "--digest", "-u", f"{user}:{password}", source=outside)
         assert again.status == 200 and again.body == own
         # A factory Yealink: <mac>.boot and <mac>.cfg over TFTP, then HTTP.
-        rc, boot = tftp_from(trusted, tftp, f"{YEALINK_T31G}.boot")
+        rc, boot = tftp_from(trusted, tftp, f"{YEALINK_T31G}.boot", tmp_path)
         included = re.findall(r'include:config "([^"]+)"', boot.decode())
         assert rc == 0 and included == ["y000000000123.cfg", f"{YEALINK_T31G}.cfg"]
         keys: dict[str, str] = {}
         for name in included:  # what the phone applies, in order
-            rc, text = tftp_from(trusted, tftp, name)
+            rc, text = tftp_from(trusted, tftp, name, tmp_path)
             assert rc == 0
             keys.update(
                 line.split(" = ", 1) for line in text.decode().splitlines() if " = " in line
             )
-        cfg = tftp_from(trusted, tftp, f"{YEALINK_T31G}.cfg")[1]
+        cfg = tftp_from(trusted, tftp, f"{YEALINK_T31G}.cfg", tmp_path)[1]
         user = keys["static.auto_provision.server.username"]
         password = keys["static.auto_provision.server.password"]
         assert (user, password) == (SHARED_USER, SHARED_PASSWORD)  # it has no account of its own
@@ -751,4 +735,4 @@ password = "{SHARED_PASSWORD}"
         assert again.status == 200 and again.body == cfg
         # Outside the trusted network, TFTP refuses every per-device file.
         for name in (f"{SPA504G}.xml", f"{YEALINK_T31G}.cfg", f"{YEALINK_T31G}.boot"):
-            assert tftp_from(outside, tftp, name) == (69, b"")
+            assert tftp_from(outside, tftp, name, tmp_path) == (69, b"")

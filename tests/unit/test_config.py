@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import sample_config
+from tests.helpers import inventory_with_accounts, sample_config
 from xprov import cli, config
 
 
@@ -219,10 +219,7 @@ def test_check_config_ok(config_path: Path, capsys) -> None:
 
 
 def test_shared_user_may_not_be_a_phones_account(tmp_path: Path, capsys) -> None:
-    inventory = (Path(__file__).parents[2] / "etc" / "inventory.toml").read_text()
-    inventory = inventory.replace(
-        'model = "T46G"\n', 'model = "T46G"\nhttp_user = "site"\nhttp_password = "pw-Secret"\n'
-    )
+    inventory = inventory_with_accounts({"T46G": ("site", "pw-Secret")})
     auth = '[auth]\nmode = "digest"\nuser = "site"\npassword = "site-Secret"\n\n[logging]'
     path = sample_config(tmp_path, inventory=inventory, replace={"[logging]": auth})
     assert cli.main(["check-config", "-c", str(path)]) == 1
@@ -314,10 +311,7 @@ def test_a_shared_password_an_spa_cannot_send(tmp_path: Path, capsys) -> None:
 
 
 def test_check_config_notes_weak_phone_passwords(tmp_path: Path, capsys) -> None:
-    inventory = (Path(__file__).parents[2] / "etc" / "inventory.toml").read_text()
-    inventory = inventory.replace(
-        'model = "T46G"\n', 'model = "T46G"\nhttp_user = "t46g"\nhttp_password = "short"\n'
-    )
+    inventory = inventory_with_accounts({"T46G": ("t46g", "short")})
     auth = '[auth]\nmode = "digest"\nuser = "site"\npassword = "long-enough-pw"\n\n[logging]'
     path = sample_config(tmp_path, inventory=inventory, replace={"[logging]": auth})
     assert cli.main(["check-config", "-c", str(path)]) == 0

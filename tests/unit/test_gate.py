@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ETC, SPA504G, YEALINK_T31G, YEALINK_T46G, sample_config
+from tests.helpers import (
+    SPA504G,
+    YEALINK_T31G,
+    YEALINK_T46G,
+    inventory_with_accounts,
+    sample_config,
+)
 from xprov.auth import Credentials
 from xprov.guard import Asker, Gate, Policy, Transport, budget_of, notices
 from xprov.provisioning import Charge, NotFound, Provisioner, Refused, Served
@@ -25,11 +31,7 @@ OFFICE = "192.0.2.10"
 
 
 def inventory_with_credentials() -> str:
-    text = (ETC / "inventory.toml").read_text()
-    return text.replace(
-        'model = "T46G"\n',
-        f'model = "T46G"\nhttp_user = "{T46G_USER}"\nhttp_password = "{T46G_PASSWORD}"\n',
-    )
+    return inventory_with_accounts({"T46G": (T46G_USER, T46G_PASSWORD)})
 
 
 @pytest.fixture

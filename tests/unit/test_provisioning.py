@@ -16,6 +16,7 @@ from tests.helpers import (
     YEALINK_T31G,
     YEALINK_T46G,
     copy_templates,
+    inventory_with_accounts,
     sample_config,
 )
 from xprov.inventory import Inventory
@@ -326,13 +327,8 @@ def test_with_auth_phones_keep_their_credentials(tmp_path: Path) -> None:
     rule. The shared model file names them by macro ($O, $P), never by value, and falls
     back to TFTP (trusted networks) while they are unset; a phone's own file sets them:
     its own account, else the shared user's. Yealink files carry them as keys."""
-    inventory = (Path(__file__).parents[2] / "etc" / "inventory.toml").read_text()
-    inventory = inventory.replace(
-        'model = "SPA504G"\n',
-        'model = "SPA504G"\nhttp_user = "spa504g"\nhttp_password = "http-SPA-Secret"\n',
-    ).replace(
-        'model = "T46G"\n',
-        'model = "T46G"\nhttp_user = "t46g"\nhttp_password = "http-T46G-Secret"\n',
+    inventory = inventory_with_accounts(
+        {"SPA504G": ("spa504g", "http-SPA-Secret"), "T46G": ("t46g", "http-T46G-Secret")}
     )
     auth = '[auth]\nmode = "digest"\nuser = "site"\npassword = "site-pw-Secret"\n\n[logging]'
     inputs = load(sample_config(tmp_path, inventory=inventory, replace={"[logging]": auth}))
