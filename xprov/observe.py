@@ -59,15 +59,8 @@ class Observer:
         else:
             self.requests[(transport, vendor, kind, "not_found")] += 1
         if outcome.charge in (Charge.CHARGED, Charge.EXHAUSTED):
-            mac = request.mac if request else None
-            security.warning(
-                "security", client=client, mac=mac, transport=transport, reason=outcome.reason
-            )
+            who = {"client": client, "mac": request.mac if request else None}
+            security.warning("security", **who, transport=transport, reason=outcome.reason)
             if outcome.charge is Charge.EXHAUSTED:
-                security.warning(
-                    "security",
-                    client=client,
-                    mac=mac,
-                    transport=transport,
-                    reason="rate limited: per-device files refused until its budget refills",
-                )
+                limited = "rate limited: per-device files refused until its budget refills"
+                security.warning("security", **who, transport=transport, reason=limited)
