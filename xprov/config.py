@@ -206,8 +206,7 @@ class Config:
     vars: Mapping[str, Scalar]
 
     def secrets(self) -> list[str]:
-        """Every secret value in this config, for log redaction and for the check that no
-        shared file carries one."""
+        """Every secret value in this config, for log redaction."""
         secrets = [s.db.password for s in self.sites.values() if s.db and s.db.password]
         secrets += [self.auth.password] if self.auth.password else []
         secrets += [str(v) for k, v in self.vars.items() if secret_name(k) and str(v)]

@@ -119,8 +119,18 @@ def _client(request: Request) -> str:
 
 
 def _certificate_macs(request: Request) -> frozenset[str]:
-    """The MACs the client's verified certificate names (subject and alternative names)."""
-    transport = getattr(request.channel, "transport", None)
+    """The MACs the client's verified certificate names (subject and alternative names),
+    read once per connection: a connection's certificate never changes, and parsing it
+    costs more than serving a cached file."""
+    channel = request.channel
+    known = getattr(channel, "certificate_macs", None)
+    if known is None:
+        known = _read_certificate_macs(getattr(channel, "transport", None))
+        channel.certificate_macs = known
+    return known
+
+
+def _read_certificate_macs(transport: Any) -> frozenset[str]:
     certificate = transport.getPeerCertificate() if transport is not None else None
     if certificate is None:
         return frozenset()
@@ -169,6 +179,7 @@ class BoundedChannel(HTTPChannel):
     MAX_LENGTH = 4096
     source = "?"
     head_since: float | None = None  # waiting for a request head since (monotonic seconds)
+    certificate_macs: frozenset[str] | None = None  # HTTPS: read on its first request
 
     def connectionMade(self) -> None:
         super().connectionMade()
