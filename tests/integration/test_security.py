@@ -232,13 +232,7 @@ def test_the_readmes_fail2ban_rule_matches_http_events_only(digest, tmp_path) ->
     proc, http, _ = digest
     source = "127.0.3.1"
     fetch(f"http://127.0.0.1:{http}/0015650009ff.cfg", source=source)  # no credentials: free
-    fetch(
-        f"http://127.0.0.1:{http}/{SPA504G}.xml",
-        "--digest",
-        "-u",
-        f"{SPA_USER}:not-it",
-        source=source,
-    )
+    fetch(f"http://127.0.0.1:{http}/{SPA504G}.xml", *digest_as(SPA_USER, "not-it"), source=source)
     tftp_get("curl", proc.tftp_port, "0015650009fe.cfg", tmp_path / "refused")
     readme = (ROOT / "README.md").read_text()
     rule = re.search(r"`failregex = (.+?)`", readme)
@@ -402,46 +396,26 @@ def blocked_source(http: int, source: str) -> str:
     """Spend `source`'s whole budget on unknown MACs (with the shared user's credentials)."""
     for i in range(20):
         name = f"/00aa{int(source.split('.')[-1]):02x}{i:06x}.cfg"
-        response = fetch(
-            f"http://127.0.0.1:{http}{name}",
-            "--digest",
-            "-u",
-            f"{SHARED_USER}:{SHARED_PASSWORD}",
-            source=source,
-        )
+        response = fetch(f"http://127.0.0.1:{http}{name}", *SHARED, source=source)
         assert response.status == 404
     return source
 
 
+def digest_as(user: str, password: str) -> list[str]:
+    """curl's arguments for a Digest login."""
+    return ["--digest", "-u", f"{user}:{password}"]
+
+
+SHARED = digest_as(SHARED_USER, SHARED_PASSWORD)
 REFUSALS = {
     # case: (file, curl arguments, status)
     "no credentials": (f"{YEALINK_T46G}.cfg", [], 401),
-    "wrong password": (f"{YEALINK_T46G}.cfg", ["--digest", "-u", f"{T46G_USER}:wrong"], 401),
-    "another phone's credentials": (
-        f"{YEALINK_T46G}.cfg",
-        ["--digest", "-u", f"{SPA_USER}:{SPA_PASSWORD}"],
-        403,
-    ),
-    "unknown MAC": (
-        "001565000001.cfg",
-        ["--digest", "-u", f"{SHARED_USER}:{SHARED_PASSWORD}"],
-        404,
-    ),
-    "another vendor's name for the MAC": (
-        f"{YEALINK_T46G}.xml",
-        ["--digest", "-u", f"{SHARED_USER}:{SHARED_PASSWORD}"],
-        404,
-    ),
-    "render failure": (
-        f"{YEALINK_T46G}.boot",
-        ["--digest", "-u", f"{T46G_USER}:{T46G_PASSWORD}"],
-        500,
-    ),
-    "rate limited": (
-        f"{YEALINK_T46G}.cfg",
-        ["--digest", "-u", f"{SHARED_USER}:{SHARED_PASSWORD}"],
-        429,
-    ),
+    "wrong password": (f"{YEALINK_T46G}.cfg", digest_as(T46G_USER, "wrong"), 401),
+    "another phone's credentials": (f"{YEALINK_T46G}.cfg", digest_as(SPA_USER, SPA_PASSWORD), 403),
+    "unknown MAC": ("001565000001.cfg", SHARED, 404),
+    "another vendor's name for the MAC": (f"{YEALINK_T46G}.xml", SHARED, 404),
+    "render failure": (f"{YEALINK_T46G}.boot", digest_as(T46G_USER, T46G_PASSWORD), 500),
+    "rate limited": (f"{YEALINK_T46G}.cfg", SHARED, 429),
     "method not allowed": (f"{YEALINK_T46G}.cfg", ["-X", "POST", "--data", "x=1"], 405),
 }
 
@@ -504,7 +478,7 @@ def test_the_phone_with_its_credentials_is_served(digest, pki) -> None:
     """The positive controls of the matrix above: the same requests, done right."""
     _, http, https = digest
     tls = ["--cacert", str(pki.server_ca[0])]
-    own = ["--digest", "-u", f"{T46G_USER}:{T46G_PASSWORD}"]
+    own = digest_as(T46G_USER, T46G_PASSWORD)
     for url, extra in (
         (f"http://127.0.0.1:{http}/{YEALINK_T46G}.cfg", own),
         (f"https://127.0.0.1:{https}/{YEALINK_T46G}.cfg", tls + own),
@@ -713,7 +687,7 @@ password = "{SHARED_PASSWORD}"
         # From then on: the steady rule, its macros expanded as the phone does.
         url = steady.replace('[--uid "$O" --pwd "$P"]', "").replace("$MA", SPA504G)
         assert url == f"http://127.0.0.1:{http}/{SPA504G}.xml"
-        again = fetch(url, "--digest", "-u", f"{user}:{password}", source=outside)
+        again = fetch(url, *digest_as(user, password), source=outside)
         assert again.status == 200 and again.body == own
         # A factory Yealink: <mac>.boot and <mac>.cfg over TFTP, then HTTP.
         rc, boot = tftp_from(trusted, tftp, f"{YEALINK_T31G}.boot", tmp_path)
@@ -731,7 +705,7 @@ password = "{SHARED_PASSWORD}"
         password = keys["static.auto_provision.server.password"]
         assert (user, password) == (SHARED_USER, SHARED_PASSWORD)  # it has no account of its own
         url = f"{keys['static.auto_provision.server.url']}{YEALINK_T31G}.cfg"
-        again = fetch(url, "--digest", "-u", f"{user}:{password}", source=outside)
+        again = fetch(url, *digest_as(user, password), source=outside)
         assert again.status == 200 and again.body == cfg
         # Outside the trusted network, TFTP refuses every per-device file.
         for name in (f"{SPA504G}.xml", f"{YEALINK_T31G}.cfg", f"{YEALINK_T31G}.boot"):
