@@ -53,6 +53,15 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session", autouse=True)
+def logs_to_this_sessions_stdout() -> None:
+    """Log to this session's stdout: a tool that runs several sessions in one process (mutmut)
+    would otherwise write to the capture file an earlier session closed."""
+    from xprov import logs
+
+    logs.configure("json", "info")
+
+
+@pytest.fixture(scope="session", autouse=True)
 def no_secret_in_any_output(tmp_path_factory: pytest.TempPathFactory):
     """After the whole run: no log written by any process the tests started (xprov, its
     CLI, the peers) holds a sample password, HTTP password, DB password or admin token."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
@@ -65,6 +66,7 @@ def serve(provisioner: Provisioner, data: bytes) -> bytes:
 
 
 @FUZZ
+@pytest.mark.fuzz
 @given(data=requests())
 def test_no_request_escapes_the_http_transport(provisioner: Provisioner, data: bytes) -> None:
     answer = serve(provisioner, data)
@@ -84,6 +86,7 @@ def test_oversized_heads_are_refused(provisioner: Provisioner) -> None:
 
 
 @FUZZ
+@pytest.mark.fuzz
 @given(name=st.text(max_size=120), agent=st.one_of(st.none(), st.text(max_size=400)))
 def test_router_never_fails(name: str, agent: str | None) -> None:
     request = identify(name, agent)
@@ -91,6 +94,7 @@ def test_router_never_fails(name: str, agent: str | None) -> None:
 
 
 @FUZZ
+@pytest.mark.fuzz
 @given(name=st.text(max_size=120), agent=st.one_of(st.none(), st.text(max_size=400)))
 def test_core_answers_everything(provisioner: Provisioner, name: str, agent: str | None) -> None:
     outcome = provisioner.provide(name, agent)

@@ -337,6 +337,7 @@ def mutations():
 @settings(
     max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+@pytest.mark.fuzz
 @given(datagram=mutations(), port=st.integers(0, 65535))
 def test_no_datagram_escapes_the_listener(provisioner, datagram: bytes, port: int) -> None:
     tftp, reactor, listener = make_server(provisioner)
@@ -349,6 +350,7 @@ def test_no_datagram_escapes_the_listener(provisioner, datagram: bytes, port: in
 @settings(
     max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+@pytest.mark.fuzz
 @given(datagrams=st.lists(mutations(), min_size=1, max_size=5))
 def test_no_datagram_escapes_a_transfer_port(provisioner, datagrams: list[bytes]) -> None:
     tftp, reactor, listener = make_server(provisioner)
