@@ -1,0 +1,111 @@
+"""The mutation score's arithmetic: what counts as killed, how a reviewed equivalent is
+matched, and when CI fails (tests/mutation/score.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.mutation.score import (
+    EQUIVALENT,
+    Change,
+    Mutant,
+    Reviewed,
+    changed_lines,
+    function_of,
+    reviewed,
+    scores,
+    stale,
+)
+
+DIFF = """--- xprov/guard.py
++++ xprov/guard.py
+@@ -3,7 +3,7 @@
+     return cls(
+-        basic_over_tls=auth.basic_over_tls,
++        basic_over_tls=None,
+         shared=None,"""
+CHANGE = Change(
+    "xprov.guard.Policy.of",
+    ("-basic_over_tls=auth.basic_over_tls,", "+basic_over_tls=None,"),
+)
+
+
+@pytest.mark.parametrize(
+    ("key", "function"),
+    [
+        ("xprov.guard.xǁPolicyǁof__mutmut_3", "xprov.guard.Policy.of"),
+        ("xprov.mac.x_normalize_mac__mutmut_12", "xprov.mac.normalize_mac"),
+        ("xprov.auth.x__basic_pair__mutmut_1", "xprov.auth._basic_pair"),
+        (
+            "xprov.tftp.session.xǁReadTransferǁ__init____mutmut_2",
+            "xprov.tftp.session.ReadTransfer.__init__",
+        ),
+    ],
+)
+def test_a_mutant_is_named_by_the_function_a_reader_knows(key: str, function: str) -> None:
+    assert function_of(key) == function
+
+
+def test_a_change_is_its_removed_and_added_lines_without_indentation() -> None:
+    assert changed_lines(DIFF) == CHANGE.lines
+    assert Mutant("xprov.guard.xǁPolicyǁof__mutmut_3", "survived", DIFF).change == CHANGE
+
+
+def mutants(killed: int, survived: int, module: str = "xprov.guard") -> list[Mutant]:
+    return [Mutant(f"{module}.x_f__mutmut_{n}", "killed", "") for n in range(killed)] + [
+        Mutant(f"{module}.x_f__mutmut_{killed + n}", "survived", f"-a\n+b{n}")
+        for n in range(survived)
+    ]
+
+
+def test_timeouts_count_as_killed_and_no_tests_as_survived() -> None:
+    group = [
+        Mutant("xprov.mac.x_f__mutmut_1", "timeout", ""),
+        Mutant("xprov.mac.x_f__mutmut_2", "no tests", "-a\n+b"),
+    ]
+    (row,) = scores(group, [])
+    assert (row.killed, len(row.survivors), row.score) == (1, 1, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("module", "killed", "survived", "passed"),
+    [
+        ("xprov.guard", 95, 5, True),
+        ("xprov.guard", 94, 6, False),
+        ("xprov.auth", 94, 6, False),
+        ("xprov.ratelimit", 94, 6, False),
+        ("xprov.selection", 90, 10, True),
+        ("xprov.selection", 89, 11, False),
+    ],
+)
+def test_the_gate_and_digest_need_95_percent_and_the_rest_90(
+    module: str, killed: int, survived: int, passed: bool
+) -> None:
+    (row,) = scores(mutants(killed, survived, module), [])
+    assert row.passed is passed
+
+
+def test_a_reviewed_equivalent_leaves_the_denominator() -> None:
+    group = mutants(9, 2, "xprov.mac")
+    equivalent = [Reviewed(group[-1].change, "same value either way")]
+    (row,) = scores(group, equivalent)
+    assert (row.killed, row.equivalent, row.survivors, row.score) == (9, 1, (group[-2],), 0.9)
+
+
+def test_an_entry_that_no_longer_matches_a_survivor_is_stale() -> None:
+    group = mutants(1, 1, "xprov.mac")
+    kept = Reviewed(group[1].change, "reviewed")
+    gone = Reviewed(Change("xprov.mac.f", ("-a", "+c")), "the line changed")
+    killed_now = Reviewed(Change("xprov.mac.f", ()), "a test kills it now")
+    assert stale(group, [kept, gone, killed_now]) == [gone, killed_now]
+
+
+def test_an_entry_needs_a_reason() -> None:
+    with pytest.raises(ValueError, match="without a reason"):
+        reviewed('[[equivalent]]\nfunction = "xprov.mac.f"\nchange = ["-a", "+b"]\nreason = " "\n')
+
+
+def test_the_reviewed_file_parses() -> None:
+    entries = reviewed(EQUIVALENT.read_text())
+    assert all(entry.change.function.startswith("xprov.") for entry in entries)
+    assert len({entry.change for entry in entries}) == len(entries)
