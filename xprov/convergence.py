@@ -16,7 +16,7 @@ class Convergence:
     def __init__(self) -> None:
         # mac -> (generation fetched last, first fetch of that generation, last fetch)
         self.seen: dict[str, tuple[int, float, float]] = {}
-        self.began: dict[int, float] = {1: 0.0}  # generation -> when it became current
+        self.began: dict[int, float] = {}  # generation -> when a switch made it current
 
     def switched(self, generation: int, now: float) -> None:
         self.began[generation] = now
@@ -31,27 +31,27 @@ class Convergence:
     def report(self, generation: int, now: float, poll_seconds: float) -> dict[str, Any]:
         """Phones that polled in the window before `generation` began (or, when nothing
         switched yet, before now) and how many of them have fetched it since."""
-        began = self.began.get(generation, 0.0)
-        window = REGULAR_POLLS * poll_seconds
-        since = (began if generation > 1 else now) - window
+        began = self.began.get(generation)  # None: the first selection, no switch yet
+        since = (now if began is None else began) - REGULAR_POLLS * poll_seconds
         regular = converged = 0
-        delays: list[float] = []
+        delays: list[float] = []  # after the switch, until each phone's first fetch
         for fetched, first, last in self.seen.values():
             current = fetched >= generation
-            if last < since and not (current and generation > 1):
+            if last < since and not (current and began is not None):
                 continue  # not polling lately (a phone that fetched the new one counts)
             regular += 1
             if current:
                 converged += 1
-                delays.append(first - began)
+                if began is not None:
+                    delays.append(first - began)
         delays.sort()
         return {
             "generation": generation,
-            "since": began if generation > 1 else None,
+            "since": began,
             "regular_phones": regular,
             "fetched": converged,
             "pending": regular - converged,
             "percent": round(100.0 * converged / regular, 1) if regular else 100.0,
-            "p50_s": round(delays[len(delays) // 2], 1) if delays and generation > 1 else None,
-            "slowest_s": round(delays[-1], 1) if delays and generation > 1 else None,
+            "p50_s": round(delays[len(delays) // 2], 1) if delays else None,
+            "slowest_s": round(delays[-1], 1) if delays else None,
         }

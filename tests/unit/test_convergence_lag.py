@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from twisted.internet.task import Clock
 
 from xprov.convergence import Convergence
@@ -33,6 +34,97 @@ def test_a_phone_that_boots_after_the_switch_counts_as_converged() -> None:
     c.switched(2, 10.0)
     c.fetched("new", 2, 11.0)
     assert c.report(2, 12.0, POLL)["fetched"] == 1
+
+
+def test_report_before_any_switch_has_no_delays() -> None:
+    c = Convergence()
+    c.fetched("a", 1, 900.0)
+    c.fetched("a", 1, 960.0)
+    c.fetched("b", 1, 950.0)
+    assert c.report(1, 1000.0, POLL) == {
+        "generation": 1,
+        "since": None,
+        "regular_phones": 2,
+        "fetched": 2,
+        "pending": 0,
+        "percent": 100.0,
+        "p50_s": None,
+        "slowest_s": None,
+    }
+
+
+@pytest.mark.parametrize(("last_fetch", "regular"), [(820.0, 1), (819.9, 0), (999.0, 1)])
+def test_before_any_switch_a_regular_phone_polled_within_three_intervals_of_now(
+    last_fetch: float, regular: int
+) -> None:
+    c = Convergence()
+    c.fetched("phone", 1, last_fetch)
+    report = c.report(1, 1000.0, POLL)
+    assert (report["regular_phones"], report["fetched"]) == (regular, regular)
+
+
+@pytest.mark.parametrize(("last_fetch", "pending"), [(20.0, 1), (19.9, 0), (199.0, 1)])
+def test_after_a_switch_a_regular_phone_polled_within_three_intervals_before_it(
+    last_fetch: float, pending: int
+) -> None:
+    c = Convergence()
+    c.fetched("phone", 1, last_fetch)
+    c.switched(2, 200.0)
+    report = c.report(2, 1000.0, POLL)  # long after: a silent phone is still waited for
+    assert (report["regular_phones"], report["pending"]) == (pending, pending)
+
+
+def test_report_after_a_switch() -> None:
+    c = Convergence()
+    c.fetched("gone", 1, -500.0)  # stopped polling long before the switch
+    c.fetched("a", 1, 90.0)
+    c.fetched("b", 1, 95.0)
+    c.fetched("c", 1, 80.0)  # has not fetched the new selection yet
+    c.switched(2, 100.0)
+    for now in (109.54, 169.54, 229.54):  # later polls do not move the first fetch
+        c.fetched("a", 2, now)
+    c.fetched("b", 2, 112.37)
+    assert c.report(2, 240.0, POLL) == {
+        "generation": 2,
+        "since": 100.0,
+        "regular_phones": 3,
+        "fetched": 2,
+        "pending": 1,
+        "percent": 66.7,
+        "p50_s": 12.4,
+        "slowest_s": 12.4,
+    }
+
+
+def test_no_phone_at_all_is_fully_converged() -> None:
+    c = Convergence()
+    c.switched(2, 100.0)
+    report = c.report(2, 110.0, POLL)
+    assert (report["regular_phones"], report["pending"], report["percent"]) == (0, 0, 100.0)
+    assert report["p50_s"] is None and report["slowest_s"] is None
+
+
+def test_a_new_switch_resets_the_count_and_the_delays() -> None:
+    c = Convergence()
+    c.switched(2, 100.0)
+    for mac in ("a", "b"):
+        c.fetched(mac, 2, 110.0)
+        c.fetched(mac, 2, 450.0)
+    c.switched(3, 500.0)
+    report = c.report(3, 510.0, POLL)
+    assert (report["fetched"], report["pending"], report["percent"]) == (0, 2, 0.0)
+    assert (report["since"], report["p50_s"], report["slowest_s"]) == (500.0, None, None)
+    c.fetched("b", 3, 530.0)
+    report = c.report(3, 540.0, POLL)
+    assert (report["fetched"], report["pending"], report["slowest_s"]) == (1, 1, 30.0)
+
+
+def test_a_phone_on_the_new_selection_counts_even_if_the_clock_stepped_back() -> None:
+    c = Convergence()
+    c.switched(2, 1000.0)
+    c.fetched("phone", 2, 500.0)  # the wall clock went back by more than the window
+    report = c.report(2, 510.0, POLL)
+    assert (report["regular_phones"], report["fetched"]) == (1, 1)
 
 
 def test_lag_meter_measures_lateness() -> None:

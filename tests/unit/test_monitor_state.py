@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import pytest
+
 from xprov.monitor.state import (
+    Decision,
     Health,
     Policy,
     ProbeResult,
     TargetState,
+    Transition,
     all_failing,
     decide,
 )
 
 OK = ProbeResult(True, 0.001, "200 OK")
 FAIL = ProbeResult(False, 1.0, "timeout")
+REFUSED = ProbeResult(False, 0.001, "connection refused")
+UNKNOWN, UP, DOWN = Health.UNKNOWN, Health.UP, Health.DOWN
 MANUAL = Policy("manual", 300)
 AUTO = Policy("auto", 30)
 
@@ -70,6 +76,43 @@ def test_recovery_needs_rise_successes() -> None:
     assert target.healthy_since == 6
 
 
+@pytest.mark.parametrize(
+    ("results", "health", "in_transition"),
+    [
+        ("", UNKNOWN, True),
+        ("o", UNKNOWN, True),  # rise - 1
+        ("oo", UP, False),  # rise
+        ("ooxx", UP, True),  # fall - 1
+        ("ooxxx", DOWN, False),  # fall
+        ("ooxxxo", DOWN, True),  # rise - 1
+        ("ooxxxoo", UP, False),  # rise
+        ("xx", UNKNOWN, True),  # fall - 1 from the start
+        ("xxx", DOWN, False),  # fall from the start
+    ],
+)
+def test_health_after_fall_and_rise_results(
+    results: str, health: Health, in_transition: bool
+) -> None:
+    target = state(results=results)
+    assert (target.health, target.in_transition()) == (health, in_transition)
+
+
+def test_counts_every_result_and_the_current_runs() -> None:
+    target = state(results="ooxoxxo")
+    assert (target.total_ok, target.total_failed) == (4, 3)
+    assert (target.successes, target.failures, target.last) == (1, 0, OK)
+
+
+def test_transitions_say_what_when_why_and_after_how_long() -> None:
+    target = state("stun@virginia", "ooxxxoo", start=100.0)
+    assert list(target.transitions) == [
+        Transition("stun@virginia", UNKNOWN, UP, 102.0, "2 consecutive successes", 2.0),
+        Transition("stun@virginia", UP, DOWN, 105.0, "3 consecutive failures, last: timeout", 3.0),
+        Transition("stun@virginia", DOWN, UP, 107.0, "2 consecutive successes", 2.0),
+    ]
+    assert target.since == 107.0
+
+
 def sites(primary: str, backup: str) -> dict[str, TargetState]:
     return {"chicago": state("sip@chicago", primary), "virginia": state("sip@virginia", backup)}
 
@@ -80,6 +123,18 @@ def test_switch_when_the_active_site_is_down_and_the_backup_up() -> None:
     )
     assert decision is not None and decision.to == "virginia"
     assert "sip at chicago down (3 consecutive failures, last: timeout)" in decision.reason
+
+
+def test_switch_reason_names_the_latest_fall() -> None:
+    chicago = state("sip@chicago", "ooxxxoo")
+    for now in (8, 9, 10):
+        chicago.record(REFUSED, now)
+    states = {"chicago": chicago, "virginia": state("sip@virginia", "oo")}
+    assert decide("sip", "chicago", ["chicago", "virginia"], states, MANUAL, now=10) == Decision(
+        "sip",
+        "virginia",
+        "sip at chicago down (3 consecutive failures, last: connection refused); virginia up",
+    )
 
 
 def test_no_switch_while_the_active_site_is_merely_failing() -> None:
@@ -94,8 +149,7 @@ def test_never_switch_to_a_site_that_is_down_or_unknown() -> None:
         decision = decide(
             "sip", "chicago", ["chicago", "virginia"], sites("ooxxx", backup), MANUAL, now=5
         )
-        assert decision is not None and decision.to is None, backup
-        assert decision.reason == "sip at chicago down and no other site is up"
+        assert decision == Decision("sip", None, "sip at chicago down and no other site is up")
 
 
 def test_everything_down_at_once() -> None:
@@ -136,9 +190,15 @@ def test_manual_failback_policy_stays_on_the_backup() -> None:
 def test_auto_failback_after_hold_down() -> None:
     states = sites("xxx" + "o" * 40, "o" * 43)  # the primary healthy since t=4
     assert decide("sip", "virginia", ["chicago", "virginia"], states, AUTO, now=33) is None
-    decision = decide("sip", "virginia", ["chicago", "virginia"], states, AUTO, now=34)
-    assert decision is not None and decision.to == "chicago"
-    assert "healthy for 30 s" in decision.reason
+    assert decide("sip", "virginia", ["chicago", "virginia"], states, AUTO, now=34) == Decision(
+        "sip", "chicago", "sip at chicago healthy for 30 s (hold-down 30 s)"
+    )
+
+
+@pytest.mark.parametrize("primary", ["xxxo", "o"])  # down, unknown: successes short of rise
+def test_no_auto_failback_to_a_primary_not_up(primary: str) -> None:
+    states = sites(primary, "oooo")
+    assert decide("sip", "virginia", ["chicago", "virginia"], states, AUTO, now=1000) is None
 
 
 def test_failback_cancelled_by_a_relapse() -> None:
