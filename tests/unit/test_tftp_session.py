@@ -3,6 +3,10 @@ duplicates, rollover and give-up."""
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from twisted.internet.task import Clock
 
@@ -14,30 +18,35 @@ LIMITS = Limits(max_blksize=1468, max_windowsize=64, timeout=1.0, retries=3)
 
 
 class Peer:
-    """A transfer with everything it sends decoded, and the result it ended with."""
+    """A transfer with everything it sends read (decoded unless told otherwise), and the
+    result it ended with."""
 
     def __init__(
-        self, body: bytes, options: dict[str, str] | None = None, limits: Limits = LIMITS
+        self,
+        body: bytes,
+        options: dict[str, str] | None = None,
+        limits: Limits = LIMITS,
+        read: Callable[[bytes], Any] = codec.decode,
     ) -> None:
         self.clock = Clock()
-        self.sent: list[codec.Packet] = []
+        self.sent: list[Any] = []
         self.results: list[Result] = []
         self.negotiated = negotiate(options or {}, len(body), limits)
         self.transfer = ReadTransfer(
             body,
             self.negotiated,
             limits.retries,
-            lambda datagram: self.sent.append(codec.decode(datagram)),
+            lambda datagram: self.sent.append(read(datagram)),
             self.clock,
             lambda transfer, result: self.results.append(result),
         )
         self.transfer.start()
 
-    def take(self) -> list[codec.Packet]:
+    def take(self) -> list[Any]:
         sent, self.sent = self.sent, []
         return sent
 
-    def ack(self, block: int) -> list[codec.Packet]:
+    def ack(self, block: int) -> list[Any]:
         self.transfer.receive(codec.Ack(block & 0xFFFF))
         return self.take()
 
@@ -172,6 +181,20 @@ def test_oack_never_acknowledged_gives_up() -> None:
     assert peer.clock.getDelayedCalls() == []
 
 
+def test_acknowledged_oack_gives_the_data_its_own_retries() -> None:
+    peer = Peer(b"abc", {"tsize": "0"})
+    for _ in range(LIMITS.retries):  # the OACK is lost until its last retry
+        peer.clock.advance(1.0)
+    assert len(peer.take()) == 1 + LIMITS.retries
+    assert peer.ack(0) == [codec.Data(1, b"abc")]
+    for _ in range(LIMITS.retries):
+        peer.clock.advance(1.0)
+        assert peer.take() == [codec.Data(1, b"abc")]
+    assert peer.results == []
+    peer.clock.advance(1.0)
+    assert peer.results == [Result.TIMEOUT]
+
+
 def test_client_refusing_the_oack_ends_the_transfer() -> None:
     peer = Peer(b"abc", {"blksize": "1024"})
     peer.take()
@@ -223,15 +246,18 @@ def test_duplicate_ack_sends_nothing() -> None:
 
 
 def test_block_numbers_roll_over_to_zero() -> None:
-    body = bytes(8 * 65540)
-    peer = Peer(body, {"blksize": "8"})
+    # 65540 full blocks and an empty one, a window of 64 per ACK; only headers are read
+    peer = Peer(
+        bytes(8 * 65540),
+        {"blksize": "8", "windowsize": "64"},
+        read=lambda datagram: struct.unpack("!HH", datagram[:4]),
+    )
     peer.take()
-    blocks = [p.block for p in peer.ack(0)]
-    while True:
-        last = blocks[-1]
-        blocks += [p.block for p in peer.ack(last)]
-        if blocks[-1] == last:
-            break
+    sent = peer.ack(0)
+    for _ in range(1024 + 1):  # 1024 more windows, then the ACK of the last block
+        sent += peer.ack(sent[-1][1])  # the wire number: 0 acknowledges block 65536
+    assert {opcode for opcode, _ in sent} == {codec.DATA}
+    blocks = [block for _, block in sent]
     assert blocks[65533:65538] == [65534, 65535, 0, 1, 2]
     assert len(blocks) == 65541 and peer.results == [Result.OK]
 

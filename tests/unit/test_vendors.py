@@ -32,6 +32,7 @@ T46G_UA = "Yealink SIP-T46G 28.72.0.1 00:15:65:4a:a9:37"
             "52.84.0.15",
             "001565123456",
         ),
+        ("Yealink SIP-T19P E2 53.84.0.15", "T19P_E2", "53.84.0.15", None),  # a space for "_"
     ],
 )
 def test_yealink_user_agents(user_agent: str, model: str, firmware: str, mac: str | None) -> None:
@@ -84,6 +85,8 @@ def test_yealink_files(path: str, kind: str, mac: str | None) -> None:
     request = identify(path, None)
     assert request is not None
     assert (request.vendor, request.kind, request.mac) == ("yealink", kind, mac)
+    assert request.name == path.rpartition("/")[2]
+    assert request.spec == yealink.FILES[kind]
 
 
 def test_yealink_common_file_model_from_user_agent_or_code_table() -> None:
@@ -92,6 +95,8 @@ def test_yealink_common_file_model_from_user_agent_or_code_table() -> None:
     # a User-Agent names the model even when the code table disagrees
     assert identify("y000000000028.cfg", "Yealink SIP-T48G 35.1.2.3").model == "T48G"  # type: ignore[union-attr]
     assert identify("y000000000999.cfg", None).model is None  # type: ignore[union-attr]
+    # the common boot file is the same for every model: it names none
+    assert identify("y000000000000.boot", T46G_UA).model is None  # type: ignore[union-attr]
 
 
 def test_file_name_identifies_the_phone_user_agent_only_hints() -> None:
@@ -162,6 +167,7 @@ def test_spa_device_file(path: str) -> None:
     request = identify(path, "Cisco/SPA508G-7.4.4 (0002FDFF2103)(CBT141400UK)")
     assert request is not None
     assert (request.vendor, request.kind, request.mac) == ("linksys", "device", "0002fdff2103")
+    assert request.name == path.lstrip("/") and request.spec == linksys.FILES["device"]
 
 
 def test_common_file_names() -> None:

@@ -47,7 +47,6 @@ class ReadTransfer:
         self.retries = retries
         self.send, self.clock, self.finished = send, clock, finished
         self.blocks = len(body) // self.blksize + 1  # the last block is short, maybe empty
-        self.waiting_for_oack_ack = bool(self.oack)
         self.acked = 0  # highest block the peer acknowledged
         self.sent = 0  # highest block sent
         self.tries = 0
@@ -55,6 +54,11 @@ class ReadTransfer:
         self.bytes_sent = 0
         self.result: Result | None = None
         self._timer: Any = None
+
+    @property
+    def waiting_for_oack_ack(self) -> bool:
+        """Options to acknowledge, and no DATA sent yet: only ACK 0 may follow the OACK."""
+        return bool(self.oack) and self.sent == 0
 
     def start(self) -> None:
         if self.waiting_for_oack_ack:
@@ -79,7 +83,6 @@ class ReadTransfer:
     def _on_ack(self, block: int) -> None:
         if self.waiting_for_oack_ack:
             if block == 0:
-                self.waiting_for_oack_ack = False
                 self.tries = 0
                 self._send_window()
             return
@@ -130,5 +133,4 @@ class ReadTransfer:
         self.result = result
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
-        self._timer = None
         self.finished(self, result)

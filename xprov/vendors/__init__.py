@@ -36,7 +36,7 @@ MAX_USER_AGENT = 256
 
 def identify(path: str, user_agent: str | None) -> FileRequest | None:
     """Which vendor's file is this, for which phone and model? None: nobody's."""
-    name = path.rsplit("/", 1)[-1]
+    name = path.rpartition("/")[2]
     if not name or len(name) > MAX_NAME:
         return None
     ua = user_agent[:MAX_USER_AGENT] if user_agent else None
