@@ -19,7 +19,7 @@ import hmac
 import re
 import secrets
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 REALM = "xprov"
@@ -56,8 +56,17 @@ def _failed(reason: str) -> Verdict:
     return Verdict(Proof.FAILED, reason=reason)
 
 
+def _account(
+    user: str | None, lookup: Mapping[str, Credentials] | None, default: Credentials | None
+) -> Credentials | None:
+    """The credentials of `user`: its own account, else the shared one if it is named so."""
+    if user is None:
+        return None
+    return (lookup or {}).get(user) or (default if default and default.user == user else None)
+
+
 def _md5(text: str) -> str:
-    return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
 class NonceCounts:
@@ -105,8 +114,9 @@ class DigestAuth:
         lifetime: float = 300.0,
         realm: str = REALM,
         counts: NonceCounts | None = None,
+        md5: Callable[[str], str] = _md5,  # the hex digest; a test counts the work through it
     ) -> None:
-        self.secret, self.lifetime, self.realm = secret, lifetime, realm
+        self.secret, self.lifetime, self.realm, self.md5 = secret, lifetime, realm, md5
         self.counts = counts if counts is not None else NonceCounts()
 
     def _sign(self, stamp: str, salt: str, client: str) -> str:
@@ -125,12 +135,14 @@ class DigestAuth:
             f'nonce="{self.nonce(client, now)}"' + (", stale=true" if stale else "")
         )
 
-    def _issued(self, nonce: str, client: str) -> tuple[int, str] | None:
+    def _issued(self, nonce: str | None, client: str) -> tuple[int, str] | None:
         """When this server issued `nonce` to `client`, and the nonce's identity (its
         stamp and random part, whatever padding or spacing it came with); None if this
-        server did not issue it to that client."""
-        try:
-            decoded = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4)).decode()
+        server did not issue it to that client (or there is none)."""
+        if nonce is None:
+            return None
+        try:  # the padding we left out; excess padding is ignored
+            decoded = base64.urlsafe_b64decode(nonce + "==").decode()
             stamp, salt, mac = decoded.split(":")
             issued = int(stamp)
         except (ValueError, binascii.Error):  # UnicodeError is a ValueError
@@ -138,6 +150,24 @@ class DigestAuth:
         if not hmac.compare_digest(mac.encode(), self._sign(stamp, salt, client).encode()):
             return None
         return issued, f"{stamp}:{salt}"
+
+    def _expected(
+        self, params: Mapping[str, str], ha1: str, ha2: str, nonce: str
+    ) -> tuple[int, str] | Verdict:
+        """The answer's count and the response it must carry for its qop (RFC 7616 section
+        3.4.1), or why it cannot be checked."""
+        qop = params.get("qop")
+        if qop == "auth":
+            nc_text, cnonce = params.get("nc"), params.get("cnonce")
+            nc = _count(nc_text)
+            if nc is None:
+                return _failed("malformed nonce count")
+            if not cnonce:  # RFC 7616 section 3.4: required with qop (and not empty)
+                return _failed("missing cnonce")
+            return nc, self.md5(f"{ha1}:{nonce}:{nc_text}:{cnonce}:auth:{ha2}")
+        if qop is None:  # RFC 2069, old firmware: no count, so a nonce serves once
+            return SPENT, self.md5(f"{ha1}:{nonce}:{ha2}")
+        return _failed("unsupported qop")
 
     def verify(
         self,
@@ -154,39 +184,33 @@ class DigestAuth:
         params = parse_params(header)
         if params is None:
             return _failed("malformed Authorization header")
-        user = params.get("username", "")
-        known = (lookup or {}).get(user) or (default if default and default.user == user else None)
+        user = params.get("username")  # None: nobody
+        known = _account(user, lookup, default)
         # An unknown user goes through every check with a password nobody knows, so the
         # time taken says nothing about which user names exist.
-        checked = known if known is not None else Credentials(user, self.secret.hex())
+        password = known.password if known is not None else self.secret.hex()
         if params.get("realm") != self.realm:
             return _failed("wrong realm")
-        if params.get("algorithm", "MD5").upper() != "MD5":  # MD5-sess and SHA-256: not ours
+        algorithm = params.get("algorithm")  # None: MD5 (RFC 7616 section 3.3)
+        if algorithm is not None and algorithm.upper() != "MD5":  # MD5-sess, SHA-256: not ours
             return _failed("unsupported algorithm")  # a fixed reason: it labels a metric
-        uri = params.get("uri", "")
-        if uri.split("?", 1)[0] != path:
+        uri = params.get("uri")
+        if uri is None or uri.partition("?")[0] != path:
             return _failed("uri does not match the request")
-        nonce = params.get("nonce", "")
+        nonce = params.get("nonce")
         known_nonce = self._issued(nonce, client)
         if known_nonce is None:
             return _failed("forged or foreign nonce")
         issued, identity = known_nonce
-        qop = params.get("qop")
-        ha1 = _md5(f"{user}:{self.realm}:{checked.password}")
-        ha2 = _md5(f"{method}:{uri}")
-        if qop == "auth":
-            nc_text, cnonce = params.get("nc", ""), params.get("cnonce", "")
-            if not _NC.match(nc_text) or int(nc_text, 16) == 0:
-                return _failed("malformed nonce count")
-            if not cnonce:  # RFC 7616 section 3.4: required with qop
-                return _failed("missing cnonce")
-            nc = int(nc_text, 16)
-            expected = _md5(f"{ha1}:{nonce}:{nc_text}:{cnonce}:auth:{ha2}")
-        elif qop is None:  # RFC 2069, old firmware: no count, so a nonce serves once
-            nc, expected = SPENT, _md5(f"{ha1}:{nonce}:{ha2}")
-        else:
-            return _failed("unsupported qop")
-        right = hmac.compare_digest(expected.encode(), params.get("response", "").lower().encode())
+        ha1 = self.md5(f"{user}:{self.realm}:{password}")
+        counted = self._expected(params, ha1, self.md5(f"{method}:{uri}"), nonce)
+        if isinstance(counted, Verdict):
+            return counted
+        nc, expected = counted
+        response = params.get("response")
+        right = response is not None and hmac.compare_digest(
+            expected.encode(), response.lower().encode()
+        )
         if known is None:
             return _failed("unknown user")
         if not right:
@@ -197,6 +221,15 @@ class DigestAuth:
         if not self.counts.accept(identity, issued, nc):
             return Verdict(Proof.REPLAYED, user, "replayed answer")
         return Verdict(Proof.OK, user)
+
+
+def _count(nc_text: str | None) -> int | None:
+    """The value of an `nc` parameter: 8 hex digits, not zero (RFC 7616 section 3.4); None
+    if it is missing or malformed."""
+    if nc_text is None or not _NC.match(nc_text):
+        return None
+    nc = int(nc_text, 16)
+    return nc if nc > 0 else None
 
 
 def parse_params(header: str) -> dict[str, str] | None:
@@ -215,7 +248,7 @@ def _basic_pair(header: str) -> tuple[str, str] | None:
     if len(header) > MAX_HEADER or header[:6].lower() != "basic ":
         return None
     try:
-        text = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+        text = base64.b64decode(header[6:].strip(), validate=True).decode()
     except (binascii.Error, ValueError):  # non-ASCII input, bad padding, bad UTF-8
         return None
     user, _, password = text.partition(":")
@@ -239,7 +272,7 @@ def verify_basic(
     if pair is None:
         return _failed("malformed Authorization header")
     user, password = pair
-    known = (lookup or {}).get(user) or (default if default and default.user == user else None)
+    known = _account(user, lookup, default)
     expected = known.password if known is not None else "\0"  # the same work either way
     right = hmac.compare_digest(expected.encode(), password.encode())
     if known is None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import ipaddress
+import re
 
 import pytest
 from hypothesis import given
@@ -29,7 +31,7 @@ ALICE = Credentials("alice", "alice-pw-Secret")
 
 
 def md5(text: str) -> str:
-    return hashlib.md5(text.encode()).hexdigest()
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
 def answer(
@@ -282,19 +284,18 @@ def test_digest_is_strict(digest: DigestAuth, change: tuple[str, str], reason: s
     assert verify(digest, lower).proof is Proof.OK
 
 
-def test_an_unknown_user_costs_the_same_work(digest: DigestAuth, monkeypatch) -> None:
+@pytest.mark.parametrize("qop", ["auth", None])
+def test_an_unknown_user_costs_the_same_work(qop: str | None) -> None:
     """No timing oracle for user names: an unknown user is hashed like a known one."""
-    import xprov.auth
-
-    calls: list[str] = []
-    real = xprov.auth._md5
-    monkeypatch.setattr(xprov.auth, "_md5", lambda text: calls.append("md5") or real(text))
+    hashed: list[str] = []
+    digest = DigestAuth(SECRET, md5=lambda text: hashed.append(text) or md5(text))
     nonce = digest.nonce("10.0.0.5", 1000.0)
-    verify(digest, answer(nonce, password="guess"))
-    known = len(calls)
-    calls.clear()
-    assert verify(digest, answer(nonce, user="mallory")).reason == "unknown user"
-    assert len(calls) == known == 3
+    assert verify(digest, answer(nonce, password="guess", qop=qop)).reason == "wrong password"
+    known = len(hashed)
+    hashed.clear()
+    assert verify(digest, answer(nonce, user="mallory", qop=qop)).reason == "unknown user"
+    assert len(hashed) == known == 3
+    assert hashed[0].startswith("mallory:xprov:")  # with a password nobody knows
 
 
 def test_a_nonce_is_one_nonce_however_it_is_spelled(digest: DigestAuth) -> None:
@@ -325,3 +326,243 @@ def test_refusal_reasons_are_a_fixed_set(digest: DigestAuth) -> None:
         header = answer(digest.nonce("10.0.0.5", 1000.0), qop=f"q{i}")
         reasons.add(verify(digest, header).reason)
     assert reasons == {"unsupported algorithm", "unsupported qop"}
+
+
+CHALLENGE = re.compile(
+    r'Digest realm="(?P<realm>[^"]*)", qop="auth", algorithm=MD5, '
+    r'nonce="(?P<nonce>[A-Za-z0-9_-]+)"(?P<stale>, stale=true)?'
+)
+
+
+@pytest.mark.parametrize("stale", [False, True])
+def test_the_challenge_names_realm_qop_algorithm_nonce_and_stale_only_when_stale(
+    stale: bool,
+) -> None:
+    digest = DigestAuth(SECRET)  # the default realm
+    fields = CHALLENGE.fullmatch(digest.challenge("10.0.0.5", 1000.0, stale=stale))
+    assert fields is not None
+    assert fields["realm"] == "xprov" and bool(fields["stale"]) is stale
+    assert verify(digest, answer(fields["nonce"])).proof is Proof.OK
+    default = CHALLENGE.fullmatch(digest.challenge("10.0.0.5", 1000.0))
+    assert default is not None and default["stale"] is None  # not stale unless asked
+
+
+def test_the_challenge_names_the_configured_realm() -> None:
+    digest = DigestAuth(SECRET, realm="site-a")
+    fields = CHALLENGE.fullmatch(digest.challenge("10.0.0.5", 1000.0))
+    assert fields is not None and fields["realm"] == "site-a"
+    header = answer(fields["nonce"], realm="site-a")
+    assert verify(digest, header) == Verdict(Proof.OK, "alice")
+    assert verify(digest, header.replace('"site-a"', '"xprov"')).reason == "wrong realm"
+
+
+def unpadded_b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("now", [1000.9, 10_000.0, 100_000.0])  # 0, 2 and 1 padding bytes
+def test_a_nonce_is_stamp_random_and_their_hmac_for_the_client(now: float) -> None:
+    """The documented format: base64url without padding of `stamp:random:HMAC`, the HMAC
+    (SHA-256, 32 hex digits) over `stamp:random:client` with the configured secret."""
+    digest = DigestAuth(SECRET)
+    for _ in range(20):
+        nonce = digest.nonce("10.0.0.5", now)
+        stamp, salt, mac = base64.urlsafe_b64decode(nonce + "==").decode().split(":")
+        assert stamp == str(int(now)) and re.fullmatch("[0-9a-f]{16}", salt)
+        signed = hmac.new(SECRET, f"{stamp}:{salt}:10.0.0.5".encode(), hashlib.sha256)
+        assert mac == signed.hexdigest()[:32]
+        assert nonce == unpadded_b64(f"{stamp}:{salt}:{mac}")
+    assert verify(digest, answer(nonce), now=now).proof is Proof.OK
+
+
+@pytest.mark.parametrize(
+    ("now", "proof"),
+    [
+        (999.0, Proof.STALE),  # issued in the future
+        (1000.0, Proof.OK),
+        (1300.0, Proof.OK),  # exactly the default lifetime
+        (1300.5, Proof.STALE),
+    ],
+)
+def test_a_nonce_lives_exactly_its_lifetime(now: float, proof: Proof) -> None:
+    digest = DigestAuth(SECRET)  # the default lifetime: 300 s
+    nonce = digest.nonce("10.0.0.5", 1000.7)  # stamped 1000
+    assert verify(digest, answer(nonce), now=now) == Verdict(
+        proof, "alice", "stale nonce" if proof is Proof.STALE else ""
+    )
+
+
+def test_counts_of_expired_nonces_are_forgotten(digest: DigestAuth) -> None:
+    for now in (1000.0, 1300.0):
+        assert verify(digest, answer(digest.nonce("10.0.0.5", now)), now=now).proof is Proof.OK
+    assert len(digest.counts) == 2  # the nonce of 1000 still lives at 1300
+    assert verify(digest, answer(digest.nonce("10.0.0.5", 1301.0)), now=1301.0).proof is Proof.OK
+    assert len(digest.counts) == 2  # ...and not at 1301
+
+
+SITE = Credentials("site", "site-pw-Secret")
+
+
+@pytest.mark.parametrize(
+    ("lookup", "default", "user", "proof"),
+    [
+        (None, SITE, "site", Proof.OK),  # the shared account alone
+        ({"alice": ALICE}, SITE, "site", Proof.OK),
+        ({"alice": ALICE}, SITE, "alice", Proof.OK),
+        ({"alice": ALICE}, None, "site", Proof.FAILED),
+        (None, None, "alice", Proof.FAILED),
+        ({}, Credentials("other", "site-pw-Secret"), "site", Proof.FAILED),
+    ],
+)
+def test_digest_accepts_a_phone_account_or_the_shared_one(
+    digest: DigestAuth, lookup, default, user: str, proof: Proof
+) -> None:
+    password = {"alice": ALICE.password, "site": SITE.password}[user]
+    header = answer(digest.nonce("10.0.0.5", 1000.0), user=user, password=password)
+    verdict = digest.verify(header, "GET", "/001565000001.cfg", "10.0.0.5", 1000.0, lookup, default)
+    expected = Verdict(proof, user) if proof is Proof.OK else Verdict(proof, None, "unknown user")
+    assert verdict == expected
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (('username="alice", ', ""), "unknown user"),
+        ((', uri="/001565000001.cfg"', ""), "uri does not match the request"),
+        (('nonce="', 'nonce="x'), "forged or foreign nonce"),
+        (("response=", "ignored="), "wrong password"),
+        ((", nc=00000001", ""), "malformed nonce count"),
+        (("nc=00000001", "nc=0000001"), "malformed nonce count"),
+        (("nc=00000001", "nc=1x000000"), "malformed nonce count"),
+    ],
+)
+def test_a_missing_or_malformed_parameter_fails_with_its_reason(
+    digest: DigestAuth, edit: tuple[str, str], reason: str
+) -> None:
+    header = answer(digest.nonce("10.0.0.5", 1000.0)).replace(*edit)
+    assert verify(digest, header) == Verdict(Proof.FAILED, None, reason)
+
+
+def test_a_nonce_missing_entirely_is_foreign(digest: DigestAuth) -> None:
+    header = re.sub(r'nonce="[^"]*", ', "", answer(digest.nonce("10.0.0.5", 1000.0)))
+    assert verify(digest, header) == Verdict(Proof.FAILED, None, "forged or foreign nonce")
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        (", algorithm=MD5", ""),  # MD5 is the default (RFC 7616 section 3.3)
+        ("Digest ", "DIGEST "),
+        ("username=", "UserName="),
+        ("uri=", "URI="),
+    ],
+)
+def test_optional_and_differently_cased_parts_are_accepted(
+    digest: DigestAuth, edit: tuple[str, str]
+) -> None:
+    header = answer(digest.nonce("10.0.0.5", 1000.0)).replace(*edit)
+    assert verify(digest, header) == Verdict(Proof.OK, "alice")
+
+
+def test_an_upper_case_response_is_the_same_response(digest: DigestAuth) -> None:
+    header = answer(digest.nonce("10.0.0.5", 1000.0))
+    response = re.search('response="([0-9a-f]+)"', header)[1]
+    assert verify(digest, header.replace(response, response.upper())).proof is Proof.OK
+
+
+def test_the_uri_may_carry_a_query_the_path_does_not(digest: DigestAuth) -> None:
+    nonce = digest.nonce("10.0.0.5", 1000.0)
+    header = answer(nonce, uri="/001565000001.cfg?mac=001565000001")
+    assert verify(digest, header) == Verdict(Proof.OK, "alice")
+    header = answer(nonce, uri="/001565000001.cfg?a?b", nc=2)  # the path ends at the first ?
+    assert verify(digest, header) == Verdict(Proof.OK, "alice")
+    assert verify(digest, answer(nonce, uri="/001565000001.cfg/x?y"), now=1001.0).reason == (
+        "uri does not match the request"
+    )
+
+
+def test_the_highest_count_still_comes_after_a_nonce_used_without_one(
+    digest: DigestAuth,
+) -> None:
+    nonce = digest.nonce("10.0.0.5", 1000.0)
+    assert verify(digest, answer(nonce, qop=None)).proof is Proof.OK
+    assert verify(digest, answer(nonce, nc=0xFFFFFFFF)).proof is Proof.REPLAYED
+    fresh = digest.nonce("10.0.0.5", 1000.0)
+    assert verify(digest, answer(fresh, nc=0xFFFFFFFF)).proof is Proof.OK
+
+
+def test_a_count_is_read_as_hexadecimal(digest: DigestAuth) -> None:
+    nonce = digest.nonce("10.0.0.5", 1000.0)
+    assert verify(digest, answer(nonce, nc=0x10)).proof is Proof.OK
+    assert verify(digest, answer(nonce, nc=0x0F)).proof is Proof.REPLAYED  # "0000000f" < 16
+
+
+def padded_to(header: str, size: int) -> str:
+    return header + ", x=" + "y" * (size - len(header) - 4)
+
+
+def test_a_digest_header_of_up_to_2048_characters_is_read(digest: DigestAuth) -> None:
+    header = answer(digest.nonce("10.0.0.5", 1000.0))
+    assert verify(digest, padded_to(header, 2049)) == Verdict(
+        Proof.FAILED, None, "malformed Authorization header"
+    )
+    assert verify(digest, padded_to(header, 2048)) == Verdict(Proof.OK, "alice")
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_a_basic_header_of_up_to_2048_characters_is_read() -> None:
+    password = "p" * 1524  # "Basic " and 2040 base64 digits, then spaces (stripped)
+    accounts = {"alice": Credentials("alice", password)}
+    header = basic("alice", password)
+    assert verify_basic(header.ljust(2048), accounts, None) == Verdict(Proof.OK, "alice")
+    assert verify_basic(header.ljust(2049), accounts, None).reason == (
+        "malformed Authorization header"
+    )
+
+
+@pytest.mark.parametrize(
+    ("header", "params"),
+    [
+        ('Digest a="b", c=d', {"a": "b", "c": "d"}),
+        ('digest A="x\\"y\\\\z"', {"a": 'x"y\\z'}),  # escapes undone, names lower-cased
+        ('DiGeSt  a = "b" ,c=""', {"a": "b", "c": ""}),
+        ("Digest", None),
+        ('Basic a="b"', None),
+        ('Digestx a="b"', None),
+    ],
+)
+def test_parse_params(header: str, params: dict | None) -> None:
+    assert parse_params(header) == params
+
+
+def test_claimed_user_reads_basic_and_digest_in_any_case() -> None:
+    assert claimed_user("BASIC " + base64.b64encode(b"bob:pw").decode()) == "bob"
+    assert claimed_user('dIGEST username="alice"') == "alice"
+
+
+def test_digest_works_where_md5_is_allowed_only_for_non_security_use(monkeypatch) -> None:
+    """FIPS-mode OpenSSL refuses MD5 unless the caller declares it not for security: Digest
+    (a legacy protocol, not the server's own security) says so."""
+    digest = DigestAuth(SECRET)
+    header = answer(digest.nonce("10.0.0.5", 1000.0))  # computed before MD5 is restricted
+    real = hashlib.md5
+
+    def fips_md5(data: bytes = b"", *, usedforsecurity: bool = True):
+        if usedforsecurity is not False:
+            raise ValueError("unsupported hash type md5 (FIPS mode)")
+        return real(data, usedforsecurity=False)
+
+    monkeypatch.setattr(hashlib, "md5", fips_md5)  # the standard library's, not xprov's
+    assert verify(digest, header) == Verdict(Proof.OK, "alice")
+
+
+def test_nonce_counts_remember_a_hundred_thousand_nonces_by_default() -> None:
+    counts = NonceCounts()
+    assert counts.accept("first", 0, 1) is True  # issued at the epoch: nothing forgotten yet
+    for i in range(1, 100_001):
+        counts.accept(f"n{i}", i, 1)
+    assert len(counts) == 100_000 and counts.forgotten_until == 0
+    assert counts.accept("first", 0, 2) is False and counts.accept("n1", 1, 2) is True
