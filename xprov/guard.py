@@ -164,7 +164,6 @@ class Gate:
             if not policy.tftp_trusts(asker.source):
                 return self._refuse(403, "per-device file over TFTP", request, budget, now)
             return _limited(request, self.sources, budget, now) if blocked else None
-        proven = False
         if policy.bind_mac:
             if asker.certificate_macs is None:
                 reason = "no device certificate (plain HTTP)"
@@ -172,10 +171,11 @@ class Gate:
             if request.mac not in asker.certificate_macs:
                 reason = "client certificate names another device"
                 return self._refuse(403, reason, request, budget, now)
-            proven = True
         if policy.digest:
             return self._credentials(asker, request, budget, blocked, now)
-        return _limited(request, self.sources, budget, now) if blocked and not proven else None
+        if blocked and not policy.bind_mac:  # a certificate naming the MAC proves the phone
+            return _limited(request, self.sources, budget, now)
+        return None
 
     def _credentials(
         self, asker: Asker, request: FileRequest, budget: Budget, blocked: bool, now: float
@@ -261,7 +261,7 @@ def _limited(request: FileRequest, limiter: BadAnswerLimiter, key: Hashable, now
 
 
 def allowed(source: str, networks: Sequence[Network]) -> bool:
-    """An empty list allows everyone."""
+    """An empty list allows everyone. An IPv6 zone ("%eth0") is not part of the address."""
     if not networks:
         return True
     try:

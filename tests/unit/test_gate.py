@@ -13,13 +13,14 @@ import pytest
 
 from tests.helpers import (
     SPA504G,
+    USER_AGENTS,
     YEALINK_T31G,
     YEALINK_T46G,
     inventory_with_accounts,
     sample_config,
 )
 from xprov.auth import Credentials
-from xprov.guard import Asker, Gate, Policy, Transport, budget_of, notices
+from xprov.guard import Asker, Gate, Policy, Transport, allowed, budget_of, notices
 from xprov.provisioning import Charge, NotFound, Provisioner, Refused, Served
 from xprov.selection import ActiveSites
 from xprov.service import load
@@ -78,6 +79,11 @@ def ask(gate: Gate, path: str, transport: Transport = Transport.HTTP, now: float
 DEVICE = f"/{YEALINK_T46G}.cfg"
 
 
+def outcome(answer) -> tuple:
+    """What a transport and the security log see of a refusal."""
+    return answer.status, answer.reason, answer.charge, answer.retry_after, answer.request.mac
+
+
 def test_open_policy_serves_everyone_and_charges_misses(provisioner) -> None:
     gate = gate_of(provisioner)
     served = ask(gate, DEVICE)
@@ -132,7 +138,8 @@ def test_failed_logins_are_challenged_again_and_charged(provisioner, header, rea
     gate = gate_of(provisioner, digest=True)
     refused = ask(gate, DEVICE, authorization=header(gate))
     assert isinstance(refused, Refused)
-    assert (refused.status, refused.reason, refused.charge) == (401, reason, Charge.CHARGED)
+    assert outcome(refused) == (401, reason, Charge.CHARGED, None, YEALINK_T46G)
+    assert gate.charged == {reason: 1}
     [challenge] = refused.challenges
     assert "stale" not in challenge
     assert provisioner.renders == 0
@@ -146,6 +153,12 @@ def test_basic_over_tls_only_when_allowed(provisioner) -> None:
     closed = gate_of(provisioner, digest=True)
     refused = ask(closed, DEVICE, Transport.HTTPS, authorization=basic())
     assert isinstance(refused, Refused) and refused.reason == "Basic authentication without TLS"
+
+
+def test_the_shared_user_may_log_in_with_basic_over_tls(provisioner) -> None:
+    gate = gate_of(provisioner, digest=True, basic_over_tls=True, shared=SHARED)
+    header = basic(SHARED.user, SHARED.password)
+    assert isinstance(ask(gate, f"/{SPA504G}.xml", Transport.HTTPS, authorization=header), Served)
 
 
 def test_shared_credentials_open_every_phone_and_misses_still_cost(provisioner) -> None:
@@ -164,8 +177,7 @@ def test_a_replayed_answer_is_refused_quietly_and_the_next_one_served(provisione
     captured = digest(gate, DEVICE)
     assert isinstance(ask(gate, DEVICE, authorization=captured), Served)
     replay = ask(gate, DEVICE, authorization=captured, now=NOW + 1)
-    assert isinstance(replay, Refused)
-    assert (replay.status, replay.reason, replay.charge) == (401, "replayed answer", Charge.NONE)
+    assert outcome(replay) == (401, "replayed answer", Charge.NONE, None, YEALINK_T46G)
     [challenge] = replay.challenges
     assert challenge.endswith(", stale=true")
     nonce = captured.split('nonce="')[1].split('"')[0]
@@ -403,7 +415,7 @@ def test_rate_limited_answers_say_when_to_retry(provisioner) -> None:
     gate = gate_of(provisioner, burst=1, rate=0.01)
     ask(gate, "/001565000001.cfg")
     limited = ask(gate, DEVICE, now=NOW + 30)
-    assert isinstance(limited, Refused) and (limited.status, limited.retry_after) == (429, 70)
+    assert outcome(limited) == (429, "rate limited", Charge.NONE, 70, YEALINK_T46G)
 
 
 def test_basic_is_offered_over_tls_only_where_accepted(provisioner) -> None:
@@ -458,3 +470,162 @@ def test_notice_of_an_http_url_beside_https(tmp_path: Path) -> None:
     https = f'[https]\nlisten = ["127.0.0.1:8443"]\ncertificate = "{cert}"\nprivate_key = "{key}"\n'
     found = notices_of(tmp_path, {"[logging]": https + "\n" + AUTH})
     assert any(n.startswith("[provisioning] url is http://") for n in found)
+
+
+T31G_FILE = f"/{YEALINK_T31G}.cfg"
+
+
+@pytest.mark.parametrize(
+    ("path", "header", "expected"),
+    [
+        (DEVICE, lambda g: None, (401, "no credentials", Charge.NONE, None, YEALINK_T46G)),
+        (
+            DEVICE,
+            lambda g: digest(g, DEVICE, user="mallory", nonce=g.digest.nonce(OFFICE, NOW + 30)),
+            (429, "rate limited", Charge.NONE, 70, YEALINK_T46G),
+        ),
+        (
+            DEVICE,
+            lambda g: digest(g, DEVICE, password="guess", nonce=g.digest.nonce(OFFICE, NOW + 30)),
+            (429, "rate limited", Charge.NONE, 70, YEALINK_T46G),
+        ),
+        (
+            T31G_FILE,
+            lambda g: digest(g, T31G_FILE, nonce=g.digest.nonce(OFFICE, NOW + 30)),
+            (429, "rate limited", Charge.NONE, 70, YEALINK_T31G),
+        ),
+        (DEVICE, lambda g: basic(), (429, "rate limited", Charge.NONE, 70, YEALINK_T46G)),
+    ],
+    ids=["challenged", "stranger", "phone-guessing", "phone-on-another-phone", "basic-without-tls"],
+)
+def test_a_source_out_of_tokens_is_told_when_to_retry(provisioner, path, header, expected) -> None:
+    """One failed login empties a one-token budget; 30 s later (0.3 of a token back at
+    0.01/s) everything but a challenge is limited, with 70 s to wait, for the file asked."""
+    gate = gate_of(provisioner, digest=True, burst=1)
+    emptied = ask(gate, DEVICE, authorization=digest(gate, DEVICE, user="mallory"))
+    assert emptied.charge is Charge.EXHAUSTED
+    assert outcome(ask(gate, path, now=NOW + 30, authorization=header(gate))) == expected
+
+
+def test_an_account_out_of_guesses_waits_for_its_own_budget(provisioner) -> None:
+    """From a source already out of tokens, each account still has a guess of its own;
+    once spent, the wait is the account's (90 s), not the source's (60 s)."""
+    gate = gate_of(provisioner, digest=True, burst=1)
+    ask(gate, DEVICE, authorization=digest(gate, DEVICE, user="mallory"))
+    answers = []
+    for now in (NOW + 30, NOW + 40):
+        guess = digest(gate, DEVICE, password="guess", nonce=gate.digest.nonce(OFFICE, now))
+        answers.append(outcome(ask(gate, DEVICE, now=now, authorization=guess)))
+    assert answers == [
+        (429, "rate limited", Charge.NONE, 70, YEALINK_T46G),
+        (429, "rate limited", Charge.NONE, 90, YEALINK_T46G),
+    ]
+    assert gate.charged == {"unknown user": 1}
+
+
+@pytest.mark.parametrize(
+    ("policy", "transport", "name", "reason"),
+    [
+        ({"bind_mac": True}, Transport.HTTP, "/{}.cfg", "no device certificate (plain HTTP)"),
+        ({"digest": True}, Transport.TFTP, "{}.cfg", "per-device file over TFTP"),
+    ],
+)
+def test_refusals_spend_the_sources_own_budget_then_limit_it(
+    provisioner, policy, transport, name, reason
+) -> None:
+    gate = gate_of(provisioner, burst=2, **policy)
+    answers = [
+        ask(gate, name.format(mac), transport, now=NOW + 10 * i)
+        for i, mac in enumerate((YEALINK_T46G, YEALINK_T31G, YEALINK_T46G))
+    ]
+    assert [outcome(a) for a in answers] == [
+        (403, reason, Charge.CHARGED, None, YEALINK_T46G),
+        (403, reason, Charge.EXHAUSTED, None, YEALINK_T31G),
+        (429, "rate limited", Charge.NONE, 80, YEALINK_T46G),
+    ]
+    assert gate.charged == {reason: 2}
+    elsewhere = ask(gate, name.format(YEALINK_T46G), transport, source="198.51.100.7")
+    assert outcome(elsewhere) == (403, reason, Charge.CHARGED, None, YEALINK_T46G)
+
+
+def test_a_phone_answering_its_own_challenge_is_served(provisioner) -> None:
+    gate = gate_of(provisioner, digest=True)
+    [challenge] = ask(gate, DEVICE).challenges
+    nonce = challenge.split('nonce="')[1].split('"')[0]
+    answer = ask(gate, DEVICE, now=NOW + 1, authorization=digest(gate, DEVICE, nonce=nonce))
+    assert isinstance(answer, Served)
+
+
+def test_reconfigure_applies_the_new_nonce_lifetime_and_repeat_window(provisioner) -> None:
+    gate = gate_of(provisioner, digest=True, shared=SHARED)
+    gate.reconfigure(Policy(digest=True, shared=SHARED, nonce_lifetime=30, repeat_window=10))
+    late = ask(gate, DEVICE, now=NOW + 60, authorization=digest(gate, DEVICE))
+    assert (late.status, late.reason, late.charge) == (401, "stale nonce", Charge.NONE)
+    unknown = "/001565000001.cfg"
+    charges = []
+    for now in (NOW, NOW + 5, NOW + 20):
+        header = digest(
+            gate, unknown, "site", "site-pw-Secret", nonce=gate.digest.nonce(OFFICE, now)
+        )
+        charges.append(ask(gate, unknown, now=now, authorization=header).charge)
+    assert charges == [Charge.CHARGED, Charge.REPEAT, Charge.CHARGED]
+
+
+def test_basic_over_plain_http_spends_the_accounts_and_the_sources_budgets(provisioner) -> None:
+    gate = gate_of(provisioner, digest=True, burst=1)
+    refused = ask(gate, DEVICE, authorization=basic())
+    without_tls = "Basic authentication without TLS"
+    assert outcome(refused) == (401, without_tls, Charge.EXHAUSTED, None, YEALINK_T46G)
+    later = NOW + 30
+    right = digest(gate, DEVICE, nonce=gate.digest.nonce(OFFICE, later))
+    stranger = digest(gate, DEVICE, user="mallory", nonce=gate.digest.nonce(OFFICE, later))
+    assert [outcome(ask(gate, DEVICE, now=later, authorization=h)) for h in (right, stranger)] == [
+        (429, "rate limited", Charge.NONE, 70, YEALINK_T46G)
+    ] * 2
+    assert gate.charged == {without_tls: 1}
+
+
+def test_a_certificate_proves_the_phone_even_from_a_source_out_of_tokens(provisioner) -> None:
+    gate = gate_of(provisioner, bind_mac=True, burst=1)
+    assert ask(gate, DEVICE).charge is Charge.EXHAUSTED
+    mine, other = frozenset({YEALINK_T46G}), frozenset({YEALINK_T31G})
+    served = ask(gate, DEVICE, Transport.HTTPS, now=NOW + 30, certificate_macs=mine)
+    assert isinstance(served, Served)
+    stranger = ask(gate, DEVICE, Transport.HTTPS, now=NOW + 30, certificate_macs=other)
+    assert outcome(stranger) == (429, "rate limited", Charge.NONE, 70, YEALINK_T46G)
+
+
+def test_tftp_from_a_source_out_of_tokens_is_limited_before_any_look_up(provisioner) -> None:
+    gate = gate_of(provisioner, burst=1)
+    assert ask(gate, "001565000001.cfg", Transport.TFTP).charge is Charge.EXHAUSTED
+    limited = ask(gate, f"{YEALINK_T46G}.cfg", Transport.TFTP, now=NOW + 30)
+    assert outcome(limited) == (429, "rate limited", Charge.NONE, 70, YEALINK_T46G)
+    assert provisioner.renders == 0
+
+
+def test_gates_with_one_secret_accept_each_others_nonces(provisioner) -> None:
+    issuer = gate_of(provisioner, digest=True)
+    header = digest(issuer, DEVICE)
+    assert isinstance(ask(gate_of(provisioner, digest=True), DEVICE, authorization=header), Served)
+    stranger = Gate(provisioner, Policy(digest=True))
+    refused = ask(stranger, DEVICE, authorization=header)
+    assert (refused.status, refused.reason) == (401, "forged or foreign nonce")
+
+
+@pytest.mark.parametrize("source", ["fe80::1%eth0", "fe80::1%", "10.1.2.3%eth0", "10.1.2.3%a%b"])
+def test_what_follows_a_zone_sign_never_decides_whether_a_source_is_allowed(source) -> None:
+    networks = [ipaddress.ip_network("fe80::/10"), ipaddress.ip_network("10.0.0.0/8")]
+    assert allowed(source, networks)
+    assert not allowed(source, [ipaddress.ip_network("192.0.2.0/24")])
+
+
+def test_a_shared_file_is_made_for_the_model_its_user_agent_names(provisioner) -> None:
+    gate = gate_of(provisioner, digest=True)
+    named = ask(gate, "/spa.cfg", user_agent=USER_AGENTS[SPA504G])
+    assert isinstance(named, Served) and named.request.model == "SPA504G"
+
+
+def test_the_nonce_lifetime_is_the_policys_from_the_start(provisioner) -> None:
+    gate = gate_of(provisioner, digest=True, nonce_lifetime=30)
+    late = ask(gate, DEVICE, now=NOW + 60, authorization=digest(gate, DEVICE))
+    assert (late.status, late.reason, late.charge) == (401, "stale nonce", Charge.NONE)
