@@ -29,7 +29,8 @@ STRICT = 0.95
 THRESHOLDS = {"xprov.guard": STRICT, "xprov.auth": STRICT, "xprov.ratelimit": STRICT}
 DEFAULT_THRESHOLD = 0.90
 
-KILLED = frozenset({"killed", "timeout", "caught by type check"})
+FAILED_A_TEST = frozenset({"killed", "caught by type check"})
+KILLED = FAILED_A_TEST | {"timeout"}
 
 
 class Change(NamedTuple):
@@ -140,9 +141,10 @@ def scores(mutants: Iterable[Mutant], equivalent: Iterable[Reviewed]) -> list[Mo
 
 
 def stale(mutants: Iterable[Mutant], equivalent: Iterable[Reviewed]) -> list[Reviewed]:
-    """Entries that match no surviving mutant: the line changed, or a test now kills it."""
-    alive = {m.change for m in mutants if m.status not in KILLED}
-    return [entry for entry in equivalent if entry.change not in alive]
+    """Entries that match no mutant a test let through: the line changed, or a test now
+    fails on it. (An equivalent mutant that timed out on a loaded machine is not stale.)"""
+    passed = {m.change for m in mutants if m.status not in FAILED_A_TEST}
+    return [entry for entry in equivalent if entry.change not in passed]
 
 
 def mutmut_results() -> Iterator[Mutant]:
@@ -157,7 +159,7 @@ def mutmut_results() -> Iterator[Mutant]:
         data.load()
         for key, exit_code in sorted(data.exit_code_by_key.items()):
             status = status_by_exit_code[exit_code]
-            diff = "" if status in KILLED else get_diff_for_mutant(key, path=source)
+            diff = "" if status in FAILED_A_TEST else get_diff_for_mutant(key, path=source)
             yield Mutant(key, status, diff)
 
 

@@ -100,6 +100,13 @@ def test_an_entry_that_no_longer_matches_a_survivor_is_stale() -> None:
     assert stale(group, [kept, gone, killed_now]) == [gone, killed_now]
 
 
+def test_an_equivalent_that_timed_out_is_not_stale() -> None:
+    timed_out = Mutant("xprov.mac.x_f__mutmut_1", "timeout", "-a\n+b")
+    entry = Reviewed(timed_out.change, "same value either way")
+    assert stale([timed_out], [entry]) == []
+    assert scores([timed_out], [entry])[0].score == 1.0
+
+
 def test_an_entry_needs_a_reason() -> None:
     with pytest.raises(ValueError, match="without a reason"):
         reviewed('[[equivalent]]\nfunction = "xprov.mac.f"\nchange = ["-a", "+b"]\nreason = " "\n')
