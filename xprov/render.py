@@ -47,6 +47,29 @@ def _checked(value: Any) -> Any:
     return value
 
 
+class CompiledTemplates(jinja2.BytecodeCache):
+    """Compiled code of each template file, kept across reloads: a reload recompiles only
+    the files whose source changed (Jinja checks each file's checksum). One entry per
+    template file ever loaded, replaced when its source changes."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+    def __len__(self) -> int:
+        return len(self._code)
+
+
+COMPILED = CompiledTemplates()
+
+
 def _is_xml(name: str | None) -> bool:
     return bool(name) and name.endswith(".xml")  # type: ignore[union-attr]
 
@@ -68,6 +91,7 @@ class Templates:
             finalize=_checked,
             auto_reload=False,
             cache_size=-1,
+            bytecode_cache=COMPILED,
         )
         problems = []
         for name in sorted(set(required)):

@@ -21,6 +21,7 @@ from tests.helpers import (
 )
 from xprov.inventory import Inventory
 from xprov.provisioning import Failed, NotFound, Provisioner, Served
+from xprov.render import COMPILED, TemplateProblems, Templates
 from xprov.selection import ActiveSites
 from xprov.service import load
 
@@ -365,3 +366,18 @@ def test_render_refuses_another_phones_file(config_path: Path, capsys) -> None:
     captured = capsys.readouterr()
     assert captured.out == "" and "another phone's file" in captured.err
     assert cli.main(["render", "-c", str(config_path), SPA504G, f"{SPA504G}.xml"]) == 0
+
+
+def test_a_reload_compiles_a_changed_template_anew_and_keeps_one_entry_per_file(
+    tmp_path: Path,
+) -> None:
+    template = tmp_path / "a.cfg"
+    template.write_text("one {{ x }}\n")
+    before = len(COMPILED)
+    assert Templates([tmp_path], ["a.cfg"], 1).render("a.cfg", {"x": 1}) == b"one 1\n"
+    template.write_text("two {{ x }}\n")
+    assert Templates([tmp_path], ["a.cfg"], 2).render("a.cfg", {"x": 1}) == b"two 1\n"
+    template.write_text("{{ broken\n")
+    with pytest.raises(TemplateProblems, match=r"a\.cfg:1"):
+        Templates([tmp_path], ["a.cfg"], 3)
+    assert len(COMPILED) == before + 1
