@@ -142,3 +142,12 @@ def test_lag_meter_measures_lateness() -> None:
     assert meter.recent_max_s() < 0.275  # the stall left the window
     meter.stop()
     assert clock.getDelayedCalls() == []
+
+
+def test_a_phone_already_on_a_newer_selection_counts_as_fetched() -> None:
+    convergence = Convergence()
+    convergence.fetched("a", 1, 50.0)
+    convergence.switched(2, 100.0)
+    convergence.fetched("a", 3, 110.0)  # a second switch it saw before the report
+    report = convergence.report(2, 120.0, 60.0)
+    assert (report["fetched"], report["pending"], report["percent"]) == (1, 0, 100.0)

@@ -629,3 +629,25 @@ def test_the_nonce_lifetime_is_the_policys_from_the_start(provisioner) -> None:
     gate = gate_of(provisioner, digest=True, nonce_lifetime=30)
     late = ask(gate, DEVICE, now=NOW + 60, authorization=digest(gate, DEVICE))
     assert (late.status, late.reason, late.charge) == (401, "stale nonce", Charge.NONE)
+
+
+def test_a_certificate_is_held_against_the_file_asked_for_never_the_user_agent(
+    provisioner,
+) -> None:
+    gate = gate_of(provisioner, bind_mac=True)
+    t46g, t31g = frozenset({YEALINK_T46G}), frozenset({YEALINK_T31G})
+    T31G_UA = USER_AGENTS[YEALINK_T31G]
+    served = ask(gate, DEVICE, Transport.HTTPS, certificate_macs=t46g, user_agent=T31G_UA)
+    assert isinstance(served, Served)
+    refused = ask(gate, DEVICE, Transport.HTTPS, certificate_macs=t31g, user_agent=T31G_UA)
+    assert isinstance(refused, Refused)
+    assert (refused.status, refused.reason) == (403, "client certificate names another device")
+
+
+def test_a_miss_is_charged_under_its_own_reason(provisioner) -> None:
+    gate = gate_of(provisioner)
+    mismatch = ask(gate, f"/{YEALINK_T46G}.xml")  # a Yealink's MAC in an SPA's file name
+    unknown = ask(gate, "/001565000001.cfg")
+    assert isinstance(mismatch, NotFound) and isinstance(unknown, NotFound)
+    assert (mismatch.reason, unknown.reason) == ("vendor mismatch", "unknown device")
+    assert gate.charged == {"vendor mismatch": 1, "unknown device": 1}

@@ -8,6 +8,7 @@ import pytest
 
 from xprov.inventory import BadRecord, InventoryError, phone_from_record
 from xprov.inventory.file_source import load_file
+from xprov.mac import normalize_mac
 
 GOOD = {
     "mac": "00:15:65:74:B1:50",
@@ -133,3 +134,22 @@ def test_snapshot_records_are_untracked_by_the_garbage_collector() -> None:
     record = inventory.records[phone.mac]
     assert not gc.is_tracked(record)
     assert inventory.get(phone.mac) == phone and dict(phone.vars) == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "0015654aa937",
+        "00:15:65:4A:A9:37",
+        "00-15-65-4a-a9-37",
+        "00.15.65.4a.a9.37",
+        "0015.654a.a937",
+    ],
+)
+def test_every_way_of_writing_a_mac_is_the_same_mac(written: str) -> None:
+    assert normalize_mac(written) == "0015654aa937"
+
+
+@pytest.mark.parametrize("written", ["00:15-65:4a:a9:37", "0015654aa93", "00.1565.4aa937", ""])
+def test_a_mac_written_two_ways_at_once_or_short_is_refused(written: str) -> None:
+    assert normalize_mac(written) is None

@@ -223,3 +223,13 @@ def test_backup_failing_while_active_returns_to_a_healthy_primary() -> None:
         "sip", "virginia", ["chicago", "virginia"], sites("ooooo", "ooxxx"), MANUAL, now=5
     )
     assert decision is not None and decision.to == "chicago"
+
+
+def test_failover_goes_to_the_first_healthy_site_in_the_configured_order() -> None:
+    states = {
+        "chicago": state("sip@chicago", "ooxxx"),
+        "zurich": state("sip@zurich", "ooooo"),
+        "austin": state("sip@austin", "ooooo"),
+    }
+    decision = decide("sip", "chicago", ["chicago", "zurich", "austin"], states, MANUAL, now=5)
+    assert decision is not None and decision.to == "zurich"

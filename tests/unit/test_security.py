@@ -135,6 +135,7 @@ def test_basic() -> None:
     )
 
 
+@pytest.mark.fuzz
 @given(st.text(max_size=300))
 def test_any_header_is_handled(header: str) -> None:
     digest = DigestAuth(SECRET)
@@ -566,3 +567,26 @@ def test_nonce_counts_remember_a_hundred_thousand_nonces_by_default() -> None:
         counts.accept(f"n{i}", i, 1)
     assert len(counts) == 100_000 and counts.forgotten_until == 0
     assert counts.accept("first", 0, 2) is False and counts.accept("n1", 1, 2) is True
+
+
+def test_a_wrong_password_is_wrong_even_with_an_expired_nonce(digest: DigestAuth) -> None:
+    nonce = parse_params(digest.challenge("10.0.0.5", 1000.0))["nonce"]  # type: ignore[index]
+    wrong = verify(digest, answer(nonce, password="guess-Secret"), now=1301.0)
+    assert wrong == Verdict(Proof.FAILED, reason="wrong password")
+    right = verify(digest, answer(nonce), now=1301.0)
+    assert right == Verdict(Proof.STALE, "alice", "stale nonce")
+
+
+@pytest.mark.parametrize("uri", ["/", "/001565000001", "/001565000001.cfg/x", "/001565000001.cf"])
+def test_an_answer_for_another_uri_is_refused_even_a_prefix(digest: DigestAuth, uri: str) -> None:
+    nonce = parse_params(digest.challenge("10.0.0.5", 1000.0))["nonce"]  # type: ignore[index]
+    verdict = verify(digest, answer(nonce, uri=uri))
+    assert verdict == Verdict(Proof.FAILED, reason="uri does not match the request")
+
+
+def test_forgetting_an_older_nonce_never_lowers_what_counts_as_forgotten() -> None:
+    counts = NonceCounts(max_nonces=2)
+    for nonce, issued in (("b", 200), ("a", 100), ("c", 205), ("d", 206)):  # forgets b, then a
+        assert counts.accept(nonce, issued, 1)
+    assert counts.forgotten_until == 200
+    assert counts.accept("b", 200, 1) is False  # a replay of a forgotten nonce

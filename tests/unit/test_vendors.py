@@ -175,3 +175,19 @@ def test_common_file_names() -> None:
     assert yealink.common_file("t43u") == "y000000000107.cfg"
     assert yealink.common_file("NOPE") is None
     assert yealink.common_file(None) is None
+
+
+@pytest.mark.parametrize(
+    ("path", "model"), [("/spa504g.cfg", "SPA504G"), ("/Spa525g.cfg", "SPA525G")]
+)
+def test_spa_model_is_named_in_capitals_whatever_the_file_names_case(path: str, model: str) -> None:
+    request = identify(path, None)
+    assert request is not None and request.model == model
+
+
+def test_a_long_yealink_user_agent_still_gives_its_mac_hint() -> None:
+    ua = f"Yealink SIP-T46G 28.{'8' * 200}.1 00:15:65:4a:a9:37"
+    assert len(ua) <= 256
+    request = identify("y000000000028.cfg", ua)
+    assert request is not None and request.ua_mac == "0015654aa937"
+    assert identify("y000000000028.cfg", ua + "x" * 100).ua_mac is None  # type: ignore[union-attr]
