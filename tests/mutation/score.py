@@ -7,14 +7,20 @@ Run after `mutmut run` from the project root (`make mutation` does both):
 A mutant counts as killed when a test failed on it, or it timed out (an endless loop is
 caught). A survivor is either listed in `equivalent.toml` (reviewed: it changes nothing
 observable) or counts against the score. Score = killed / (mutants - equivalent).
-Exit status 1 when a module is under its threshold, or an entry of `equivalent.toml` matches
-no surviving mutant (the code changed: review it again).
+Exit status 1 when a module is under its threshold, a module of `only_mutate` has no mutants
+(a decorator or a dropped glob hid it), or an entry of `equivalent.toml` matches no surviving
+mutant (the code changed: review it again). An entry stands for exactly one mutant (`count`
+for several identical changes in one function), and only for one a test let through
+("survived"): a mutant no test reaches is never equivalent.
 """
 
 from __future__ import annotations
 
+import ast
+import configparser
 import sys
 import tomllib
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,17 +91,41 @@ def changed_lines(diff: str) -> tuple[str, ...]:
 class Reviewed(NamedTuple):
     change: Change
     reason: str
+    count: int = 1
 
 
 def reviewed(text: str) -> list[Reviewed]:
-    """The entries of equivalent.toml; ValueError names an entry without a reason."""
+    """The entries of equivalent.toml; ValueError names a malformed entry."""
     entries = []
     for entry in tomllib.loads(text).get("equivalent", []):
-        if not str(entry.get("reason", "")).strip():
-            raise ValueError(f"equivalent mutant without a reason: {entry}")
-        change = Change(entry["function"], tuple(entry["change"]))
-        entries.append(Reviewed(change, entry["reason"]))
+        function, change, reason = entry.get("function"), entry.get("change"), entry.get("reason")
+        count = entry.get("count", 1)
+        if not isinstance(function, str) or not function.startswith("xprov."):
+            raise ValueError(f"equivalent mutant without a function: {entry}")
+        if not isinstance(change, list) or not all(isinstance(c, str) for c in change):
+            raise ValueError(f"equivalent mutant's change is not a list of lines: {entry}")
+        if not isinstance(reason, str) or len(reason.split()) < 4:
+            raise ValueError(f"equivalent mutant without a reason (a sentence): {entry}")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ValueError(f"equivalent mutant with a bad count: {entry}")
+        entries.append(Reviewed(Change(function, tuple(change)), reason, count))
     return entries
+
+
+def _absorbed(
+    mutants: Iterable[Mutant], equivalent: Iterable[Reviewed]
+) -> tuple[set[str], Counter[Change]]:
+    """Keys of the survivors the reviewed entries stand for, and what of the entries is left
+    over (each entry stands for `count` survivors, no more)."""
+    left: Counter[Change] = Counter()
+    for entry in equivalent:
+        left[entry.change] += entry.count
+    keys = set()
+    for mutant in mutants:
+        if mutant.status == "survived" and left[mutant.change] > 0:
+            left[mutant.change] -= 1
+            keys.add(mutant.key)
+    return keys, +left
 
 
 class ModuleScore(NamedTuple):
@@ -118,7 +148,8 @@ class ModuleScore(NamedTuple):
 
 def scores(mutants: Iterable[Mutant], equivalent: Iterable[Reviewed]) -> list[ModuleScore]:
     """Per module, sorted by name: killed, equivalent survivors and the other survivors."""
-    known = {entry.change for entry in equivalent}
+    mutants = list(mutants)
+    equivalent_keys, _ = _absorbed(mutants, equivalent)
     by_module: dict[str, list[Mutant]] = {}
     for mutant in mutants:
         by_module.setdefault(mutant.module, []).append(mutant)
@@ -126,7 +157,7 @@ def scores(mutants: Iterable[Mutant], equivalent: Iterable[Reviewed]) -> list[Mo
     for module, group in sorted(by_module.items()):
         killed = sum(m.status in KILLED for m in group)
         alive = [m for m in group if m.status not in KILLED]
-        survivors = tuple(m for m in alive if m.change not in known)
+        survivors = tuple(m for m in alive if m.key not in equivalent_keys)
         result.append(
             ModuleScore(
                 module,
@@ -141,10 +172,25 @@ def scores(mutants: Iterable[Mutant], equivalent: Iterable[Reviewed]) -> list[Mo
 
 
 def stale(mutants: Iterable[Mutant], equivalent: Iterable[Reviewed]) -> list[Reviewed]:
-    """Entries that match no mutant a test let through: the line changed, or a test now
-    fails on it. (An equivalent mutant that timed out on a loaded machine is not stale.)"""
-    passed = {m.change for m in mutants if m.status not in FAILED_A_TEST}
-    return [entry for entry in equivalent if entry.change not in passed]
+    """Entries left without their surviving mutants: the line changed, or a test now fails
+    on it. (An equivalent mutant that timed out on a loaded machine is not stale.)"""
+    mutants = list(mutants)
+    timed_out = Counter(m.change for m in mutants if m.status == "timeout")
+    _, left = _absorbed(mutants, equivalent)
+    return [e for e in equivalent if left[e.change] > timed_out[e.change]]
+
+
+def expected_modules(setup_cfg: Path = Path("setup.cfg")) -> set[str]:
+    """Modules named by `only_mutate` in setup.cfg that define a function (so have mutants)."""
+    parser = configparser.ConfigParser()
+    parser.read(setup_cfg)
+    modules = set()
+    for pattern in parser.get("mutmut", "only_mutate").split():
+        for path in sorted(Path().glob(pattern)):
+            tree = ast.parse(path.read_text())
+            if any(isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) for n in ast.walk(tree)):
+                modules.add(".".join(path.with_suffix("").parts).removesuffix(".__init__"))
+    return modules
 
 
 def mutmut_results() -> Iterator[Mutant]:
@@ -163,7 +209,16 @@ def mutmut_results() -> Iterator[Mutant]:
             yield Mutant(key, status, diff)
 
 
-def report(table: list[ModuleScore], stale_entries: list[Reviewed]) -> str:
+def entry_for(mutant: Mutant) -> str:
+    """A survivor as an equivalent.toml entry, to paste once it is reviewed as equivalent."""
+    lines = ", ".join(f'"{line}"' for line in mutant.change.lines).replace("\\", "\\\\")
+    return (
+        f'[[equivalent]]\nfunction = "{mutant.change.function}"\nchange = [{lines}]\n'
+        'reason = "why no caller can tell the difference"'
+    )
+
+
+def report(table: list[ModuleScore], stale_entries: list[Reviewed], missing: set[str]) -> str:
     lines = [f"{'module':<24} {'mutants':>7} {'killed':>6} {'equiv':>5} {'left':>4}  score  need"]
     for row in table:
         mark = "ok" if row.passed else "FAIL"
@@ -174,6 +229,10 @@ def report(table: list[ModuleScore], stale_entries: list[Reviewed]) -> str:
     for row in table:
         for mutant in row.survivors:
             lines += ["", f"survivor ({mutant.status}): {mutant.key}", mutant.diff]
+            lines += ["if equivalent:", entry_for(mutant)]
+    lines += [
+        f"\nno mutants at all in {module} (a decorator? only_mutate?)" for module in sorted(missing)
+    ]
     for entry in stale_entries:
         lines += ["", f"stale entry in {EQUIVALENT.name}: {entry.change}"]
     return "\n".join(lines)
@@ -187,8 +246,9 @@ def main() -> int:
     equivalent = reviewed(EQUIVALENT.read_text())
     table = scores(mutants, equivalent)
     stale_entries = stale(mutants, equivalent)
-    print(report(table, stale_entries))
-    return 0 if all(row.passed for row in table) and not stale_entries else 1
+    missing = expected_modules() - {row.module for row in table if row.mutants}
+    print(report(table, stale_entries, missing))
+    return 0 if all(row.passed for row in table) and not stale_entries and not missing else 1
 
 
 if __name__ == "__main__":
