@@ -636,10 +636,10 @@ def test_a_certificate_is_held_against_the_file_asked_for_never_the_user_agent(
 ) -> None:
     gate = gate_of(provisioner, bind_mac=True)
     t46g, t31g = frozenset({YEALINK_T46G}), frozenset({YEALINK_T31G})
-    T31G_UA = USER_AGENTS[YEALINK_T31G]
-    served = ask(gate, DEVICE, Transport.HTTPS, certificate_macs=t46g, user_agent=T31G_UA)
+    t31g_ua = USER_AGENTS[YEALINK_T31G]
+    served = ask(gate, DEVICE, Transport.HTTPS, certificate_macs=t46g, user_agent=t31g_ua)
     assert isinstance(served, Served)
-    refused = ask(gate, DEVICE, Transport.HTTPS, certificate_macs=t31g, user_agent=T31G_UA)
+    refused = ask(gate, DEVICE, Transport.HTTPS, certificate_macs=t31g, user_agent=t31g_ua)
     assert isinstance(refused, Refused)
     assert (refused.status, refused.reason) == (403, "client certificate names another device")
 
