@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from xprov.logs import secret_problem
 from xprov.problems import Problems
 
 SERVICES = ("sip", "stun", "db")
@@ -358,6 +359,8 @@ def _vars(table: _Table | None) -> Mapping[str, Scalar]:
         value = table.get(key, (str, int, float, bool))
         if isinstance(value, str) and _CONTROL.search(value):
             table.problem(key, "contains a control character")
+        elif value is not None and secret_name(key) and (problem := secret_problem(str(value))):
+            table.problem(key, f"{problem}; a name like this one marks a secret")
         elif value is not None:
             out[key] = value
     return MappingProxyType(out)
@@ -383,7 +386,9 @@ def _read_secret(table: _Table, base: Path) -> str:
         if not lines or not lines[0].strip():
             table.problem("password_file", "is empty (the password is its first line)")
             return ""
-        return lines[0].strip()
+        password = lines[0].strip()
+    if password and (problem := secret_problem(password)):
+        table.problem("password_file" if secret_file is not None else "password", problem)
     return password or ""
 
 

@@ -26,13 +26,29 @@ _LEVELS = {
 }
 
 
+# A secret shorter than this cannot be cut out of log lines without masking ordinary words
+# ("123", "abc"), so the config and the inventory refuse one (`secret_problem`).
+MIN_SECRET_LENGTH = 4
+
+
+def secret_problem(value: str) -> str | None:
+    """Why `value` cannot be a secret (a password, a token, a PIN); None if it can. An empty
+    value is no secret at all, so it has no problem here."""
+    if 0 < len(value) < MIN_SECRET_LENGTH:
+        return (
+            f"shorter than {MIN_SECRET_LENGTH} characters"
+            " (a secret that short could not be kept out of the logs)"
+        )
+    return None
+
+
 class Redactor:
     """Cuts known secrets out of log text.
 
     Secrets are grouped by length, so one scan of a line costs a set lookup per position and
     length, whatever the number of secrets (100,000 phones have 200,000 passwords)."""
 
-    MIN_LENGTH = 4  # shorter strings would mask ordinary words; such passwords are refused anyway
+    MIN_LENGTH = MIN_SECRET_LENGTH  # shorter ones are refused where they are read
 
     def __init__(self) -> None:
         self._by_length: dict[int, frozenset[str]] = {}

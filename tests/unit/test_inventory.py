@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from xprov.inventory import BadRecord, InventoryError, phone_from_record
+from xprov.inventory import BadRecord, Inventory, InventoryError, phone_from_record
 from xprov.inventory.file_source import load_file
 from xprov.mac import normalize_mac
 
@@ -43,19 +43,19 @@ def test_record_defaults() -> None:
         ({"lines": [{"user": "1001"}]}, "lines[0].password: missing"),
         ({"lines": [{"user": "", "password": "x"}]}, "lines[0].user: must not be empty"),
         ({"lines": [{"user": "1", "password": "a\nb"}]}, "lines[0].password: contains a control"),
-        ({"lines": [{"user": "1", "password": "p", "number": 0}]}, "lines[0].number: expected"),
+        ({"lines": [{"user": "1", "password": "pppp", "number": 0}]}, "lines[0].number: expected"),
         (
             {
                 "lines": [
-                    {"user": "1", "password": "p"},
-                    {"user": "2", "password": "q", "number": 1},
+                    {"user": "1", "password": "pppp"},
+                    {"user": "2", "password": "qqqq", "number": 1},
                 ]
             },
             "lines: duplicate line number",
         ),
-        ({"lines": [{"user": "1", "password": "p", "pin": 1}]}, "lines[0].pin: unknown key"),
+        ({"lines": [{"user": "1", "password": "pppp", "pin": 1}]}, "lines[0].pin: unknown key"),
         ({"vars": {"a": [1]}}, "vars.a: expected a string, number or boolean"),
-        ({"http_user": "a:b", "http_password": "pw"}, "http_user: must not contain ':'"),
+        ({"http_user": "a:b", "http_password": "pwpw"}, "http_user: must not contain ':'"),
         (
             {"vendor": "linksys", "http_user": "u", "http_password": 'pw"]x'},
             "http_password: an SPA cannot send credentials holding a quote",
@@ -71,6 +71,53 @@ def test_bad_records(change: dict, message: str) -> None:
         phone_from_record({**GOOD, **change})
     assert str(info.value).startswith(message)
     assert "pw-1001-x" not in str(info.value)
+
+
+SHORT = "shorter than 4 characters (a secret that short could not be kept out of the logs)"
+
+
+@pytest.mark.parametrize("secret", ["a", "7", "ab", "x9!"])
+@pytest.mark.parametrize(
+    ("record", "where"),
+    [
+        (lambda s: {"lines": [{"user": "1001", "password": s}]}, "lines[0].password"),
+        (lambda s: {"http_user": "u1", "http_password": s}, "http_password"),
+        (lambda s: {"vars": {"admin_password": s}}, "vars.admin_password"),
+        (lambda s: {"vars": {"voicemail_pin": s}}, "vars.voicemail_pin"),
+    ],
+)
+def test_a_secret_too_short_to_redact_is_refused(record, where: str, secret: str) -> None:
+    """The log redactor cannot cut a 3-character string out of every line without masking
+    ordinary words, so such a secret never enters the inventory (issue 13, item 6)."""
+    with pytest.raises(BadRecord) as info:
+        phone_from_record({**GOOD, **record(secret)})
+    named = "; a name like this one marks a secret" if where.startswith("vars.") else ""
+    assert str(info.value) == f"{where}: {SHORT}{named}"  # the whole message: no secret in it
+
+
+def test_an_empty_or_four_character_secret_is_accepted() -> None:
+    """No password is nothing to leak; four characters are redacted like any other."""
+    phone = phone_from_record(
+        {
+            **GOOD,
+            "lines": [{"user": "1001", "password": ""}, {"user": "1002", "password": "abcd"}],
+            "vars": {"voicemail_pin": 1234, "admin_password": ""},
+        }
+    )
+    assert [line.password for line in phone.lines] == ["", "abcd"]
+
+
+def test_every_secret_of_a_phone_is_known_to_the_redactor() -> None:
+    phone = phone_from_record(
+        {
+            **GOOD,
+            "http_user": "u1",
+            "http_password": "http-secret",
+            "vars": {"voicemail_pin": 9876, "label": "not-secret"},
+        }
+    )
+    secrets = set(Inventory.of([phone], 1, "test").secrets())
+    assert secrets == {"pw-1001-x", "http-secret", "9876"}
 
 
 def test_yealink_credentials_may_hold_what_a_line_can() -> None:

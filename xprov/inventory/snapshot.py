@@ -15,6 +15,8 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from xprov.auth import Credentials
+from xprov.config import secret_name
+from xprov.logs import secret_problem
 from xprov.mac import normalize_mac
 from xprov.problems import Problems
 from xprov.vendors import VENDOR_NAMES, VENDORS
@@ -123,11 +125,12 @@ class Inventory:
         return len(self.records)
 
     def secrets(self) -> Iterator[str]:
-        """Every SIP password, for log redaction."""
+        """Every SIP and HTTP password and every secret-named variable, for log redaction."""
         for record in self.records.values():
             if record[5]:
                 yield record[5]
             yield from filter(None, record[_PASSWORD::_LINE])
+            yield from (str(v) for k, v in record[3] if secret_name(k) and str(v))
 
     @functools.cached_property
     def accounts(self) -> dict[str, Credentials]:
@@ -169,10 +172,17 @@ def _line(record: Any, index: int) -> Line:
         number=number,
         user=user,
         auth_user=_text(record, "auth_user", where, user) or user,
-        password=_text(record, "password", where),
+        password=_secret(record, "password", where),
         display_name=display_name,
         label=_text(record, "label", where, display_name),
     )
+
+
+def _secret(record: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:
+    value = _text(record, key, where, default)
+    if problem := secret_problem(value):
+        raise BadRecord(f"{where}{key}: {problem}")
+    return value
 
 
 def _vars(value: Any) -> tuple[tuple[str, Scalar], ...]:
@@ -185,6 +195,8 @@ def _vars(value: Any) -> tuple[tuple[str, Scalar], ...]:
             raise BadRecord(f"vars.{key}: expected a string, number or boolean")
         if isinstance(item, str) and _CONTROL.search(item):
             raise BadRecord(f"vars.{key}: contains a control character")
+        if secret_name(str(key)) and (problem := secret_problem(str(item))):
+            raise BadRecord(f"vars.{key}: {problem}; a name like this one marks a secret")
     return tuple(sorted(value.items()))
 
 
@@ -214,7 +226,7 @@ def phone_from_record(record: Mapping[str, Any]) -> Phone:
     lines = tuple(_line(item, i) for i, item in enumerate(lines_in))
     http_user, http_password = (
         _text(record, "http_user", "", ""),
-        _text(record, "http_password", "", ""),
+        _secret(record, "http_password", "", ""),
     )
     if bool(http_user) != bool(http_password):
         raise BadRecord("http_password: give both http_user and http_password, or neither")
