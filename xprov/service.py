@@ -27,6 +27,7 @@ from xprov import __version__, config, logs, metrics
 from xprov.guard import Gate, Policy, credential_problems, notices
 from xprov.inventory import Inventory, InventoryError, mysql_source
 from xprov.inventory.file_source import load_file
+from xprov.inventory.reads import InventoryReads, Verdict
 from xprov.lag import LagMeter
 from xprov.monitor import Monitor, build_targets, probe_pool
 from xprov.monitor.mysql import daemon_pool
@@ -155,7 +156,11 @@ class Service:
         self.active.subscribe(self._switched)
         self.config_loaded_at = time.time()
         self.pool = probe_pool(cfg)
-        self.builder = daemon_pool("xprov-builder", 1)  # reloads and inventory refreshes
+        self.builder = daemon_pool("xprov-builder", 1)  # reloads
+        # Inventory refreshes: one thread per site, so a hung database's read never holds up
+        # the read of the site the monitor switched to.
+        self.readers = daemon_pool("xprov-inventory", len(cfg.sites))
+        self.reads = InventoryReads()
         self.monitor = self._monitor(cfg)
         self.registry = metrics.registry(self)
         self.admin_api = admin.AdminApi(
@@ -171,7 +176,6 @@ class Service:
         self.secure_web = self._site(cfg, tls=True)
         self.ports: dict[tuple[str, config.Listen, Any], IListeningPort] = {}
         self.refresher: LoopingCall | None = None
-        self._refreshing = False
         self.lag = LagMeter(reactor)
         self.load_report = built.report
         logs.REDACTOR.install(built.secrets)
@@ -187,6 +191,7 @@ class Service:
             self.stop()
             raise
         self.builder.start()
+        self.readers.start()
         self.lag.start()
         if self.monitor is not None:
             self.pool.start()
@@ -345,6 +350,7 @@ class Service:
             self.tftp.limits, self.tftp.max_transfers = _limits(cfg), cfg.tftp.max_transfers
             self.tftp.allow, self.tftp.per_source = cfg.tftp.allow, cfg.security.max_tftp_per_source
         self.active.reconfigure(cfg.sites, cfg.failover.primary)
+        self.readers.adjustPoolsize(maxthreads=len(cfg.sites))
         self.provisioner.inputs = inputs
         logs.REDACTOR.install(built.secrets)
         self.admin_api.token = admin.bearer(cfg.admin.token if cfg.admin else "")
@@ -392,13 +398,14 @@ class Service:
             self.refresher.start(cfg.inventory.refresh, now=False)
 
     def refresh_inventory(self) -> Deferred[bool]:
-        """Reload the phones from the database of the active db site (on a thread); the
-        last good snapshot keeps serving if that fails."""
-        if self._refreshing:
-            return succeed(False)
-        self._refreshing = True
-        current = self.provisioner.inputs
+        """Reload the phones from the database of the active db site (on a thread of its
+        own: a hung read of another site never delays it); the last good snapshot keeps
+        serving if that fails. Fires with whether the new inventory now serves."""
         site = self.active.current.site_of("db")
+        ticket = self.reads.begin(site)
+        if ticket is None:
+            return succeed(False)  # this site's read is still running: its answer will do
+        current = self.provisioner.inputs
         generation = next(_generations)
 
         def work() -> tuple[Inventory, Any, dict[int, frozenset[str]]]:
@@ -409,9 +416,14 @@ class Service:
 
         def swap(result: tuple[Inventory, Any, dict[int, frozenset[str]]]) -> bool:
             inventory, report, secrets = result
+            verdict = self.reads.end(site, ticket, self.active.current.site_of("db"))
+            if verdict is not Verdict.APPLY:
+                log.info("inventory_read_dropped", site=site, reason=verdict.value)
+                return False
             live = self.provisioner.inputs
             if live.config_generation != current.config_generation:
                 return False  # a reload replaced the config meanwhile: its inventory wins
+            self.reads.applying(ticket)
             self.provisioner.inputs = dataclasses.replace(live, inventory=inventory)
             logs.REDACTOR.install(secrets)
             log.info(
@@ -424,6 +436,7 @@ class Service:
             return True
 
         def failed(reason: Any) -> bool:
+            self.reads.end(site, ticket, self.active.current.site_of("db"))
             exc = reason.value
             problems = exc.problems if isinstance(exc, InventoryError) else [error_detail(exc)]
             log.warning(
@@ -434,12 +447,8 @@ class Service:
             )
             return False
 
-        def done(result: bool) -> bool:
-            self._refreshing = False
-            return result
-
-        running = deferToThreadPool(self.reactor, self.builder, work)
-        return running.addCallbacks(swap, failed).addBoth(done)
+        running = deferToThreadPool(self.reactor, self.readers, work)
+        return running.addCallbacks(swap, failed)
 
     # Status ----------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ def softswitch(tmp_path):
         yield peer
 
 
-def serve(tmp_path, softswitch, primary_db, backup_db, **monitor):
+def serve(tmp_path, softswitch, primary_db, backup_db, read_timeout=1.0, **monitor):
     def site(db):
         return {
             "sip": {"host": "127.0.0.1", "port": softswitch.port},
@@ -56,7 +56,8 @@ def serve(tmp_path, softswitch, primary_db, backup_db, **monitor):
         http_port=http,
     )
     text = config.read_text().replace(
-        'source = "file"\npath = "inventory.toml"', 'source = "mysql"\nrefresh = 1.0\ntimeout = 1.0'
+        'source = "file"\npath = "inventory.toml"',
+        f'source = "mysql"\nrefresh = 1.0\ntimeout = {read_timeout}',
     )
     config.write_text(text)
     return XprovProcess(config, http, tmp_path / "xprov.log"), http, config
@@ -137,3 +138,39 @@ def test_refresh_follows_the_db_switch_to_the_backup(tmp_path, softswitch, datab
             assert refreshed["source"].startswith("mysql:virginia")
         finally:
             primary.resume()
+
+
+def test_a_db_switch_reads_the_backup_while_the_primary_read_hangs(
+    tmp_path, softswitch, databases
+) -> None:
+    """Issue 13, item 5: the scheduled refresh against the hung primary holds its read for
+    the whole MySQL read timeout (60 s here); the switch must not wait for it. The backup's
+    phones serve long before that read could have ended, and its late result is dropped."""
+    primary, backup = databases
+    proc, http, _ = serve(tmp_path, softswitch, primary, backup, read_timeout=60.0)
+    with proc:
+        assert b"primary-Secret" in fetch(http)
+        wait_for(
+            lambda: proc.status()["monitor"]["targets"]["db@virginia"]["state"] == "up",
+            15,
+            "backup db known up",
+        )
+        primary.pause()  # the next refresh (every 1 s) hangs in its read for 60 s
+        try:
+            wait_for(lambda: proc.events("switch"), 20, "the db switch")
+            # Well under the 60 s the hung read holds: the backup was read beside it.
+            wait_for(lambda: b"backup-Secret" in fetch(http), 20, "the backup's phones")
+            refreshed = proc.events("inventory_refreshed")[-1]
+            assert refreshed["source"].startswith("mysql:virginia")
+            assert [(e["service"], e["after"]) for e in proc.events("switch")] == [
+                ("db", "virginia")
+            ]
+            assert not proc.events("inventory_read_dropped")  # the hung read is still hung
+        finally:
+            primary.resume()
+        # Released, the stale read returns from a database that is no longer active: dropped.
+        wait_for(lambda: proc.events("inventory_read_dropped"), 20, "the stale read dropped")
+        assert proc.events("inventory_read_dropped")[0]["reason"] == "stale_site"
+        assert proc.events("inventory_read_dropped")[0]["site"] == "chicago"
+        for _ in range(5):
+            assert b"backup-Secret" in fetch(http)
