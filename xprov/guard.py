@@ -143,7 +143,10 @@ class Gate:
         if request is None:
             return NotFound("unknown file")
         if not request.spec.per_device:
-            return self.provisioner.render(request)  # no secret in it: for everyone
+            outcome = self.provisioner.render(request)  # no secret in it: for everyone
+            if isinstance(outcome, NotFound):  # a name no model asks for: made up, or new
+                return replace(outcome, charge=self._shared_miss(asker, request, now))
+            return outcome
         budget = budget_of(asker)
         refused = self._authorize(asker, request, budget, now)
         if refused is not None:
@@ -244,10 +247,21 @@ class Gate:
             return _limited(request, self.sources, budget, now)
         return Refused(status, reason, request, charge=self._miss(budget, request, reason, now))
 
+    def _shared_miss(self, asker: Asker, request: FileRequest, now: float) -> Charge:
+        """A shared file no model has: charged once per name and window, so a flood of
+        made-up names drains its source's budget; once drained, nothing more (not even a
+        log line: a flood must not fill the disk)."""
+        budget = budget_of(asker)
+        if self.sources.blocked(budget, now):
+            return Charge.NONE
+        return self._miss(budget, request, "unknown model", now)
+
     def _miss(self, budget: Budget, request: FileRequest, reason: str, now: float) -> Charge:
         """An unknown device (or a refusal that names one): charged once per MAC and window,
         so phones retrying their missing files never lock out the office behind them."""
-        if not self.repeats.first((budget, request.mac), now):
+        # A shared file has no MAC: its name is what a repeat repeats.
+        seen = request.mac if request.mac is not None else request.name
+        if not self.repeats.first((budget, seen), now):
             return Charge.REPEAT
         return self._charge(budget, reason, now)
 

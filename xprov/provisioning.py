@@ -106,6 +106,8 @@ class Provisioner:
         # built only to render (a view costs more than a cache hit).
         mac = request.mac if request.spec.per_device else request.ua_mac
         record = records.get(mac) if mac else None  # type: ignore[arg-type]
+        if request.spec.per_model and request.model is None:
+            return NotFound("unknown model", request)
         if request.spec.per_device:
             if record is None:
                 return NotFound("unknown device", request)

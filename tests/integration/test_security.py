@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ from tests.helpers import (
 )
 from xprov.auth import parse_params
 from xprov.tftp import codec
+from xprov.vendors import yealink
 
 T46G_USER, T46G_PASSWORD = "t46g", "http-T46G-Secret"
 SPA_USER, SPA_PASSWORD = "spa504g", "http-SPA-Secret"
@@ -710,3 +712,43 @@ password = "{SHARED_PASSWORD}"
         # Outside the trusted network, TFTP refuses every per-device file.
         for name in (f"{SPA504G}.xml", f"{YEALINK_T31G}.cfg", f"{YEALINK_T31G}.boot"):
             assert tftp_from(outside, tftp, name, tmp_path) == (69, b"")
+
+
+ADMIN_TOKEN = "dev-admin-token-change-me"  # the sample config's
+
+
+def metric(admin: int, name: str) -> float:
+    scraped = subprocess.run(
+        ["curl", "-s", "--max-time", "5", "-H", f"Authorization: Bearer {ADMIN_TOKEN}",
+         f"http://127.0.0.1:{admin}/metrics"],
+        capture_output=True, text=True, check=True, timeout=10,
+    ).stdout  # fmt: skip
+    (line,) = [x for x in scraped.splitlines() if x.startswith(name + " ")]
+    return float(line.split()[1])
+
+
+def test_a_name_flood_leaves_one_cache_entry_per_model(tmp_path) -> None:
+    """Issue 13, item 11: 3,000 made-up `y<12 digits>.cfg` names (and their upper-case
+    spellings) from one source. The render cache holds at most one entry per model, the
+    made-up names are 404 with empty bodies, the source's budget is drained after its
+    burst (security events stop there: a flood cannot fill the disk), and a phone
+    elsewhere keeps getting its model's file."""
+    admin = free_port()
+    proc, http_port, _ = server(tmp_path, "", admin_port=admin)
+    with proc:
+        connection = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
+        statuses: Counter[int] = Counter()
+        for code in range(1500):
+            for name in (f"/y{code:012d}.cfg", f"/Y{code:012d}.CFG"):
+                connection.request("GET", name)
+                response = connection.getresponse()
+                body = response.read()
+                statuses[response.status] += 1
+                assert response.status == 200 or body == b""
+        connection.close()
+        known = len(yealink.CODE_MODELS)  # codes 0..1499 cover every code in the table
+        assert statuses == {200: known, 404: 3000 - known}
+        assert metric(admin, "xprov_render_cache_entries") <= len(yealink.MODEL_CODES)
+        events = proc.events("security")
+        assert 20 <= len(events) <= 22  # the burst, then "rate limited", then silence
+        assert get(http_port, "/y000000000028.cfg", source="127.0.0.2") == 200

@@ -24,6 +24,7 @@ from xprov.guard import Asker, Gate, Policy, Transport, allowed, budget_of, noti
 from xprov.provisioning import Charge, NotFound, Provisioner, Refused, Served
 from xprov.selection import ActiveSites
 from xprov.service import load
+from xprov.vendors import yealink
 
 T46G_USER, T46G_PASSWORD = "t46g", "http-T46G-Secret"
 SHARED = Credentials("site", "site-pw-Secret")
@@ -651,3 +652,46 @@ def test_a_miss_is_charged_under_its_own_reason(provisioner) -> None:
     assert isinstance(mismatch, NotFound) and isinstance(unknown, NotFound)
     assert (mismatch.reason, unknown.reason) == ("vendor mismatch", "unknown device")
     assert gate.charged == {"vendor mismatch": 1, "unknown device": 1}
+
+
+def test_a_name_flood_leaves_one_cache_entry_per_model(provisioner: Provisioner) -> None:
+    """Issue 13, item 11: distinct `y<12 digits>.cfg` names once filled the render cache to
+    its 250,000-entry cap. Shared files exist per model: every name maps to its model's one
+    entry, a name no model asks for is 404 (never rendered, never cached) and charged to its
+    source once per name and window; a phone asking for its own model's file pays nothing."""
+    gate = gate_of(provisioner, burst=100_000)
+    flooder, phone = "198.51.100.7", "192.0.2.20"
+    served = misses = 0
+    for code in range(2000):
+        for path in (f"/y{code:012d}.cfg", f"/Y{code:012d}.cfg", f"/y{code:012d}.boot"):
+            answer = gate.answer(Asker(Transport.HTTP, flooder, path), NOW)
+            if isinstance(answer, Served):
+                served += 1
+            else:
+                assert isinstance(answer, NotFound)
+                misses += 1
+    assert len(provisioner.cache) <= len(yealink.MODEL_CODES) + 1  # + y000000000000.boot
+    assert len(provisioner.cache) == provisioner.renders
+    assert served == len(yealink.CODE_MODELS) + 1
+    unknown = gate.answer(Asker(Transport.HTTP, flooder, "/y000000000999.cfg"), NOW)
+    assert unknown == NotFound("unknown model", unknown.request, Charge.REPEAT)  # type: ignore[union-attr]
+    # Each made-up name cost the flooder a token once; a known model's file costs nothing.
+    assert gate.charged["unknown model"] == 2000 - len(yealink.CODE_MODELS)
+    before = len(provisioner.cache)
+    for _ in range(100):
+        answer = gate.answer(
+            Asker(Transport.HTTP, phone, "/y000000000028.cfg", USER_AGENTS[YEALINK_T46G]), NOW
+        )
+        assert isinstance(answer, Served)
+    assert len(provisioner.cache) == before
+    assert gate.charged["unknown model"] == 2000 - len(yealink.CODE_MODELS)
+
+
+def test_a_new_model_asking_its_file_is_charged_once_per_window(provisioner: Provisioner) -> None:
+    """A model missing from the table is not an attack: its one file name, asked on every
+    poll, costs its source one token per repeat window, never a lock-out."""
+    gate = gate_of(provisioner, burst=2, rate=0.0001)
+    asker = Asker(Transport.HTTP, OFFICE, "/spa9999.cfg", "Cisco/SPA9999-7.6.2 (CBT1)")
+    charges = [gate.answer(asker, NOW + poll * 60).charge for poll in range(50)]  # type: ignore[union-attr]
+    assert charges == [Charge.CHARGED] + [Charge.REPEAT] * 49
+    assert isinstance(gate.answer(Asker(Transport.HTTP, OFFICE, "/spa504G.cfg"), NOW), Served)

@@ -85,7 +85,7 @@ def test_yealink_files(path: str, kind: str, mac: str | None) -> None:
     request = identify(path, None)
     assert request is not None
     assert (request.vendor, request.kind, request.mac) == ("yealink", kind, mac)
-    assert request.name == path.rpartition("/")[2]
+    assert request.name == path.rpartition("/")[2].lower()  # one spelling per file
     assert request.spec == yealink.FILES[kind]
 
 
@@ -123,6 +123,9 @@ def test_file_name_identifies_the_phone_user_agent_only_hints() -> None:
         "../../etc/passwd",
         "spa.xml",
         "spa9420.cfg.bak",
+        "y000000000001.boot",  # every model asks for y000000000000.boot, no other
+        "y000000000028.boot",
+        "Y000000000000.boot",
         "00156574b150.cfg/",
         "a" * 200 + ".cfg",
     ],
@@ -167,7 +170,7 @@ def test_spa_device_file(path: str) -> None:
     request = identify(path, "Cisco/SPA508G-7.4.4 (0002FDFF2103)(CBT141400UK)")
     assert request is not None
     assert (request.vendor, request.kind, request.mac) == ("linksys", "device", "0002fdff2103")
-    assert request.name == path.lstrip("/") and request.spec == linksys.FILES["device"]
+    assert request.name == "0002fdff2103.xml" and request.spec == linksys.FILES["device"]
 
 
 def test_common_file_names() -> None:
@@ -191,3 +194,57 @@ def test_a_long_yealink_user_agent_still_gives_its_mac_hint() -> None:
     request = identify("y000000000028.cfg", ua)
     assert request is not None and request.ua_mac == "0015654aa937"
     assert identify("y000000000028.cfg", ua + "x" * 100).ua_mac is None  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("path", "user_agent", "name", "model"),
+    [
+        # a common file is named by its model, whatever code was asked for
+        ("y000000000028.cfg", None, "y000000000028.cfg", "T46G"),
+        ("y000000000028.cfg", "Yealink SIP-T48G 35.1.2.3", "y000000000035.cfg", "T48G"),
+        # a User-Agent naming no known model does not name the file
+        ("y000000000028.cfg", "Yealink SIP-T99Z 99.1.2.3", "y000000000028.cfg", "T46G"),
+        ("y000000000999.cfg", "Yealink SIP-T99Z 99.1.2.3", "y000000000999.cfg", None),
+        ("y000000000999.cfg", "Yealink SIP-T46G 28.1.2.3", "y000000000028.cfg", "T46G"),
+        ("00156574B150.CFG", None, "00156574b150.cfg", None),
+        ("00156574B150.Boot", None, "00156574b150.boot", None),
+        ("spa504g.cfg", None, "spa504G.cfg", "SPA504G"),
+        ("SPA504G.CFG", None, "spa504G.cfg", "SPA504G"),
+        ("spa525G2.cfg", None, "spa525G2.cfg", "SPA525G2"),
+        ("SPA.CFG", None, "spa.cfg", "SPA2000"),
+        ("Init.cfg", "Cisco/SPA122-1.4.1 (SR5) (0002FDFF2103)(CBT1)", "init.cfg", "SPA122"),
+        ("init.cfg", "Linksys/PAP2T-5.1.6(LS) (88019FA42805)", "init.cfg", "PAP2T"),
+        ("spa.cfg", "Cisco/SPA999X-7.4.4 (CBT141900G7)", "spa.cfg", "SPA2000"),
+        ("spa9999.cfg", None, "spa9999.cfg", None),
+        ("spa504Z.cfg", None, "spa504Z.cfg", None),
+        ("0002FDFF2103.XML", None, "0002fdff2103.xml", None),
+    ],
+)
+def test_one_canonical_name_per_file(path, user_agent, name: str, model: str | None) -> None:
+    """Issue 13, item 11: the render cache is keyed by the file's name, so every spelling
+    of a file must be one name, and a name that names no known model is kept as asked (and
+    answered 404, never cached): distinct names can never fill the cache."""
+    request = identify(path, user_agent)
+    assert request is not None
+    assert (request.name, request.model) == (name, model)
+    assert request.spec.per_model is (request.kind in ("common", "model"))
+
+
+def test_model_files_are_bounded_by_the_model_tables() -> None:
+    """Every spelling of every name a model file can have maps to one (name, model) per
+    model of the vendor's table (or to None): at most one cache entry per model."""
+    names = set()
+    for code in range(0, 1000):
+        for ua in (None, "Yealink SIP-T48G 35.1.2.3"):
+            request = identify(f"y{code:012d}.cfg", ua)
+            assert request is not None
+            if request.model is not None:
+                names.add((request.name, request.model))
+    assert len(names) <= len(yealink.MODEL_CODES)
+    spa = set()
+    for psn in [*linksys.SERIES, *(p.lower() for p in linksys.SERIES), "9999", "504Z"]:
+        request = identify(f"spa{psn}.cfg", None)
+        assert request is not None
+        if request.model is not None:
+            spa.add((request.name, request.model))
+    assert len(spa) == len(linksys.SERIES)

@@ -11,6 +11,10 @@ class FileSpec:
     template: str
     content_type: str
     per_device: bool  # True: only for a known phone of this vendor, MAC from the file name
+    # True: one file per model, which only a model in the vendor's table has (a name that
+    # names no known model is 404: the render cache holds one entry per model, never one
+    # per name a stranger makes up)
+    per_model: bool = False
 
 
 @dataclass(frozen=True)

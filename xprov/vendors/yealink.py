@@ -18,7 +18,7 @@ _TEXT = "text/plain; charset=utf-8"
 FILES = {
     "device_boot": FileSpec("yealink/device.boot", _TEXT, per_device=True),
     "common_boot": FileSpec("yealink/common.boot", _TEXT, per_device=False),
-    "common": FileSpec("yealink/common.cfg", _TEXT, per_device=False),
+    "common": FileSpec("yealink/common.cfg", _TEXT, per_device=False, per_model=True),
     "device": FileSpec("yealink/device.cfg", _TEXT, per_device=True),
 }
 
@@ -84,7 +84,8 @@ for _model, _code in MODEL_CODES.items():
     CODE_MODELS.setdefault(_code, _model)
 
 _DEVICE = re.compile(r"^([0-9a-f]{12})\.(cfg|boot)$", re.IGNORECASE)
-_COMMON = re.compile(r"^y(\d{12})\.(cfg|boot)$")
+_COMMON = re.compile(r"^y(\d{12})\.cfg$")
+COMMON_BOOT = "y000000000000.boot"  # the one common boot file every model asks for
 # "Yealink SIP-T46G 28.72.0.1 00:15:65:4a:a9:37", "Yealink SIP VP-T49G 51.80.0.10 ...",
 # "W52P 25.30.0.2 ...", "Yealink-T46G 28.71.0.81 28.1.0.128.0.0.0" (old firmware: no MAC)
 _USER_AGENT = re.compile(
@@ -116,18 +117,33 @@ def device_file(mac: str) -> str:
 
 
 def identify(name: str, user_agent: str | None) -> FileRequest | None:
+    """The file `name` asks for, under its one canonical name (a MAC in lower case, a common
+    file under its model's code), so that every spelling of a file is one file."""
     if match := _DEVICE.match(name):
         # The file name names the phone; its User-Agent adds nothing (and costs a parse).
-        kind = "device" if match[2].lower() == "cfg" else "device_boot"
-        return FileRequest(NAME, kind, FILES[kind], name, match[1].lower(), None, None)
+        mac, extension = match[1].lower(), match[2].lower()
+        kind = "device" if extension == "cfg" else "device_boot"
+        return FileRequest(NAME, kind, FILES[kind], f"{mac}.{extension}", mac, None, None)
+    if name == COMMON_BOOT:
+        ua = parse_user_agent(user_agent)
+        spec = FILES["common_boot"]
+        return FileRequest(NAME, "common_boot", spec, name, None, ua.mac if ua else None, None)
     if match := _COMMON.match(name):
         ua = parse_user_agent(user_agent)
-        kind = "common" if match[2] == "cfg" else "common_boot"
-        model = None
-        if kind == "common":
-            model = ua.model if ua else CODE_MODELS.get(int(match[1]))
-        return FileRequest(NAME, kind, FILES[kind], name, None, ua.mac if ua else None, model)
+        model = common_model(int(match[1]), ua.model if ua else None)
+        canonical = common_file(model) or name  # an unknown model's name is never cached
+        ua_mac = ua.mac if ua else None
+        return FileRequest(NAME, "common", FILES["common"], canonical, None, ua_mac, model)
     return None
+
+
+def common_model(code: int, ua_model: str | None) -> str | None:
+    """The model whose common file is asked for: the User-Agent's model if the table knows
+    it (sources disagree on a few codes), else the table's model for `code`; None if
+    neither names a known model."""
+    if ua_model is not None and ua_model in MODEL_CODES:
+        return ua_model
+    return CODE_MODELS.get(code)
 
 
 def context(request: FileRequest, model: str | None) -> dict[str, Any]:
