@@ -193,8 +193,11 @@ def curl_get(port: int, name: str, max_time: float = 5.0) -> bytes:
 class XprovProcess:
     """`xprov serve` as a real process; stopped with SIGTERM (then SIGKILL) on exit."""
 
-    def __init__(self, config: Path, http_port: int, log_path: Path) -> None:
+    def __init__(
+        self, config: Path, http_port: int, log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.config, self.http_port, self.log_path = config, http_port, log_path
+        self.env = env or {}  # added to this process's environment
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> XprovProcess:
@@ -204,7 +207,7 @@ class XprovProcess:
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )
         wait_for(
             lambda: port_open(self.http_port) or self.proc.poll() is not None, 15, "xprov to listen"

@@ -122,7 +122,7 @@ class AuthConfig:
 class SecurityConfig:
     bad_answer_burst: int  # unknown devices and failed logins a source may cause at once...
     bad_answer_rate: float  # ...and per second after that
-    header_timeout: float  # seconds for a connection to send a request's head
+    header_timeout: float  # seconds for a connection to send a request (head and body)
     max_connections: int  # HTTP(S) connections at once, in all
     max_connections_per_source: int
     max_tftp_per_source: int  # TFTP transfers at once per source address

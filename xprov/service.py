@@ -248,7 +248,14 @@ class Service:
         if cfg.tftp is not None:
             wanted.update({("tftp", x, None): None for x in cfg.tftp.listen})
         if cfg.admin is not None:
-            api = admin.site(self.admin_api, cfg.admin.allow)
+            security = cfg.security
+            api = admin.site(
+                self.admin_api,
+                cfg.admin.allow,
+                security.header_timeout,
+                security.max_connections,
+                security.max_connections_per_source,
+            )
             wanted.update({("admin", x, None): api for x in cfg.admin.listen})
         return wanted
 

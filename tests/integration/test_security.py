@@ -418,7 +418,8 @@ REFUSALS = {
     "another vendor's name for the MAC": (f"{YEALINK_T46G}.xml", SHARED, 404),
     "render failure": (f"{YEALINK_T46G}.boot", digest_as(T46G_USER, T46G_PASSWORD), 500),
     "rate limited": (f"{YEALINK_T46G}.cfg", SHARED, 429),
-    "method not allowed": (f"{YEALINK_T46G}.cfg", ["-X", "POST", "--data", "x=1"], 405),
+    "method not allowed": (f"{YEALINK_T46G}.cfg", ["-X", "POST"], 405),
+    "a body": (f"{YEALINK_T46G}.cfg", ["-X", "POST", "--data", "x=1"], 413),
 }
 
 
@@ -429,7 +430,7 @@ REFUSALS = {
         for case in sorted(REFUSALS)
         for scheme in ("http", "https")
         for head in (False, True)
-        if not (head and case == "method not allowed")  # HEAD is a method we answer
+        if not (head and case in ("method not allowed", "a body"))  # HEAD is answered
     ],
 )
 def test_every_refusal_is_empty(digest, pki, case: str, scheme: str, head: bool) -> None:

@@ -1,10 +1,17 @@
-"""The HTTP resource without sockets: status codes, headers, HEAD, no partial bodies."""
+"""The HTTP resource without sockets: status codes, headers, HEAD, no partial bodies; and the
+channel's bounds (request bodies, pipelining, the request deadline) on an in-memory
+transport."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyRequest
 
 from tests.helpers import (
@@ -18,7 +25,19 @@ from xprov.guard import Gate, Policy
 from xprov.observe import Observer
 from xprov.provisioning import Provisioner
 from xprov.selection import ActiveSites
-from xprov.servers.http import PhoneFiles, _client, site
+from xprov.servers import admin
+from xprov.servers.http import (
+    MAX_PIPELINED,
+    BodyAdmitted,
+    BodyRefused,
+    BoundedChannel,
+    PhoneFiles,
+    PhoneRequest,
+    _client,
+    refusal_answer,
+    request_body,
+    site,
+)
 from xprov.service import load
 
 
@@ -164,3 +183,223 @@ def test_an_unexpected_failure_is_an_empty_500(provisioner) -> None:
     head, _, body = answer.partition(b"\r\n\r\n")
     assert body == b"" and b"content-length: 0" in head.lower()
     assert not transport.disconnecting
+
+
+# Request bodies: decided from the head, before a byte of the body is read ----------------
+
+
+@pytest.mark.parametrize(
+    ("content_length", "transfer_encoding", "max_body", "decision"),
+    [
+        ([], [], 0, BodyAdmitted(0)),
+        ([b"0"], [], 0, BodyAdmitted(0)),
+        ([b"00"], [], 0, BodyAdmitted(0)),
+        ([b" 0"], [], 0, BodyAdmitted(0)),  # OWS is not part of the field value
+        ([b"0\t"], [], 0, BodyAdmitted(0)),
+        ([b"1"], [], 0, BodyRefused(413, "body too large")),
+        ([b"314572800"], [], 0, BodyRefused(413, "body too large")),
+        ([b"9" * 5000], [], 4096, BodyRefused(413, "body too large")),  # never int() of it
+        ([b"4096"], [], 4096, BodyAdmitted(4096)),
+        ([b"0004096"], [], 4096, BodyAdmitted(4096)),
+        ([b"4097"], [], 4096, BodyRefused(413, "body too large")),
+        ([b"-1"], [], 4096, BodyRefused(400, "malformed Content-Length")),
+        ([b"+1"], [], 4096, BodyRefused(400, "malformed Content-Length")),
+        ([b"abc"], [], 4096, BodyRefused(400, "malformed Content-Length")),
+        ([b""], [], 4096, BodyRefused(400, "malformed Content-Length")),
+        ([b"1 1"], [], 4096, BodyRefused(400, "malformed Content-Length")),
+        ([b"0x10"], [], 4096, BodyRefused(400, "malformed Content-Length")),
+        (["\u0663".encode()], [], 4096, BodyRefused(400, "malformed Content-Length")),
+        ([b"0, 0"], [], 4096, BodyRefused(400, "malformed Content-Length")),  # a list
+        ([b"0", b"0"], [], 4096, BodyRefused(400, "several Content-Length fields")),
+        ([b"5", b"7"], [], 4096, BodyRefused(400, "several Content-Length fields")),
+        ([], [b"chunked"], 4096, BodyRefused(411, "chunked body")),
+        ([], [b"Chunked"], 0, BodyRefused(411, "chunked body")),
+        ([], [b"gzip, chunked"], 4096, BodyRefused(411, "chunked body")),
+        ([], [b"gzip", b"chunked"], 4096, BodyRefused(411, "chunked body")),
+        ([], [b"chunked, gzip"], 4096, BodyRefused(400, "Transfer-Encoding not ending in chunked")),
+        ([], [b"identity"], 4096, BodyRefused(400, "Transfer-Encoding not ending in chunked")),
+        ([], [b""], 4096, BodyRefused(400, "Transfer-Encoding not ending in chunked")),
+        ([b"0"], [b"chunked"], 4096, BodyRefused(400, "Transfer-Encoding with Content-Length")),
+    ],
+)
+def test_request_body(content_length, transfer_encoding, max_body, decision) -> None:
+    assert request_body(content_length, transfer_encoding, max_body) == decision
+
+
+class Counting(Resource):
+    """Answers every request with its content, and counts the requests it rendered."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rendered: list[bytes] = []
+
+    def render(self, request) -> bytes:
+        self.rendered.append(request.path)
+        return request.content.read()
+
+
+def connect(web, clock: Clock | None = None) -> tuple[BoundedChannel, StringTransport]:
+    channel = web.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+    if clock is not None:
+        channel.callLater = clock.callLater
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    return channel, transport
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"POST /a.cfg HTTP/1.1\r\nContent-Length: 314572800\r\n", 413),
+        (b"PUT /a.cfg HTTP/1.1\r\nContent-Length: 314572800\r\nExpect: 100-continue\r\n", 413),
+        (b"GET /a.cfg HTTP/1.1\r\nContent-Length: 5\r\n", 413),
+        (b"POST /a.cfg HTTP/1.1\r\nTransfer-Encoding: chunked\r\n", 411),
+        (b"GET /a.cfg HTTP/1.1\r\nTransfer-Encoding: identity\r\n", 400),  # length stays 0
+    ],
+)
+def test_a_body_is_refused_from_the_head(head: bytes, status: int) -> None:
+    """The refusal alone (no 100 Continue, no content), the connection closed, the request
+    never rendered and no content file ever made, whatever of the body came along."""
+    resource = Counting()
+    channel, transport = connect(site(resource))
+    requests = channel.requests
+    channel.dataReceived(head + b"Host: x\r\n\r\n" + b"a" * 1000 + b"\r\n\r\nGET / HTTP/1.1\r\n")
+    assert transport.value() == refusal_answer(status)
+    assert transport.value().startswith(b"HTTP/1.1 %d " % status)
+    assert transport.disconnecting
+    assert resource.rendered == [] and requests[0].content is None
+    channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # nothing more is read
+    assert transport.value() == refusal_answer(status)
+
+
+@pytest.mark.parametrize(
+    "head", [b"GET /a.cfg HTTP/1.1", b"GET /a.cfg HTTP/1.1\r\nContent-Length: 0"]
+)
+def test_no_body_is_served(head: bytes) -> None:
+    resource = Counting()
+    channel, transport = connect(site(resource))
+    channel.dataReceived(head + b"\r\nHost: x\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 200 OK\r\n")
+    assert resource.rendered == [b"/a.cfg"] and not transport.disconnecting
+
+
+def test_the_admin_listener_takes_a_small_body_in_memory_only() -> None:
+    resource = Counting()
+    body = b'{"service": "sip"}'.ljust(admin.MAX_BODY, b" ")
+    channel, transport = connect(admin.AdminSite(resource, 30, 10, (), 10, 10))
+    channel.dataReceived(b"POST /failover HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\n\r\n")
+    channel.dataReceived(body)
+    assert resource.rendered == [b"/failover"]
+    assert transport.value().endswith(b"\r\n\r\n" + body)
+    over = b"POST /failover HTTP/1.1\r\nHost: x\r\nContent-Length: 4097\r\n\r\n"
+    channel, transport = connect(admin.AdminSite(resource, 30, 10, (), 10, 10))
+    channel.dataReceived(over + body)
+    assert transport.value() == refusal_answer(413) and transport.disconnecting
+    assert resource.rendered == [b"/failover"]
+
+
+@pytest.mark.parametrize("length", [None, 0, 99_999, 100_000, 10**9])
+def test_content_is_never_a_temporary_file(length: int | None) -> None:
+    """twisted.web spools 100,000 bytes or more, or an unknown length, to a file."""
+    request = PhoneRequest(connect(site(Counting()))[0])
+    request.gotLength(length)
+    assert isinstance(request.content, io.BytesIO)
+
+
+# Pipelining: back-pressure and turns ----------------------------------------------------
+
+
+def answers(transport: StringTransport) -> list[bytes]:
+    """The bodies answered so far, in order."""
+    return [part.partition(b"\r\n\r\n")[2] for part in transport.value().split(b"HTTP/1.1 ")[1:]]
+
+
+def pipelined(count: int) -> bytes:
+    return b"".join(
+        b"POST /%d HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n" % i for i in range(count)
+    )
+
+
+class Echo(Counting):
+    def render(self, request) -> bytes:
+        request.setHeader(b"content-length", b"%d" % len(request.path))
+        return request.path
+
+
+def next_iteration(clock: Clock) -> None:
+    """Run the calls due now, as the reactor's next iteration does (Clock.advance would also
+    run those they schedule for now)."""
+    for call in [c for c in clock.getDelayedCalls() if c.getTime() <= clock.seconds()]:
+        clock.calls.remove(call)
+        call.func(*call.args, **call.kw)
+
+
+def test_pipelined_requests_are_answered_a_turn_at_a_time() -> None:
+    clock, resource = Clock(), Echo()
+    channel, transport = connect(site(resource), clock)
+    channel.dataReceived(pipelined(MAX_PIPELINED * 2 + 3))
+    assert answers(transport) == [b"/%d" % i for i in range(MAX_PIPELINED)]
+    assert transport.producerState == "paused"  # and the connection is not read meanwhile
+    next_iteration(clock)
+    assert len(answers(transport)) == MAX_PIPELINED * 2
+    next_iteration(clock)
+    assert answers(transport) == [b"/%d" % i for i in range(MAX_PIPELINED * 2 + 3)]
+    assert transport.producerState == "producing"
+    assert [c.getTime() for c in clock.getDelayedCalls()] == [30]  # the idle timeout only
+
+
+def test_a_full_send_buffer_stops_reading_and_answering_until_it_drains() -> None:
+    """twisted.web itself stops reading only when the buffer fills between requests; here
+    it fills while answering one (the transport calls pauseProducing from write)."""
+    clock, resource = Clock(), Echo()
+    channel, transport = connect(site(resource), clock)
+    transport.write = lambda data: (
+        StringTransport.write(transport, data),
+        channel.pauseProducing(),
+    )
+    channel.dataReceived(pipelined(5))
+    assert answers(transport) == [b"/0"]
+    assert transport.producerState == "paused"
+    next_iteration(clock)
+    channel.dataReceived(pipelined(3))  # bytes a read still delivered: held, not answered
+    assert answers(transport) == [b"/0"]
+    transport.write = lambda data: StringTransport.write(transport, data)
+    channel.resumeProducing()  # the client read: the held requests are answered, in order
+    assert answers(transport) == [b"/%d" % i for i in (0, 1, 2, 3, 4, 0, 1, 2)]
+    assert transport.producerState == "producing"
+
+
+def test_a_connection_leaving_its_answers_unread_is_cut_at_the_deadline(monkeypatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("xprov.servers.http.time.monotonic", lambda: now[0])
+    web = site(Echo(), header_timeout=10)
+    channel, transport = connect(web)
+    transport.write = lambda data: (
+        StringTransport.write(transport, data),
+        channel.pauseProducing(),
+    )
+    channel.dataReceived(pipelined(5))
+    now[0] += 9
+    web.sweep()
+    assert not transport.disconnecting and transport.producerState == "paused"
+    now[0] += 2
+    web.sweep()
+    assert transport.disconnected  # aborted
+
+
+def test_a_body_must_arrive_within_the_deadline(monkeypatch) -> None:
+    """The deadline covers the whole request: a complete head does not stop the clock."""
+    now = [1000.0]
+    monkeypatch.setattr("xprov.servers.http.time.monotonic", lambda: now[0])
+    web = admin.AdminSite(Echo(), 30, 10, (), 10, 10)
+    channel, transport = connect(web)
+    channel.dataReceived(b"POST /failover HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+    for _ in range(11):  # a byte a second: the idle timeout never fires
+        now[0] += 1
+        channel.dataReceived(b"{")
+        web.sweep()
+        if transport.disconnected:  # aborted
+            break
+    assert transport.disconnected and now[0] == 1011 and transport.value() == b""

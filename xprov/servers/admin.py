@@ -14,15 +14,17 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST
 from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import NOT_DONE_YET, Request
 
 from xprov.config import Network
-from xprov.guard import allowed
 from xprov.logs import get_logger
 from xprov.monitor import ManualChoiceError, Monitor
+from xprov.servers.http import PhoneSite
 
 log = get_logger("xprov.admin")
 security = get_logger("xprov.security")
+# Bytes of a request body: failover and failback take a JSON object of a few dozen bytes.
+# A longer one is refused (413) before it is read; an admitted one is kept in memory.
 MAX_BODY = 4096
 
 
@@ -119,21 +121,19 @@ def _json(request: Request, code: int, body: Any) -> bytes:
     return json.dumps(body, indent=2, sort_keys=True).encode() + b"\n"
 
 
-class AdminSite(Site):
-    displayTracebacks = False
-    noisy = False
-    allow: tuple[Network, ...] = ()
+class AdminSite(PhoneSite):
+    """The phones' bounds (allow-list, connection caps, request deadline, head limits, no
+    access log), and bodies of up to `MAX_BODY` bytes, which must arrive within the same
+    deadline as the head."""
 
-    def buildProtocol(self, addr: Any) -> Any:
-        if not allowed(getattr(addr, "host", "?"), self.allow):
-            return None  # closed at once
-        return super().buildProtocol(addr)
-
-    def log(self, request: Request) -> None:
-        pass
+    max_body = MAX_BODY
 
 
-def site(api: AdminApi, allow: Sequence[Network] = ()) -> AdminSite:
-    admin = AdminSite(api, timeout=30)
-    admin.allow = tuple(allow)
-    return admin
+def site(
+    api: AdminApi,
+    allow: Sequence[Network] = (),
+    header_timeout: float = 10.0,
+    max_connections: int = 10_000,
+    per_source: int = 64,
+) -> AdminSite:
+    return AdminSite(api, 30.0, header_timeout, allow, max_connections, per_source)

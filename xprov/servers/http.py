@@ -3,8 +3,10 @@
 Every request goes through the gate (`xprov.guard.Gate`), which decides who may have a file
 before it is rendered; this module only maps the gate's typed answer to HTTP. A refusal and
 an error have an empty body, always (HEAD included, and an unexpected exception too).
-Connections are bounded: request heads must arrive in time and within size limits, and
-sources may hold only so many.
+Connections are bounded: a request (head and any body) must arrive in time and within size
+limits, a request body is refused before a byte of it is read unless the listener takes one
+(the admin API, a few KB, kept in memory), a connection whose answers pile up unread is read
+no more, and sources may hold only so many.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from io import BytesIO
 from typing import Any, assert_never
 
 from cryptography import x509
 from twisted.internet import ssl
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from twisted.web import server
@@ -35,6 +40,12 @@ security = get_logger("xprov.security")
 # Every answer of every listener names xprov, not twisted.web and its version (the way
 # twisted.web.server offers to change it).
 server.version = b"xprov"
+
+# Requests of one connection answered from one read of it before the server turns to its
+# other connections: a client pipelining thousands of requests in one segment gets them
+# answered a few at a time, and the transport's back-pressure (`BoundedChannel`) is heeded
+# between turns (over TLS, small writes are only handed to TCP once per turn).
+MAX_PIPELINED = 16
 
 
 class PhoneFiles(Resource):
@@ -153,8 +164,80 @@ def _empty(request: Request, code: int) -> bytes:
 _REASONS = {429: b"Too Many Requests"}  # RFC 6585; twisted.web does not know it
 
 
+@dataclass(frozen=True)
+class BodyAdmitted:
+    """The request's content may be read: `length` bytes (0: it has none), into memory."""
+
+    length: int
+
+
+@dataclass(frozen=True)
+class BodyRefused:
+    """The request is answered `status` (empty) and its connection closed, its body unread."""
+
+    status: int  # 400 Bad Request, 411 Length Required or 413 Content Too Large
+    reason: str  # for the log
+
+
+def request_body(
+    content_length: Sequence[bytes], transfer_encoding: Sequence[bytes], max_body: int
+) -> BodyAdmitted | BodyRefused:
+    """Whether a request head announces a body we take, decided before any of it is read.
+
+    `content_length` and `transfer_encoding` are the values of every such header field of
+    the head, in order; `max_body` the most bytes of content the listener takes (0: none).
+    The framing is RFC 9112 section 6.3: a Transfer-Encoding whose final coding is not
+    chunked is a framing error (400); a chunked body has no length to bound before reading
+    it (411, RFC 9110 section 15.5.12); Transfer-Encoding beside Content-Length is the shape
+    of request smuggling (400, RFC 9112 section 6.1). Content-Length is 1*DIGIT (RFC 9110
+    section 8.6; leading and trailing OWS are not part of a field value); anything else, a
+    list, or several fields are 400. A length over `max_body` is 413 (RFC 9110 section
+    15.5.14)."""
+    if transfer_encoding:
+        if content_length:
+            return BodyRefused(400, "Transfer-Encoding with Content-Length")
+        final = transfer_encoding[-1].rpartition(b",")[2].strip(b" \t").lower()
+        if final != b"chunked":
+            return BodyRefused(400, "Transfer-Encoding not ending in chunked")
+        return BodyRefused(411, "chunked body")
+    if not content_length:
+        return BodyAdmitted(0)
+    if len(content_length) > 1:
+        return BodyRefused(400, "several Content-Length fields")
+    value = content_length[0].strip(b" \t")
+    if not value.isdigit():  # bytes: ASCII digits only
+        return BodyRefused(400, "malformed Content-Length")
+    digits = value.lstrip(b"0")
+    if len(digits) > len(str(max_body)) or int(digits or b"0") > max_body:
+        return BodyRefused(413, "body too large")
+    return BodyAdmitted(int(digits or b"0"))
+
+
+_STATUS_LINES = {
+    400: b"400 Bad Request",
+    411: b"411 Length Required",
+    413: b"413 Content Too Large",
+}
+
+
+def refusal_answer(status: int) -> bytes:
+    """The whole answer to a refused request: no content, and the connection closes (its
+    body, if any, is never read: the connection cannot carry another request)."""
+    return b"HTTP/1.1 %s\r\nServer: %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" % (
+        _STATUS_LINES[status],
+        server.version,
+    )
+
+
 class PhoneRequest(Request):
-    """A request whose unexpected failure is an empty 500, never twisted.web's error page."""
+    """A request whose content is kept in memory (its channel admitted at most its site's
+    `max_body` bytes), and whose unexpected failure is an empty 500, never twisted.web's
+    error page."""
+
+    def gotLength(self, length: int | None) -> None:
+        # twisted.web would spool a body of 100,000 bytes or more, or of unknown length,
+        # to a temporary file: never here.
+        self.content = BytesIO()
 
     def processingFailed(self, reason: Failure) -> None:
         log.error("request_failed", error=reason.getErrorMessage(), type=reason.type.__name__)
@@ -170,43 +253,124 @@ class PhoneRequest(Request):
 
 class BoundedChannel(HTTPChannel):
     """HTTP with small limits: a line is at most 4 KB, a request head at most 8 KB in at most
-    50 headers (phones send a few hundred bytes), and a head must be complete within the
-    site's `header_timeout` of the connection or of the previous answer (the site's sweep
-    enforces it: a timer per request would cost more than the request)."""
+    50 headers (phones send a few hundred bytes), a body at most the site's `max_body` bytes
+    (announced by Content-Length, refused before it is read), and a request (head and body)
+    must be complete within the site's `header_timeout` of the connection or of the previous
+    answer (the site's sweep enforces it: a timer per request would cost more than the
+    request).
+
+    Back-pressure (twisted.web only stops reading while no request is being answered, so a
+    client that pipelines requests and reads no answer grows the send buffer without end):
+    when the transport's send buffer is full (it calls `pauseProducing`), the channel stops
+    reading the connection and parsing what it holds until the buffer drains; and it answers
+    at most `MAX_PIPELINED` requests per turn. The deadline runs on meanwhile: a client that
+    leaves its answers unread for `header_timeout` is cut off like a slow one. (This uses
+    HTTPChannel's private state as Twisted 26.10, the pinned version, keeps it:
+    `_waitingForTransport`, `_handlingRequest`, `_networkProducer`, and LineReceiver's
+    `_busyReceiving`; tests/unit/test_http.py checks the behaviour.)"""
 
     maxHeaders = 50
     totalHeadersSize = 8192
     MAX_LENGTH = 4096
     source = "?"
-    head_since: float | None = None  # waiting for a request head since (monotonic seconds)
+    request_since: float | None = None  # waiting for a request's head or body since (monotonic s)
     certificate_macs: frozenset[str] | None = None  # HTTPS: read on its first request
+    answered = 0  # requests answered in this turn
+    next_turn: IDelayedCall | None = None  # starts the next turn, while one is due
+    refused = False  # a body was refused: the connection reads and parses nothing more
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        self.head_since = time.monotonic()
+        self.request_since = time.monotonic()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.refused:
+            return
+        if not self._busyReceiving:  # a read of the connection (not a replay of held bytes)
+            self.answered = 0
+        super().dataReceived(data)
 
     def allHeadersReceived(self) -> None:
-        self.head_since = None
-        super().allHeadersReceived()
+        headers = self.requests[-1].requestHeaders
+        decision = request_body(
+            headers.getRawHeaders(b"content-length", []),
+            headers.getRawHeaders(b"transfer-encoding", []),
+            self.factory.max_body,
+        )
+        match decision:
+            case BodyAdmitted():
+                super().allHeadersReceived()
+            case BodyRefused():
+                self._refuse(decision)
+            case _:
+                assert_never(decision)
+
+    def _refuse(self, refusal: BodyRefused) -> None:
+        """Answer `refusal` and close, reading nothing more (no 100 Continue was sent)."""
+        log.info("body_refused", client=self.source, status=refusal.status, reason=refusal.reason)
+        self.refused, self.paused, self.persistent = True, True, False
+        self.length = None  # twisted.web would otherwise take a 0 as a complete request
+        self.transport.write(refusal_answer(refusal.status))
+        self.loseConnection()
+
+    def allContentReceived(self) -> None:
+        self.request_since = None
+        super().allContentReceived()
 
     def requestDone(self, request: Any) -> None:
+        self.answered += 1
+        turn_over = self.answered >= MAX_PIPELINED
+        if turn_over:
+            self.paused = True  # before twisted.web replays the bytes it held
         super().requestDone(request)
-        self.head_since = time.monotonic()
+        self.request_since = time.monotonic()
+        if turn_over and self.next_turn is None and self.persistent:
+            self.next_turn = self.callLater(0, self._next_turn)
+            self._settle()
+
+    def _next_turn(self) -> None:
+        self.next_turn, self.answered = None, 0
+        self._settle()
+
+    def pauseProducing(self) -> None:
+        """The transport's send buffer is full: read and parse nothing more until it drains."""
+        super().pauseProducing()
+        self._settle()
+
+    def resumeProducing(self) -> None:
+        """The transport's send buffer drained."""
+        super().resumeProducing()
+        self._settle()
+
+    def _settle(self) -> None:
+        """Read and parse the connection, or not, as the send buffer and the turn allow."""
+        if self._waitingForTransport or self.next_turn is not None or self.refused:
+            self.paused = True
+            self._networkProducer.pauseProducing()
+            return
+        self.paused = False
+        self.dataReceived(b"")  # parse what was held first: it may be held again
+        if not self.paused and not self._handlingRequest:  # else requestDone resumes reading
+            self._networkProducer.resumeProducing()
 
     def connectionLost(self, reason: Any) -> None:
+        if self.next_turn is not None:
+            self.next_turn.cancel()
+            self.next_turn = None
         super().connectionLost(reason)
         self.factory.connection_closed(self)
 
 
 class PhoneSite(Site):
     """A Site without an access log (requests are counted, not written out one by one) and
-    with bounded connections: an allow-list of sources, a cap in all and per source, and a
-    deadline for every request head."""
+    with bounded connections: an allow-list of sources, a cap in all and per source, no
+    request body (`max_body`), and a deadline for every request."""
 
     displayTracebacks = False
     noisy = False
     protocol = BoundedChannel
     requestFactory = PhoneRequest
+    max_body = 0  # bytes of content a request may carry: phones send none
 
     def __init__(
         self,
@@ -235,10 +399,13 @@ class PhoneSite(Site):
         super().stopFactory()
 
     def sweep(self) -> None:
-        """Cut off connections whose request head is overdue (slowloris)."""
+        """Cut off connections whose request (head or body) is overdue (slowloris), or that
+        left their answers unread as long."""
         late = time.monotonic() - self.header_timeout
-        for channel in [c for c in self.channels if c.head_since and c.head_since < late]:
-            channel.head_since = None
+        for channel in [
+            c for c in self.channels if c.request_since is not None and c.request_since < late
+        ]:
+            channel.request_since = None
             channel.transport.abortConnection()
 
     def buildProtocol(self, addr: Any) -> Any:
