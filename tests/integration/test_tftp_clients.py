@@ -5,6 +5,7 @@ random and mutated datagrams, after which the same files are still served."""
 from __future__ import annotations
 
 import socket
+import struct
 import subprocess
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from tests.helpers import (
     curl_get,
     free_port,
     sample_config,
+    wait_for,
 )
+from tests.unit.test_tftp_server import oversized_request
 from xprov.tftp import codec
 
 ALL_FILES = sorted({name for names in FILES.values() for name in names})
@@ -207,9 +210,12 @@ def drain(sock: socket.socket) -> None:
         sock.settimeout(2)
 
 
-def start_transfer(client: socket.socket, port: int, name: str) -> tuple[str, int]:
-    """RRQ with blksize 8; returns the transfer's address once its OACK arrives."""
-    client.sendto(codec.rrq(name, {"blksize": "8"}), ("127.0.0.1", port))
+def start_transfer(
+    client: socket.socket, port: int, name: str, request: bytes | None = None
+) -> tuple[str, int]:
+    """RRQ with blksize 8 first (then whatever `request` adds); returns the transfer's
+    address once its OACK arrives."""
+    client.sendto(request or codec.rrq(name, {"blksize": "8"}), ("127.0.0.1", port))
     while True:  # skip the listener's answers to earlier floods
         packet, transfer = client.recvfrom(2048)
         if transfer[1] != port:
@@ -235,9 +241,16 @@ def finish_transfer(client: socket.socket, transfer: tuple[str, int]) -> bytes:
 
 
 def test_a_stranger_flooding_a_transfer_port_changes_nothing(server, sockets) -> None:
+    """The stranger gets ERROR 5 once (RFC 1350 section 4), then nothing more however much
+    it sends: the transfer port is no reflector."""
     client, stranger = sockets
     name = f"{SPA942}.xml"
     transfer = start_transfer(client, server.tftp_port, name)
+    drain(stranger)  # the listener's answers to the floods before
+    stranger.sendto(codec.ack(0), transfer)
+    answer, source = stranger.recvfrom(2048)
+    assert source == transfer
+    assert answer == codec.error(codec.UNKNOWN_TID, "Unknown transfer ID")
 
     @settings(max_examples=1000, deadline=None)
     @given(datagram=DATAGRAMS)
@@ -245,12 +258,142 @@ def test_a_stranger_flooding_a_transfer_port_changes_nothing(server, sockets) ->
         stranger.sendto(datagram, transfer)
 
     flood()
-    drain(stranger)  # the answers to the floods overflowed its buffer
-    stranger.sendto(codec.ack(0), transfer)
-    answer, source = stranger.recvfrom(2048)
-    assert source == transfer
-    assert answer == codec.error(codec.UNKNOWN_TID, "Unknown transfer ID")
+    # the client's ACKs reach the port after the flood: once served, the flood was read
     assert finish_transfer(client, transfer) == server.expected[name]
+    assert answers(stranger) == []
+
+
+def answers(sock: socket.socket) -> list[tuple[bytes, tuple[str, int]]]:
+    """Every datagram waiting on `sock`, without waiting for more."""
+    sock.setblocking(False)
+    received = []
+    try:
+        while True:
+            received.append(sock.recvfrom(65535))
+    except BlockingIOError:
+        return received
+    finally:
+        sock.settimeout(2)
+
+
+@pytest.fixture
+def fresh():
+    """Three client sockets on loopback that nothing has answered yet."""
+    trio = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+    for s in trio:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(5)
+    yield trio
+    for s in trio:
+        s.close()
+
+
+def test_an_error_from_a_stranger_gets_no_reply(server, fresh) -> None:
+    """RFC 1350 section 7: an ERROR is never acknowledged. (Answering it with ERROR 5 let
+    one forged datagram start an endless ping-pong between two of our transfer ports.)"""
+    client, stranger, marker = fresh
+    name = f"{YEALINK_T46G}.cfg"
+    transfer = start_transfer(client, server.tftp_port, name)
+    stranger.sendto(codec.error(codec.UNKNOWN_TID, "Unknown transfer ID"), transfer)
+    stranger.sendto(b"\x00\x05", transfer)  # a malformed ERROR is an ERROR too
+    marker.sendto(codec.ack(0), transfer)  # read after the two above, and answered
+    assert marker.recvfrom(2048) == (codec.error(5, "Unknown transfer ID"), transfer)
+    assert answers(stranger) == []
+    assert finish_transfer(client, transfer) == server.expected[name]
+
+
+@pytest.fixture
+def capture():
+    """Every IPv4 packet arriving on the loopback interface (AF_PACKET: needs CAP_NET_RAW,
+    as forging a UDP source does)."""
+    try:
+        sniffer = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+    except PermissionError:
+        pytest.skip("capturing and forging packets need CAP_NET_RAW")
+    sniffer.bind(("lo", 0))
+    yield sniffer
+    sniffer.close()
+
+
+def udp_between(sniffer: socket.socket, ports: set[int]) -> list[tuple[int, int, bytes]]:
+    """(source port, destination port, payload) of each UDP datagram captured so far that
+    went from one of `ports` to another, as the receiving side saw it."""
+    seen = []
+    for frame, where in answers(sniffer):
+        ip = frame[14:]  # lo's frames carry a 14-byte Ethernet header
+        header = (ip[0] & 0x0F) * 4
+        if where[2] != socket.PACKET_HOST or ip[9] != socket.IPPROTO_UDP:
+            continue
+        source, target = struct.unpack("!HH", ip[header : header + 4])
+        if {source, target} <= ports:
+            seen.append((source, target, ip[header + 8 :]))
+    return seen
+
+
+def forge(source: tuple[str, int], target: tuple[str, int], payload: bytes) -> None:
+    """A UDP datagram from `source`, an address the server holds (so no socket of ours can
+    bind it): the UDP header written by hand on a raw socket; checksum 0, none (IPv4)."""
+    assert source[0] == target[0] == "127.0.0.1"  # the kernel sets the IP source by route
+    header = struct.pack("!HHHH", source[1], target[1], 8 + len(payload), 0)
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP) as raw:
+        raw.sendto(header + payload, target)
+
+
+@pytest.mark.parametrize(
+    "forged", [codec.ack(0), codec.error(0, "forged"), b"junk"], ids=["ack", "error", "junk"]
+)
+def test_a_datagram_forged_from_one_transfer_port_to_another_is_not_answered(
+    server, fresh, capture, forged: bytes
+) -> None:
+    """The reported attack, on the running server: one datagram forged from transfer port
+    A's address to transfer port B. B used to answer A with ERROR 5, A answered B, and so
+    on for the transfers' life at 100% of a core. Now B answers nothing."""
+    first, second, _ = fresh
+    names = {first: f"{YEALINK_T46G}.cfg", second: f"{SPA942}.xml"}
+    a = start_transfer(first, server.tftp_port, names[first])
+    b = start_transfer(second, server.tftp_port, names[second])
+    forge(a, b, forged)
+    # Markers: a port answers its own client only after reading what came before, so B has
+    # read the forged datagram, A what B sent it (if anything), and B A's answer to that.
+    for client, port, block in ((second, b, 0), (first, a, 0), (second, b, 1)):
+        client.sendto(codec.ack(block), port)
+        payload = server.expected[names[client]][block * 8 : block * 8 + 8]
+        assert client.recvfrom(2048) == (codec.data(block + 1, payload), port)
+    assert udp_between(capture, {a[1], b[1]}) == [(a[1], b[1], forged)]
+
+
+def test_oversized_request_gets_error_4_and_no_data(server, fresh) -> None:
+    """65,500 bytes, the first 8,192 of them a valid request: read whole, it is longer than
+    a request may be (MAX_DATAGRAM) and gets ERROR 4; read cut, it used to be served."""
+    client = fresh[0]
+    listener = ("127.0.0.1", server.tftp_port)
+    client.sendto(oversized_request(f"{YEALINK_T46G}.cfg"), listener)
+    client.sendto(codec.ack(1), listener)  # the marker: answered after the request
+    received = [client.recvfrom(65535) for _ in range(2)]
+    assert received == [
+        (codec.error(codec.ILLEGAL_OPERATION, "Malformed request"), listener),
+        (codec.error(codec.ILLEGAL_OPERATION, "Expected a read request"), listener),
+    ]
+    assert answers(client) == []
+
+
+@pytest.mark.parametrize("size", [8192, 65000])
+def test_an_option_flood_is_served_like_a_normal_request(server, fresh, size: int) -> None:
+    client = fresh[0]
+    name = f"{SPA942}.xml"
+    request = flood_request(name, size)
+    transfer = start_transfer(client, server.tftp_port, name, request)
+    assert finish_transfer(client, transfer) == server.expected[name]
+
+
+def flood_request(name: str, size: int) -> bytes:
+    """An RRQ asking blksize 8, then tiny options up to `size` bytes."""
+    request = bytearray(codec.rrq(name, {"blksize": "8"}))
+    n = 0
+    while len(request) < size:
+        request += f"{n}\x00v\x00".encode()
+        n += 1
+    return bytes(request)
 
 
 def test_the_peer_flooding_its_transfer_port(server, sockets) -> None:
@@ -273,3 +416,94 @@ def test_still_serving_after_the_floods(server) -> None:
         assert done.stdout == server.expected[name], name
     assert server.proc.poll() is None
     assert not [e for e in server.events() if e["level"] in ("error", "critical")]
+
+
+# Stalled transfers: 8 slots, and no progress for 0.5 s x (3 + 1) = 2 s ends a transfer.
+TOKEN = "dev-admin-token-change-me"
+STALL_CONFIG = {
+    "timeout = 1.0           #": "timeout = 0.5           #",
+    "retries = 5             #": "retries = 3             #",
+    "max_transfers = 1000    #": "max_transfers = 8       #",
+}
+
+
+@pytest.fixture
+def small(tmp_path: Path):
+    http_port, tftp_port, admin_port = free_port(), free_port(socket.SOCK_DGRAM), free_port()
+    config = sample_config(
+        tmp_path,
+        http_port=http_port,
+        tftp_port=tftp_port,
+        admin_port=admin_port,
+        replace=STALL_CONFIG,
+    )
+    with XprovProcess(config, http_port, tmp_path / "xprov.log") as proc:
+        proc.tftp_port, proc.admin_port = tftp_port, admin_port
+        yield proc
+
+
+def tftp_metrics(proc: XprovProcess) -> dict[str, float]:
+    """The running server's xprov_tftp_* samples from the admin API's /metrics."""
+    text = subprocess.run(
+        [
+            "curl",
+            "-sf",
+            "--max-time",
+            "5",
+            "-H",
+            f"Authorization: Bearer {TOKEN}",
+            f"http://127.0.0.1:{proc.admin_port}/metrics",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=10,
+    ).stdout.decode()
+    samples = (line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("xprov_tftp"))
+    return {name: float(value) for name, value in samples}
+
+
+def tftp_hpa_get(port: int, name: str, out: Path) -> bytes:
+    done = run(["tftp", "-4", "-m", "binary", "127.0.0.1", str(port), "-c", "get", name, str(out)])
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    return out.read_bytes()
+
+
+def stall(host: str, port: int, name: str) -> socket.socket:
+    """A request asking timeout 255 (RFC 2349's largest) from `host`, never acknowledged;
+    returns its socket once the OACK arrived."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    sock.settimeout(5)
+    sock.sendto(codec.rrq(name, {"timeout": "255", "tsize": "0"}), ("127.0.0.1", port))
+    oack = codec.decode(sock.recvfrom(2048)[0])
+    assert isinstance(oack, codec.Oack) and oack.options["timeout"] == "255"
+    return sock
+
+
+def test_stalled_requests_never_lock_phones_out(small, tmp_path: Path) -> None:
+    """Requests never acknowledged, asking timeout 255, from eight addresses hold every
+    slot: a phone still gets its file (the oldest of them gives up its slot), and the rest
+    end within the server's own bound (2 s here), not 255 s x retries."""
+    name = f"{YEALINK_T46G}.cfg"
+    expected = curl_get(small.http_port, name)
+    assert tftp_hpa_get(small.tftp_port, name, tmp_path / "before") == expected
+    stalled = [stall(f"127.0.0.{i}", small.tftp_port, name) for i in range(2, 10)]
+    try:
+        assert tftp_metrics(small)["xprov_tftp_active_transfers"] == 8
+        assert tftp_hpa_get(small.tftp_port, name, tmp_path / "tftp-hpa") == expected
+        stalled.append(stall("127.0.0.10", small.tftp_port, name))  # every slot held again
+        out = tmp_path / "atftp"
+        done = run(["atftp", "-g", "-r", name, "-l", str(out), "127.0.0.1", str(small.tftp_port)])
+        assert done.returncode == 0, done.stderr
+        assert out.read_bytes() == expected
+        metrics = wait_for(
+            lambda: (m := tftp_metrics(small))["xprov_tftp_active_transfers"] == 0 and m,
+            timeout=20,
+            what="the stalled transfers to end (bound: 2 s; timeout 255 would be 1,020 s)",
+        )
+        assert metrics['xprov_tftp_transfers_total{result="ok"}'] == 3
+        assert metrics['xprov_tftp_transfers_total{result="failed"}'] == 9  # 2 evicted
+        assert "xprov_tftp_rejected_total" not in str(metrics)  # nobody was told busy
+    finally:
+        for sock in stalled:
+            sock.close()

@@ -6,6 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from tftpy.TftpPacketFactory import TftpPacketFactory
+from tftpy.TftpPacketTypes import TftpPacketInitial, TftpPacketOACK
 
 from xprov.tftp import codec
 from xprov.tftp.options import DEFAULT_BLKSIZE, Limits, Negotiated, negotiate
@@ -51,17 +55,128 @@ def test_decode_accepts_the_largest_data_block() -> None:
         (b"\0\3\0\1" + bytes(65465), "bad length"),  # one byte over the largest block
         (b"\0\1\0octet\0", "empty file name"),
         (b"\0\7\0\0", "TftpException"),  # no such opcode
+        (b"\1\1f\0octet\0", "TftpException"),  # opcode 257, not RRQ
+        (b"\1\6blksize\x008\0", "TftpException"),  # opcode 262, not OACK
         (b"\0\0\0\0", "TftpException"),
-        (b"\0\1f.cfg\0octet", "TftpException"),  # mode not terminated
-        (b"\0\1f\0octet\0blksize\0", "TftpException"),  # an option without a value
-        (b"\0\1f\0octet\0\0\0", "TftpException"),  # an empty option name
-        (b"\0\1f\xff\0octet\0", "UnicodeDecodeError"),
-        (b"\0\6\0\0", "TftpException"),  # OACK with an empty option
+        (b"\0\1f.cfg\0octet", "unterminated string"),  # mode not terminated
+        (b"\0\1f\0octet\0blksize\0", "option without a value"),  # an option without a value
+        (b"\0\1f\0octet\0\0\0", "empty option"),  # an empty option name
+        (b"\0\1f\xff\0octet\0", "not ASCII"),
+        (b"\0\6\0\0", "empty option"),  # OACK with an empty option
     ],
 )
 def test_decode_refuses_malformed_datagrams(datagram: bytes, reason: str) -> None:
     with pytest.raises(codec.Malformed, match=f"^{reason}$"):
         codec.decode(datagram)
+
+
+def flood(size: int, first: dict[str, str] | None = None) -> bytes:
+    """An RRQ of `size` bytes: the options `first`, then tiny ones ("1" = "v", ...)."""
+    datagram = bytearray(codec.rrq("f.cfg", first))
+    n = 0
+    while len(datagram) < size:
+        datagram += f"{n}\x00v\x00".encode()
+        n += 1
+    return bytes(datagram)
+
+
+@pytest.mark.parametrize("size", [8192, 65000])
+def test_an_option_flood_is_read_up_to_max_options(size: int) -> None:
+    """The bound that keeps a flood as cheap as a normal request: however many options a
+    datagram holds, at most MAX_OPTIONS become strings (the rest are checked in C loops)."""
+    datagram = flood(size, {"blksize": "1024"})
+    assert datagram.count(b"\0") // 2 - 1 > 1000  # a thousand options and more
+    request = codec.decode(datagram)
+    assert isinstance(request, codec.Request)
+    assert len(request.options) == codec.MAX_OPTIONS == 16
+    assert list(request.options)[:3] == ["blksize", "0", "1"]
+    assert request.options["blksize"] == "1024"
+
+
+def test_options_beyond_the_bound_are_not_read() -> None:
+    junk = {str(n): "v" for n in range(codec.MAX_OPTIONS)}
+    request = codec.decode(codec.rrq("f", {**junk, "blksize": "1024"}))
+    assert isinstance(request, codec.Request) and "blksize" not in request.options
+    within = codec.decode(codec.rrq("f", {**dict(list(junk.items())[1:]), "blksize": "1024"}))
+    assert isinstance(within, codec.Request) and within.options["blksize"] == "1024"
+    # what follows the bound is not read at all, well formed or not
+    for rest in [b"a\x00b\x00", b"a\x00", b"\x00\x00", b"a\x00b", b"\xe9\x00v\x00"]:
+        beyond = codec.decode(codec.rrq("f", junk) + rest)
+        assert beyond == codec.Request(codec.RRQ, "f", "octet", junk), rest
+    # within the bound, the same faults are refused
+    short = dict(list(junk.items())[1:])
+    for rest, reason in [
+        (b"a\x00", "option without a value"),
+        (b"\x00\x00", "empty option"),
+        (b"a\x00\x00", "empty option"),
+        (b"a\x00b", "unterminated string"),
+        (b"\xe9\x00v\x00", "not ASCII"),
+        (b"a\x00\xe9\x00", "not ASCII"),
+    ]:
+        with pytest.raises(codec.Malformed, match=f"^{reason}$"):
+            codec.decode(codec.rrq("f", short) + rest)
+
+
+def test_is_error_reads_only_the_opcode() -> None:
+    assert codec.is_error(codec.error(0, "x")) and codec.is_error(b"\x00\x05")
+    assert not codec.is_error(codec.ack(5)) and not codec.is_error(b"\x05\x00\x00\x00")
+    assert not codec.is_error(b"") and not codec.is_error(b"\x00")
+
+
+def tftpy_decode(datagram: bytes) -> codec.Packet | None:
+    """What the codec decoded a request or OACK to before it had its own decoder (tftpy's
+    parser, the same wrapping); None: Malformed."""
+    if not 4 <= len(datagram) <= codec.MAX_DATAGRAM:
+        return None
+    try:
+        packet = TftpPacketFactory().parse(datagram)
+    except Exception:
+        return None
+    if isinstance(packet, TftpPacketInitial):
+        if not packet.filename:
+            return None
+        options = {str(k).lower(): str(v) for k, v in packet.options.items()}
+        return codec.Request(packet.opcode, packet.filename, packet.mode, options)
+    if isinstance(packet, TftpPacketOACK):
+        return codec.Oack(dict(packet.options))
+    return codec.decode(datagram)
+
+
+def decoded_or_none(datagram: bytes) -> codec.Packet | None:
+    try:
+        return codec.decode(datagram)
+    except codec.Malformed:
+        return None
+
+
+# Well-formed fields (names that differ in case only among them), at most one of them
+# spoiled (empty, not ASCII, holding a NUL), and an end: most examples are requests, and
+# every way to refuse one is tried.
+WORD = st.text("aBz0", min_size=1, max_size=3).map(str.encode) | st.sampled_from(
+    [b"octet", b"NetAscii", b"BLKSIZE", b"blksize"]
+)
+SPOILED = st.none() | st.tuples(st.integers(0, 40), st.sampled_from([b"", b"\xe9", b"a\x00"]))
+
+
+@settings(max_examples=1500, deadline=None)
+@pytest.mark.fuzz
+@given(
+    opcode=st.sampled_from([b"\0\1", b"\0\2", b"\0\6"]),
+    fields=st.lists(WORD, max_size=2 * codec.MAX_OPTIONS + 2),
+    spoiled=SPOILED,
+    end=st.sampled_from([b"\0", b"\0", b"", b"\0\0", b"x"]),
+)
+def test_requests_decode_as_tftpy_decoded_them(
+    opcode: bytes, fields: list[bytes], spoiled: tuple[int, bytes] | None, end: bytes
+) -> None:
+    """Within MAX_OPTIONS options, the codec accepts and refuses exactly what tftpy did,
+    with the same result: bounding the options changed nothing else. (Two NULs end the
+    file name and mode, two more each option.)"""
+    if spoiled is not None and fields:
+        fields[spoiled[0] % len(fields)] = spoiled[1]
+    datagram = opcode + b"\0".join(fields) + end
+    assume(datagram.count(b"\0") <= 2 + 2 * codec.MAX_OPTIONS)  # within the bound
+    assert decoded_or_none(datagram) == tftpy_decode(datagram)
 
 
 # Encoders are called inside the test, where mutation testing sees which tests use them.

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 
 from tests.fuzzing import TFTP_OPCODES, mutations_of
@@ -14,20 +15,27 @@ from tests.helpers import SPA942, YEALINK_T46G, copy_templates, sample_config
 from xprov.guard import Gate, Policy
 from xprov.provisioning import Provisioner, Served
 from xprov.selection import ActiveSites
-from xprov.servers.tftp import TftpServer, netascii
+from xprov.servers.tftp import UNKNOWN_TID_ANSWERS, TftpServer, netascii
 from xprov.service import load
 from xprov.tftp import codec
+from xprov.tftp.admission import Admission, admit
 from xprov.tftp.options import Limits
 
 CLIENT = ("127.0.0.1", 40000)
 OTHER = ("127.0.0.1", 40001)
+BUSY = "Server busy, try later"
 
 
 class FakePort:
-    def __init__(self, reactor: FakeReactor, number: int, protocol, interface: str) -> None:
+    """A UDP port as Twisted's: a datagram is read at most `size` bytes (recvfrom)."""
+
+    def __init__(self, reactor: FakeReactor, number: int, protocol, interface: str, size: int):
         self.reactor, self.number, self.protocol = reactor, number, protocol
-        self.interface, self.closed = interface, False
+        self.interface, self.size, self.closed = interface, size, False
         protocol.makeConnection(self)
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("UDP", self.interface, self.number)
 
     def write(self, datagram: bytes, addr) -> None:
         assert not self.closed
@@ -37,7 +45,7 @@ class FakePort:
         self.closed = True
 
     def deliver(self, datagram: bytes, addr) -> None:
-        self.protocol.datagramReceived(datagram, addr)
+        self.protocol.datagramReceived(datagram[: self.size], addr)
 
 
 class FakeReactor(Clock):
@@ -47,7 +55,8 @@ class FakeReactor(Clock):
         self.sent: list[tuple[int, tuple, codec.Packet]] = []
 
     def listenUDP(self, port: int, protocol, interface: str = "", maxPacketSize: int = 8192):
-        fake = FakePort(self, port or 50000 + len(self.ports), protocol, interface)
+        number = port or 50000 + len(self.ports)
+        fake = FakePort(self, number, protocol, interface, maxPacketSize)
         self.ports.append(fake)
         return fake
 
@@ -143,6 +152,46 @@ def test_refusals_answer_from_the_listener(server, datagram: bytes, code: int) -
     assert len(reactor.ports) == 1 and tftp.active == 0
 
 
+def oversized_request(name: str, size: int = 65500) -> bytes:
+    """A `size`-byte RRQ whose first 8,192 bytes (what Twisted reads by default) are a
+    valid request on their own: read cut short, it used to be served."""
+    head = codec.rrq(name, {"pad": ""})
+    head = codec.rrq(name, {"pad": "p" * (8192 - len(head))})
+    assert len(head) == 8192
+    return head + b"o\x00v\x00" * ((size - 8192) // 4) + b"o\x00" * (size % 4 // 2)
+
+
+def test_oversized_request_is_judged_whole_and_gets_error_4(server) -> None:
+    tftp, reactor, listener = server
+    datagram = oversized_request(f"{YEALINK_T46G}.cfg")
+    assert len(datagram) == 65500 > codec.MAX_DATAGRAM
+    listener.deliver(datagram, CLIENT)
+    assert reactor.take() == [(listener.number, CLIENT, codec.Error(4, "Malformed request"))]
+    assert len(reactor.ports) == 1 and tftp.active == 0
+    listener.deliver(datagram[: codec.MAX_DATAGRAM], CLIENT)  # at the bound: served
+    assert isinstance(reactor.take()[0][2], codec.Data)
+
+
+def test_every_socket_reads_the_largest_datagram(server) -> None:
+    _, reactor, listener = server
+    listener.deliver(codec.rrq(f"{YEALINK_T46G}.cfg"), CLIENT)
+    assert [port.size for port in reactor.ports] == [65535, 65535]
+    assert codec.READ_SIZE >= 65507  # the largest UDP payload over IPv4
+
+
+def test_option_flood_is_served_like_a_normal_request(server, provisioner) -> None:
+    _, reactor, listener = server
+    name = f"{SPA942}.xml"
+    flood = codec.rrq(name, {"blksize": "1024"}) + b"a\x00b\x00" * 16000
+    assert len(flood) < codec.MAX_DATAGRAM
+    listener.deliver(flood, CLIENT)
+    ((_, _, oack),) = reactor.take()
+    assert oack == codec.Oack({"blksize": "1024"})
+    reactor.ports[1].deliver(codec.ack(0), CLIENT)
+    ((_, _, data),) = reactor.take()
+    assert data.payload == body_of(provisioner, name)[:1024]
+
+
 @pytest.mark.parametrize("datagram", [codec.error(0, "x"), b"\x00\x05\x00\x01"])
 def test_errors_are_never_answered(server, datagram: bytes) -> None:
     _, reactor, listener = server
@@ -156,22 +205,119 @@ def test_source_port_zero_is_dropped(server) -> None:
     assert reactor.take() == []
 
 
-def test_stranger_gets_error_5_and_changes_nothing(server, provisioner) -> None:
+def test_stranger_gets_error_5_once_and_changes_nothing(server) -> None:
+    """RFC 1350 section 4: a stranger gets ERROR 5, one per stranger address and at most
+    UNKNOWN_TID_ANSWERS per transfer port; an ERROR from a stranger gets nothing."""
     tftp, reactor, listener = server
     listener.deliver(codec.rrq(f"{YEALINK_T46G}.cfg", {"blksize": "512"}), CLIENT)
     ((_, _, oack),) = reactor.take()
     assert isinstance(oack, codec.Oack)
     port = reactor.ports[1]
     port.deliver(codec.ack(0), OTHER)
-    port.deliver(b"garbage", OTHER)
-    assert [(addr, p.code) for _, addr, p in reactor.take()] == [
-        (OTHER, codec.UNKNOWN_TID),
-        (OTHER, codec.UNKNOWN_TID),
+    port.deliver(b"garbage", OTHER)  # the same stranger again: answered already
+    assert [(addr, p) for _, addr, p in reactor.take()] == [
+        (OTHER, codec.Error(codec.UNKNOWN_TID, "Unknown transfer ID"))
     ]
+    strangers = [("127.0.0.1", 41000 + i) for i in range(UNKNOWN_TID_ANSWERS + 3)]
+    for stranger in strangers:
+        port.deliver(codec.error(0, "x"), stranger)  # an ERROR: never answered
+        port.deliver(b"\x00\x05", stranger)  # nor a malformed one
+    assert reactor.take() == []
+    for stranger in strangers:
+        port.deliver(codec.ack(0), stranger)
+    assert [addr for _, addr, _ in reactor.take()] == strangers[: UNKNOWN_TID_ANSWERS - 1]
     port.deliver(codec.ack(0), CLIENT)
     ((_, addr, data),) = reactor.take()
     assert addr == CLIENT and isinstance(data, codec.Data) and data.block == 1
     assert tftp.active == 1
+
+
+def test_no_answer_to_our_own_sockets(server) -> None:
+    """A datagram from one of our listeners or transfer ports is never answered: one forged
+    datagram once started an endless ERROR 5 ping-pong between two transfer ports."""
+    tftp, reactor, listener = server
+    listener.deliver(codec.rrq(f"{YEALINK_T46G}.cfg", {"blksize": "8"}), CLIENT)
+    listener.deliver(codec.rrq(f"{SPA942}.xml", {"blksize": "8"}), OTHER)
+    first, second = reactor.ports[1:]
+    reactor.take()
+    for datagram in (codec.ack(0), codec.data(1, b"x"), b"garbage"):
+        first.deliver(datagram, ("127.0.0.1", second.number))
+        first.deliver(datagram, ("127.0.0.1", listener.number))
+    listener.deliver(codec.rrq("spa942.cfg"), ("127.0.0.1", first.number))
+    listener.deliver(codec.ack(1), ("127.0.0.1", listener.number))
+    assert reactor.take() == [] and len(reactor.ports) == 3 and tftp.active == 2
+    # the same ports at other hosts are strangers
+    first.deliver(codec.ack(0), ("127.0.0.2", second.number))
+    listener.deliver(codec.ack(1), ("127.0.0.2", first.number))
+    assert [(n, p.code) for n, _, p in reactor.take()] == [
+        (first.number, codec.UNKNOWN_TID),
+        (listener.number, codec.ILLEGAL_OPERATION),
+    ]
+
+
+def route(reactor: FakeReactor, start: tuple[FakePort, bytes, tuple], hops: int = 100) -> int:
+    """Deliver `start` and then every datagram our ports send to our own ports, as the
+    network would, for at most `hops` datagrams; how many were delivered."""
+    queue = [start]
+    delivered = 0
+    while queue and delivered < hops:
+        port, datagram, source = queue.pop(0)
+        port.deliver(datagram, source)
+        delivered += 1
+        for number, addr, packet in reactor.take():
+            target = [p for p in reactor.ports if (p.interface, p.number) == addr]
+            if target and not target[0].closed:
+                queue.append((target[0], encode(packet), (target[0].interface, number)))
+    return delivered
+
+
+def encode(packet: codec.Packet) -> bytes:
+    match packet:
+        case codec.Error(code, message):
+            return codec.error(code, message)
+        case codec.Data(block, payload):
+            return codec.data(block, payload)
+        case codec.Oack(options):
+            return codec.oack(options)
+    raise AssertionError(packet)
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [codec.ack(0), codec.error(0, "forged"), b"junk", codec.rrq("spa942.cfg")],
+    ids=["ack", "error", "junk", "rrq"],
+)
+def test_one_forged_datagram_ends_at_once(server, forged: bytes) -> None:
+    """A datagram forged from one transfer port's address to another, or to the listener,
+    is followed by nothing: before, two ports answered each other's ERROR 5 for ever."""
+    _, reactor, listener = server
+    listener.deliver(codec.rrq(f"{YEALINK_T46G}.cfg", {"blksize": "8"}), CLIENT)
+    listener.deliver(codec.rrq(f"{SPA942}.xml", {"blksize": "8"}), OTHER)
+    first, second = reactor.ports[1:]
+    reactor.take()
+    assert route(reactor, (second, forged, ("127.0.0.1", first.number))) == 1
+    assert route(reactor, (listener, forged, ("127.0.0.1", first.number))) == 1
+    assert len(reactor.ports) == 3
+
+
+def test_wildcard_listener_knows_its_loopback_ports(provisioner) -> None:
+    """Bound to any address, our port numbers are ours at loopback addresses only."""
+    from xprov.config import Listen
+
+    reactor = FakeReactor()
+    tftp = TftpServer(Gate(provisioner, Policy()), Limits(), 10, reactor)
+    listener = tftp.listen(Listen("0.0.0.0", 69))
+    listener.deliver(codec.rrq(f"{YEALINK_T46G}.cfg", {"blksize": "8"}), CLIENT)
+    port = reactor.ports[1]
+    reactor.take()
+    port.deliver(codec.ack(0), ("127.0.0.5", 69))
+    port.deliver(codec.ack(0), ("::1", port.number))
+    assert reactor.take() == []
+    port.deliver(codec.ack(0), ("192.0.2.7", 69))
+    assert [addr for _, addr, _ in reactor.take()] == [("192.0.2.7", 69)]
+    assert tftp.ours(("127.0.0.1", port.number)) and not tftp.ours(("192.0.2.7", port.number))
+    port.deliver(codec.error(0, "bye"), CLIENT)
+    assert not tftp.ours(("127.0.0.1", port.number))  # closed: no longer ours
 
 
 def test_malformed_datagram_from_the_peer_is_ignored(server) -> None:
@@ -182,14 +328,97 @@ def test_malformed_datagram_from_the_peer_is_ignored(server) -> None:
     assert reactor.take() == [] and tftp.active == 1
 
 
-def test_busy_beyond_max_transfers(provisioner) -> None:
+def start_answered(reactor: FakeReactor, listener: FakePort, peer: tuple) -> FakePort:
+    """A transfer whose peer acknowledged our OACK, and DATA 1 outstanding."""
+    listener.deliver(codec.rrq(f"{YEALINK_T46G}.cfg", {"blksize": "8"}), peer)
+    port = reactor.ports[-1]
+    port.deliver(codec.ack(0), peer)
+    assert [p for _, _, p in reactor.take()][-1] == codec.Data(1, ANY_PAYLOAD)
+    return port
+
+
+class _Any:
+    def __eq__(self, other: object) -> bool:
+        return True
+
+
+ANY_PAYLOAD: bytes = _Any()  # type: ignore[assignment]
+
+
+def test_busy_beyond_max_transfers_whose_peers_answered(provisioner) -> None:
     tftp, reactor, listener = make_server(provisioner, max_transfers=2)
     for port in (1, 2):
-        listener.deliver(codec.rrq(f"{YEALINK_T46G}.cfg"), ("127.0.0.1", port))
+        start_answered(reactor, listener, ("127.0.0.1", port))
     listener.deliver(codec.rrq(f"{YEALINK_T46G}.cfg"), ("127.0.0.1", 3))
-    last = reactor.take()[-1]
-    assert last[0] == listener.number and last[2] == codec.Error(0, "Server busy, try later")
-    assert tftp.active == 2 and tftp.stats.busy == 1
+    assert reactor.take() == [(listener.number, ("127.0.0.1", 3), codec.Error(0, BUSY))]
+    assert tftp.active == 2 and tftp.stats.busy == 1 and len(reactor.ports) == 3
+
+
+def test_full_server_evicts_the_oldest_transfer_whose_peer_never_answered(provisioner) -> None:
+    """Never-acknowledged requests (forged, or asking timeout 255) hold slots only until a
+    new request needs one; a transfer whose peer answered keeps its slot."""
+    tftp, reactor, listener = make_server(provisioner, max_transfers=3)
+    answered = start_answered(reactor, listener, ("127.0.0.1", 1))
+    for port in (2, 3):
+        listener.deliver(codec.rrq(f"{YEALINK_T46G}.cfg", {"timeout": "255"}), ("127.0.0.2", port))
+    oldest, younger = reactor.ports[2:]
+    reactor.take()
+    listener.deliver(codec.rrq("ffffffffffff.cfg"), CLIENT)  # refused: evicts nobody
+    assert [p for _, _, p in reactor.take()] == [codec.Error(1, "File not found")]
+    assert tftp.active == 3 and not oldest.closed
+    assert fetch(reactor, listener, f"{SPA942}.xml") == body_of(provisioner, f"{SPA942}.xml")
+    assert oldest.closed and not younger.closed and not answered.closed
+    assert tftp.stats.evicted == 1 and tftp.stats.busy == 0
+    assert tftp.stats.failed == 1 and tftp.stats.ok == 1 and tftp.active == 2
+    # a transfer that answered late is no longer evictable: the next evicts nobody else
+    younger.deliver(codec.ack(0), ("127.0.0.2", 3))
+    reactor.take()
+    start_answered(reactor, listener, OTHER)  # the free slot
+    listener.deliver(codec.rrq(f"{YEALINK_T46G}.cfg"), ("127.0.0.3", 9))
+    assert reactor.take()[-1] == (listener.number, ("127.0.0.3", 9), codec.Error(0, BUSY))
+    assert tftp.stats.evicted == 1 and not younger.closed
+
+
+def test_evicted_peer_is_told_nothing(provisioner) -> None:
+    _, reactor, listener = make_server(provisioner, max_transfers=1)
+    listener.deliver(codec.rrq(f"{YEALINK_T46G}.cfg", {"timeout": "255"}), OTHER)
+    reactor.take()
+    listener.deliver(codec.rrq(f"{SPA942}.xml"), CLIENT)
+    assert [addr for _, addr, _ in reactor.take()] == [CLIENT]
+    assert reactor.ports[1].closed
+
+
+@pytest.mark.parametrize(
+    ("running", "from_source", "evictable", "admission"),
+    [
+        (0, 0, False, Admission.START),
+        (2, 1, False, Admission.START),  # one slot left
+        (3, 0, False, Admission.BUSY),  # every slot held by a peer that answered
+        (3, 0, True, Admission.EVICT),
+        (4, 0, True, Admission.EVICT),  # over the bound after a reload lowered it
+        (1, 2, False, Admission.BUSY_SOURCE),  # the source's own cap, at its bound
+        (3, 2, True, Admission.BUSY_SOURCE),  # never evict for a source at its cap
+        (2, 3, False, Admission.BUSY_SOURCE),
+    ],
+)
+def test_admission_at_its_bounds(
+    running: int, from_source: int, evictable: bool, admission: Admission
+) -> None:
+    """max_transfers = 3, per_source = 2."""
+    assert admit(running, from_source, evictable, 3, 2) is admission
+
+
+def test_a_transfer_asking_timeout_255_ends_after_the_servers_own_bound(server) -> None:
+    """Limits(timeout=1, retries=2): no progress for 3 s ends any transfer; it used to
+    hold its slot for 255 s x 3."""
+    tftp, reactor, listener = server
+    listener.deliver(codec.rrq(f"{YEALINK_T46G}.cfg", {"timeout": "255"}), CLIENT)
+    assert [p for _, _, p in reactor.take()] == [codec.Oack({"timeout": "255"})]
+    reactor.advance(2.9)
+    assert tftp.active == 1
+    reactor.advance(0.1)
+    assert reactor.take() == [] and reactor.ports[1].closed and tftp.active == 0
+    assert tftp.stats.failed == 1 and reactor.getDelayedCalls() == []
 
 
 def test_per_source_cap_and_allow_list(provisioner) -> None:

@@ -36,6 +36,7 @@ class Peer:
             body,
             self.negotiated,
             limits.retries,
+            limits.max_stall,
             lambda datagram: self.sent.append(read(datagram)),
             self.clock,
             lambda transfer, result: self.results.append(result),
@@ -299,3 +300,88 @@ def test_cancel_stops_everything() -> None:
     peer.transfer.cancel()
     assert peer.results == [Result.CANCELLED]
     assert peer.clock.getDelayedCalls() == []
+
+
+def test_no_progress_for_max_stall_ends_the_transfer_whatever_its_timeout() -> None:
+    """RFC 2349 lets a client ask 255 s; the transfer still ends once it has made no
+    progress for the server's own give-up time, timeout x (retries + 1) = 4 s here."""
+    assert LIMITS.max_stall == 4.0
+    peer = Peer(b"j" * 100, {"timeout": "255"})
+    assert peer.take() == [codec.Oack({"timeout": "255"})]
+    peer.clock.advance(3.99)
+    assert peer.results == []
+    peer.clock.advance(0.01)
+    assert peer.results == [Result.TIMEOUT] and peer.take() == []
+    assert peer.clock.getDelayedCalls() == [] and peer.transfer.retransmits == 0
+
+
+def test_the_negotiated_timeout_still_paces_retransmission_up_to_the_bound() -> None:
+    peer = Peer(b"k" * 100, {"timeout": "3"})
+    peer.take()
+    peer.clock.advance(3.0)
+    assert peer.take() == [codec.Oack({"timeout": "3"})]  # resent after 3 s
+    peer.clock.advance(1.0)
+    assert peer.results == [Result.TIMEOUT]  # 4 s without progress, retries left or not
+
+
+def test_progress_pushes_the_stall_bound_back() -> None:
+    peer = Peer(b"l" * 2000, {"timeout": "255"})
+    peer.take()
+    peer.clock.advance(3.5)
+    assert peer.ack(0) == [codec.Data(1, b"l" * 512)] and peer.transfer.answered
+    peer.clock.advance(3.5)  # 7 s since the start, 3.5 s since the ACK
+    assert peer.ack(1) == [codec.Data(2, b"l" * 512)]
+    assert peer.ack(1) == []  # a duplicate ACK is no progress...
+    peer.clock.advance(3.99)
+    assert peer.results == []
+    peer.clock.advance(0.01)  # ...so 4 s after the last progress it ends
+    assert peer.results == [Result.TIMEOUT]
+
+
+def test_retries_still_end_a_transfer_whose_timeout_is_shorter() -> None:
+    """Asked 1 s where the server's own is 3 s (max_stall 12 s): the retries end it first."""
+    limits = Limits(timeout=3.0, retries=3)
+    peer = Peer(b"o" * 100, {"timeout": "1"}, limits=limits)
+    peer.take()
+    for _ in range(limits.retries):
+        peer.clock.advance(1.0)
+        assert peer.take() == [codec.Oack({"timeout": "1"})]
+    assert peer.results == []
+    peer.clock.advance(1.0)
+    assert peer.results == [Result.TIMEOUT] and peer.take() == []
+    assert peer.transfer.retransmits == limits.retries
+    assert peer.clock.getDelayedCalls() == []
+
+
+def test_cancel_before_start_sends_nothing() -> None:
+    sent: list[bytes] = []
+    results: list[Result] = []
+    clock = Clock()
+
+    def finished(transfer: ReadTransfer, result: Result) -> None:
+        results.append(result)
+
+    transfer = ReadTransfer(b"p", negotiate({}, 1, LIMITS), 3, 4.0, sent.append, clock, finished)
+    transfer.cancel()
+    assert results == [Result.CANCELLED] and sent == [] and clock.getDelayedCalls() == []
+
+
+@pytest.mark.parametrize(
+    ("options", "first_ack"), [({"blksize": "8"}, 0), ({}, 1)], ids=["oack", "plain"]
+)
+def test_answered_once_an_ack_moves_the_transfer(options: dict[str, str], first_ack: int) -> None:
+    peer = Peer(b"m" * 100, options)
+    peer.take()
+    peer.transfer.receive(codec.Ack(first_ack + 5))  # not a block we sent: proves nothing
+    peer.transfer.receive(codec.Data(1, b"x"))
+    assert peer.transfer.answered is False
+    peer.ack(first_ack)
+    assert peer.transfer.answered is True
+
+
+def test_eviction_ends_with_its_own_result() -> None:
+    peer = Peer(b"n" * 2000)
+    peer.take()
+    peer.transfer.cancel(Result.EVICTED)
+    assert peer.results == [Result.EVICTED] and peer.clock.getDelayedCalls() == []
+    assert peer.take() == []

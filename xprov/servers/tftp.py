@@ -3,10 +3,15 @@
 The listener answers requests; each accepted read gets its own port, bound to the address
 the request came to, so replies leave from that address. The transfer's port checks the
 peer's transfer id and feeds a `ReadTransfer`; it is closed when the transfer ends.
+
+Every socket reads whole datagrams (codec.READ_SIZE). Nothing here ever answers an ERROR
+(RFC 1350 section 7) or a datagram from one of our own sockets, so no two of our ports can
+answer each other for ever.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, assert_never
@@ -20,11 +25,18 @@ from xprov.logs import get_logger
 from xprov.observe import Observer
 from xprov.provisioning import Failed, NotFound, Refused, Served
 from xprov.tftp import codec
+from xprov.tftp.admission import Admission, admit
 from xprov.tftp.options import Limits, negotiate
 from xprov.tftp.session import ReadTransfer, Result
 
 log = get_logger("xprov.tftp")
 Address = tuple[str, int]
+
+# ERROR 5 answers per transfer port, one per stranger address: RFC 1350 answers a stranger
+# so that a misdirected client stops, and one answer does that; a flood of strangers
+# (forged addresses cost nothing) gets no more than this from a port, which is no reflector.
+UNKNOWN_TID_ANSWERS = 4
+WILDCARDS = frozenset({"", "0.0.0.0", "::"})  # hosts a socket bound to "any address" reports
 
 
 @dataclass
@@ -36,6 +48,7 @@ class TftpStats:
     retransmits: int = 0
     bytes: int = 0  # DATA payload bytes sent, retransmissions included
     busy: int = 0  # requests refused because max_transfers were running
+    evicted: int = 0  # never-answered transfers ended to make room (also counted in failed)
     rejected: dict[str, int] = field(default_factory=dict)  # requests answered with ERROR
 
     def reject(self, reason: str) -> None:
@@ -62,10 +75,12 @@ class _TransferPort(DatagramProtocol):
 
     noisy = False
 
-    def __init__(self, peer: Address, request: codec.Request) -> None:
-        self.peer, self.request = peer, request
+    def __init__(self, server: TftpServer, peer: Address, request: codec.Request) -> None:
+        self.server, self.peer, self.request = server, peer, request
         self.transfer: ReadTransfer | None = None
         self.port: IListeningPort | None = None
+        self.local: Address = ("", 0)  # the port's own address, once bound
+        self.strangers: set[Address] = set()  # those answered with ERROR 5
 
     def send(self, datagram: bytes) -> None:
         self.transport.write(datagram, self.peer)
@@ -73,14 +88,27 @@ class _TransferPort(DatagramProtocol):
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         if self.transfer is None or self.transfer.result is not None:
             return  # over: the port is closing
-        if addr[:2] != self.peer:
-            self.transport.write(codec.error(codec.UNKNOWN_TID, "Unknown transfer ID"), addr)
+        source = addr[:2]
+        if source != self.peer:
+            if self._answers(datagram, source):
+                self.transport.write(codec.error(codec.UNKNOWN_TID, "Unknown transfer ID"), addr)
             return
         try:
             packet = codec.decode(datagram)
         except codec.Malformed:
             return
         self.transfer.receive(packet)
+
+    def _answers(self, datagram: bytes, stranger: Address) -> bool:
+        """Whether a stranger's datagram gets ERROR 5 (RFC 1350 section 4): not if it is an
+        ERROR (never acknowledged), comes from one of our own sockets, or this port already
+        answered that stranger or UNKNOWN_TID_ANSWERS of them. Records the answer."""
+        if codec.is_error(datagram) or self.server.ours(stranger):
+            return False
+        if stranger in self.strangers or len(self.strangers) >= UNKNOWN_TID_ANSWERS:
+            return False
+        self.strangers.add(stranger)
+        return True
 
 
 class TftpServer:
@@ -101,6 +129,10 @@ class TftpServer:
         self.allow, self.per_source = tuple(allow), per_source
         self.max_transfers, self.reactor = max_transfers, reactor
         self.transfers: dict[Address, _TransferPort] = {}
+        # Transfers whose peer had not answered when last looked at, oldest first: the
+        # ones to evict when every slot is taken (see xprov.tftp.admission).
+        self._unanswered: dict[_TransferPort, None] = {}
+        self._bound: dict[int, list[str]] = {}  # our sockets: port number -> hosts bound
         self.stats = TftpStats()
 
     @property
@@ -108,8 +140,24 @@ class TftpServer:
         return len(self.transfers)
 
     def listen(self, address: Listen) -> IListeningPort:
-        return self.reactor.listenUDP(
-            address.port, _Listener(self, address.host), interface=address.host
+        port = self.reactor.listenUDP(
+            address.port,
+            _Listener(self, address.host),
+            interface=address.host,
+            maxPacketSize=codec.READ_SIZE,
+        )
+        local = port.getHost()
+        self._bound.setdefault(local.port, []).append(local.host)
+        return port
+
+    def ours(self, source: Address) -> bool:
+        """Whether `source` is one of our sockets, a listener (one ever opened) or a transfer
+        port. A socket bound to any address matches loopback sources only: the host's other
+        addresses are not known here (and never answering ERRORs ends any loop anyway)."""
+        host, number = source
+        return any(
+            bound == host or (bound in WILDCARDS and _loopback(host))
+            for bound in self._bound.get(number, ())
         )
 
     def stop(self) -> None:
@@ -119,14 +167,14 @@ class TftpServer:
 
     def request(self, datagram: bytes, peer: Address, host: str, listener: Any) -> None:
         """A datagram on a listening port: a new read request, or an error answer."""
-        if peer[1] == 0 or not allowed(peer[0], self.allow):
-            return  # nobody to answer, or nobody we answer
+        if peer[1] == 0 or not allowed(peer[0], self.allow) or self.ours(peer):
+            return  # nobody to answer, nobody we answer, or ourselves
+        if codec.is_error(datagram):
+            return  # an ERROR is never acknowledged (RFC 1350 section 7), however malformed
         try:
-            packet = codec.decode(datagram)
+            packet = codec.decode(datagram)  # judged whole: longer than MAX_DATAGRAM is ERROR 4
         except codec.Malformed:
             return self._refuse(listener, peer, codec.ILLEGAL_OPERATION, "malformed")
-        if isinstance(packet, codec.Error):
-            return  # never answer an error with an error
         if not isinstance(packet, codec.Request):
             return self._refuse(listener, peer, codec.ILLEGAL_OPERATION, "not_a_request")
         if packet.opcode == codec.WRQ:
@@ -138,7 +186,16 @@ class TftpServer:
             if running.request == packet:
                 return  # the peer repeated its request: the running transfer answers it
             running.transfer.cancel()  # type: ignore[union-attr]  # a new request replaces it
-        if len(self.transfers) >= self.max_transfers or self._from(peer[0]) >= self.per_source:
+        full = len(self.transfers) >= self.max_transfers
+        victim = self._oldest_unanswered() if full else None
+        admission = admit(
+            len(self.transfers),
+            self._from(peer[0]),
+            victim is not None,
+            self.max_transfers,
+            self.per_source,
+        )
+        if admission in (Admission.BUSY, Admission.BUSY_SOURCE):
             self.stats.busy += 1
             return self._refuse(listener, peer, codec.NOT_DEFINED, "busy")
         answer = self.gate.answer(
@@ -148,6 +205,9 @@ class TftpServer:
         match answer:
             case Served():
                 body = netascii(answer.body) if packet.mode == "netascii" else answer.body
+                if admission is Admission.EVICT:  # the victim's peer never answered
+                    assert victim is not None and victim.transfer is not None
+                    victim.transfer.cancel(Result.EVICTED)
                 self._start(packet, peer, host, body, listener)
             case Refused(status=429):
                 self.stats.reject("rate_limited")  # out of its budget: not even an error
@@ -160,6 +220,16 @@ class TftpServer:
             case _:
                 assert_never(answer)
 
+    def _oldest_unanswered(self) -> _TransferPort | None:
+        """The running transfer whose peer has not answered for longest, if any; forgets
+        those that have answered since (amortised O(1))."""
+        while self._unanswered:
+            protocol = next(iter(self._unanswered))
+            if not protocol.transfer.answered:  # type: ignore[union-attr]
+                return protocol
+            del self._unanswered[protocol]
+        return None
+
     def _from(self, host: str) -> int:
         """Transfers running for `host`."""
         return sum(1 for peer in self.transfers if peer[0] == host)
@@ -171,22 +241,29 @@ class TftpServer:
     def _start(
         self, packet: codec.Request, peer: Address, host: str, body: bytes, listener: Any
     ) -> None:
-        protocol = _TransferPort(peer, packet)
+        protocol = _TransferPort(self, peer, packet)
         try:
-            protocol.port = self.reactor.listenUDP(0, protocol, interface=host)
+            protocol.port = self.reactor.listenUDP(
+                0, protocol, interface=host, maxPacketSize=codec.READ_SIZE
+            )
         except Exception as exc:  # out of ports or file descriptors
             log.warning("tftp_no_port", peer=peer[0], error=str(exc))
             return self._refuse(listener, peer, codec.NOT_DEFINED, "no_port")
+        local = protocol.port.getHost()
+        protocol.local = (local.host, local.port)
+        self._bound.setdefault(local.port, []).append(local.host)
         negotiated = negotiate(packet.options, len(body), self.limits)
         protocol.transfer = ReadTransfer(
             body,
             negotiated,
             self.limits.retries,
+            self.limits.max_stall,
             protocol.send,
             self.reactor,
             lambda transfer, result: self._finished(protocol, transfer, result),
         )
         self.transfers[peer] = protocol
+        self._unanswered[protocol] = None
         protocol.transfer.start()
 
     def _finished(self, protocol: _TransferPort, transfer: ReadTransfer, result: Result) -> None:
@@ -196,10 +273,25 @@ class TftpServer:
             self.stats.ok += 1
         else:
             self.stats.failed += 1
+        if result is Result.EVICTED:
+            self.stats.evicted += 1
         if self.transfers.get(protocol.peer) is protocol:
             del self.transfers[protocol.peer]
+        self._unanswered.pop(protocol, None)
         if protocol.port is not None:
+            host, number = protocol.local
+            hosts = self._bound[number]
+            hosts.remove(host)
+            if not hosts:
+                del self._bound[number]
             protocol.port.stopListening()
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # Short on purpose: an ERROR tells a stranger nothing about what exists.

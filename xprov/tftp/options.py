@@ -17,6 +17,14 @@ class Limits:
     timeout: float = 1.0  # seconds, when the client asks for none
     retries: int = 5
 
+    @property
+    def max_stall(self) -> float:
+        """Seconds a transfer may go without progress before it ends (Result.TIMEOUT): the
+        server's own give-up time, timeout x (retries + 1), whatever timeout the client
+        negotiated (RFC 2349 allows 255 s, which made a never-acknowledged request hold its
+        slot for 255 x 6 s = 25 minutes)."""
+        return self.timeout * (self.retries + 1)
+
 
 @dataclass(frozen=True)
 class Negotiated:

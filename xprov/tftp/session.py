@@ -17,9 +17,10 @@ from xprov.tftp.options import Negotiated
 
 class Result(Enum):
     OK = "ok"
-    TIMEOUT = "timeout"  # the peer stopped answering; retries exhausted
+    TIMEOUT = "timeout"  # the peer stopped answering: retries exhausted, or max_stall passed
     ABORTED = "aborted"  # the peer sent an ERROR (refused our options, gave up, ...)
     CANCELLED = "cancelled"  # the server ended it (a new request replaced it, shutdown)
+    EVICTED = "evicted"  # the server needed its slot, and its peer had never answered
 
 
 class ReadTransfer:
@@ -28,13 +29,16 @@ class ReadTransfer:
     Block numbers are absolute inside (1, 2, ... n) and wrap to 0 after 65535 on the wire.
     Only an ACK that moves the acknowledged point forward causes a send, so a duplicated
     ACK never duplicates DATA (no Sorcerer's Apprentice); lost packets are recovered by the
-    timer alone, a bounded number of times."""
+    timer alone, a bounded number of times, every negotiated timeout (RFC 2349). Whatever
+    that timeout, a transfer that makes no progress for `max_stall` seconds ends with
+    Result.TIMEOUT (see Limits.max_stall)."""
 
     def __init__(
         self,
         body: bytes,
         negotiated: Negotiated,
         retries: int,
+        max_stall: float,
         send: Callable[[bytes], None],
         clock: Any,
         finished: Callable[[ReadTransfer, Result], None],
@@ -44,7 +48,7 @@ class ReadTransfer:
         self.windowsize = negotiated.windowsize
         self.timeout = negotiated.timeout
         self.oack = negotiated.oack
-        self.retries = retries
+        self.retries, self.max_stall = retries, max_stall
         self.send, self.clock, self.finished = send, clock, finished
         self.blocks = len(body) // self.blksize + 1  # the last block is short, maybe empty
         self.acked = 0  # highest block the peer acknowledged
@@ -53,7 +57,9 @@ class ReadTransfer:
         self.retransmits = 0
         self.bytes_sent = 0
         self.result: Result | None = None
-        self._timer: Any = None
+        self.answered = False  # an ACK moved the transfer on: the peer receives what we send
+        self._timer: Any = None  # the retransmission timer
+        self._stall: Any = None  # the give-up timer, pushed back on progress
 
     @property
     def waiting_for_oack_ack(self) -> bool:
@@ -61,6 +67,12 @@ class ReadTransfer:
         return bool(self.oack) and self.sent == 0
 
     def start(self) -> None:
+        self._stall = self.clock.callLater(self.max_stall, self._finish, Result.TIMEOUT)
+        self._send()
+
+    def _send(self) -> None:
+        """The OACK while it is unacknowledged, else the window from the first unacknowledged
+        block; then wait for an ACK."""
         if self.waiting_for_oack_ack:
             self.send(codec.oack(self.oack))
             self._arm()
@@ -76,24 +88,30 @@ class ReadTransfer:
             self._on_ack(packet.block)
         # anything else from the peer (DATA, a stray RRQ, ...) is ignored
 
-    def cancel(self) -> None:
+    def cancel(self, result: Result = Result.CANCELLED) -> None:
+        """End it from the server's side: CANCELLED, or EVICTED."""
         if self.result is None:
-            self._finish(Result.CANCELLED)
+            self._finish(result)
 
     def _on_ack(self, block: int) -> None:
         if self.waiting_for_oack_ack:
             if block == 0:
-                self.tries = 0
+                self._progress()
                 self._send_window()
             return
         acked = self._absolute(block)
         if acked is None:
             return  # a duplicate or stale ACK: never answer it with DATA
-        self.acked, self.tries = acked, 0
+        self.acked = acked
+        self._progress()
         if acked == self.blocks:
             self._finish(Result.OK)
         else:
             self._send_window()
+
+    def _progress(self) -> None:
+        self.tries, self.answered = 0, True
+        self._stall.reset(self.max_stall)
 
     def _absolute(self, block: int) -> int | None:
         """The outstanding absolute block whose 16-bit number is `block`, if any."""
@@ -124,13 +142,11 @@ class ReadTransfer:
             return
         self.tries += 1
         self.retransmits += 1
-        if self.waiting_for_oack_ack:
-            self.start()
-        else:
-            self._send_window()
+        self._send()
 
     def _finish(self, result: Result) -> None:
         self.result = result
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
+        for timer in (self._timer, self._stall):
+            if timer is not None and timer.active():
+                timer.cancel()
         self.finished(self, result)
