@@ -103,6 +103,11 @@ class XprovCollector:
         yield GaugeMetricFamily(
             "xprov_tftp_active_transfers", "TFTP transfers running", value=tftp.active
         )
+        yield CounterMetricFamily(
+            "xprov_tftp_evicted",
+            "TFTP transfers whose client never answered, ended to make room for a request",
+            value=stats.evicted,
+        )
         rejected = CounterMetricFamily(
             "xprov_tftp_rejected", "TFTP requests answered with an ERROR", labels=["reason"]
         )

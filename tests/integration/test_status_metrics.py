@@ -123,6 +123,7 @@ def test_status_metrics_and_convergence_after_a_switch(server) -> None:
         'xprov_requests_total{kind="device",status="served",transport="http",vendor="yealink"} 4.0',
         'xprov_probe_up{service="sip",site="chicago"} 0.0',
         "xprov_tftp_active_transfers 0.0",
+        "xprov_tftp_evicted_total 0.0",
     ):
         assert line in text, line
     assert "xprov_render_cache_hits_total" in text and "xprov_inventory_age_seconds" in text
