@@ -7,7 +7,7 @@ peer's transfer id and feeds a `ReadTransfer`; it is closed when the transfer en
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
@@ -66,6 +66,10 @@ class _TransferPort(DatagramProtocol):
         self.peer, self.request = peer, request
         self.transfer: ReadTransfer | None = None
         self.port: IListeningPort | None = None
+        self.closed: Callable[[], None] = lambda: None
+
+    def stopProtocol(self) -> None:
+        self.closed()  # Twisted closes the port's socket right after this
 
     def send(self, datagram: bytes) -> None:
         self.transport.write(datagram, self.peer)
@@ -85,6 +89,8 @@ class _TransferPort(DatagramProtocol):
 
 class TftpServer:
     """Every TFTP listener and transfer of one xprov process."""
+
+    ports_open = 0  # transfer ports whose socket is open (an ended one closes a turn later)
 
     def __init__(
         self,
@@ -171,12 +177,21 @@ class TftpServer:
     def _start(
         self, packet: codec.Request, peer: Address, host: str, body: bytes, listener: Any
     ) -> None:
+        if self.ports_open >= self.max_transfers:  # a descriptor each: the cap holds them
+            self.stats.busy += 1
+            return self._refuse(listener, peer, codec.NOT_DEFINED, "busy")
         protocol = _TransferPort(peer, packet)
         try:
             protocol.port = self.reactor.listenUDP(0, protocol, interface=host)
         except Exception as exc:  # out of ports or file descriptors
             log.warning("tftp_no_port", peer=peer[0], error=str(exc))
             return self._refuse(listener, peer, codec.NOT_DEFINED, "no_port")
+        self.ports_open += 1
+
+        def closed() -> None:
+            self.ports_open -= 1
+
+        protocol.closed = closed
         negotiated = negotiate(packet.options, len(body), self.limits)
         protocol.transfer = ReadTransfer(
             body,
