@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -191,19 +191,27 @@ def curl_get(port: int, name: str, max_time: float = 5.0) -> bytes:
 
 
 class XprovProcess:
-    """`xprov serve` as a real process; stopped with SIGTERM (then SIGKILL) on exit."""
+    """`xprov serve` as a real process; stopped with SIGTERM (then SIGKILL) on exit.
+    `prefix`: a command that runs it, e.g. `prlimit --nofile=256:256`."""
 
     def __init__(
-        self, config: Path, http_port: int, log_path: Path, env: dict[str, str] | None = None
+        self,
+        config: Path,
+        http_port: int,
+        log_path: Path,
+        *,
+        env: dict[str, str] | None = None,
+        prefix: Sequence[str] = (),
     ) -> None:
         self.config, self.http_port, self.log_path = config, http_port, log_path
         self.env = env or {}  # added to this process's environment
+        self.prefix = list(prefix)  # a command the server runs under (prlimit ...)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> XprovProcess:
         self.log_file = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [*XPROV, "serve", "-c", str(self.config)],
+            [*self.prefix, *XPROV, "serve", "-c", str(self.config)],
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
             cwd=ROOT,

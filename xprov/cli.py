@@ -11,7 +11,7 @@ import urllib.request
 from collections import Counter
 from typing import Any
 
-from xprov import __version__, config, logs
+from xprov import __version__, config, descriptors, logs
 from xprov.config import SERVICES
 from xprov.guard import notices
 from xprov.mac import normalize_mac
@@ -48,7 +48,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logs.begin_twisted_logging()
     from twisted.internet import reactor
 
-    service = Service(built, reactor)
+    service = Service(built, reactor, descriptors.raise_soft_limit())
     try:
         service.start()
     except Exception as exc:
@@ -73,7 +73,27 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     )
     for notice in notices(cfg, inputs.inventory):
         print(f"note: {notice}")
+    note = _descriptor_note(cfg)
+    if note:
+        print(f"note: {note}")
     return 0
+
+
+def _descriptor_note(cfg: config.Config) -> str | None:
+    """What `serve` would do about the descriptor limit if started from this shell (it
+    raises the soft limit to the hard one); None if the caps fit."""
+    limit = descriptors.current_limit()
+    budget = descriptors.budget_of(cfg, limit.hard)
+    if budget.fit is descriptors.Fit.FITS:
+        return None
+    if budget.fit is descriptors.Fit.SHORT:
+        return f"serve would refuse to start here: {budget.problem()}"
+    caps = ", ".join(f"{kind} {cap}" for kind, cap in budget.caps.fields().items())
+    return (
+        f"RLIMIT_NOFILE here is {limit.hard} (hard): serve would lower the caps to {caps} "
+        f"to keep {budget.reserve} descriptors for the monitor and the rest; "
+        f"raise it to at least {budget.needed} (the packaged unit sets LimitNOFILE=65536)"
+    )
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -132,6 +152,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
                     "target": t.name,
                     "probe": t.description,
                     "ok": r.ok,
+                    "cause": r.cause.value,
                     "latency_ms": round(r.latency * 1000, 1),
                     "detail": r.detail,
                 }
@@ -154,14 +175,19 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def _table(rows: list[dict[str, Any]]) -> str:
     header = ("TARGET", "PROBE", "VERDICT", "LATENCY", "DETAIL")
     lines = [
-        (r["target"], r["probe"], "up" if r["ok"] else "DOWN", f"{r['latency_ms']} ms", r["detail"])
-        for r in rows
+        (r["target"], r["probe"], _verdict(r), f"{r['latency_ms']} ms", r["detail"]) for r in rows
     ]
     widths = [max(len(str(x)) for x in column) for column in zip(header, *lines, strict=False)]
     return "\n".join(
         "  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip()
         for line in [header, *lines]
     )
+
+
+def _verdict(row: dict[str, Any]) -> str:
+    if row["ok"]:
+        return "up"
+    return "NOT MADE" if row["cause"] == "local" else "DOWN"  # ours: says nothing of the target
 
 
 def _admin_call(

@@ -21,9 +21,8 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
-from twisted.protocols.tls import TLSMemoryBIOFactory
 
-from xprov import __version__, config, logs, metrics
+from xprov import __version__, config, descriptors, logs, metrics
 from xprov.guard import Gate, Policy, credential_problems, notices
 from xprov.inventory import Inventory, InventoryError, mysql_source
 from xprov.inventory.file_source import load_file
@@ -144,7 +143,7 @@ def _report_fields(report: mysql_source.LoadReport | None) -> dict[str, Any]:
 class Service:
     """One xprov process: the provisioning core, its listeners, the monitor, reloads."""
 
-    def __init__(self, built: Built, reactor: Any) -> None:
+    def __init__(self, built: Built, reactor: Any, limit: descriptors.Limit | None = None) -> None:
         inputs = built.inputs
         self.reactor = reactor
         self.started = time.time()
@@ -171,6 +170,8 @@ class Service:
             self.metrics,
         )
         self.gate = Gate(self.provisioner, Policy.of(cfg))
+        self.limit = limit or descriptors.current_limit()
+        self.budget = descriptors.budget_of(cfg, self.limit.soft)
         self.tftp = self._tftp_server(cfg)
         self.web = self._site(cfg, tls=False)
         self.secure_web = self._site(cfg, tls=True)
@@ -185,6 +186,9 @@ class Service:
     def start(self) -> None:
         """Bind every listener, or none: a failure closes what was opened and raises."""
         cfg = self.provisioner.inputs.config
+        if self.budget.fit is descriptors.Fit.SHORT:
+            raise descriptors.Shortage(self.budget.problem())
+        self._announce(self.budget)
         try:
             self._bind(self._wanted(cfg))
         except Exception:
@@ -232,7 +236,7 @@ class Service:
             files,
             security.header_timeout,
             allow,
-            security.max_connections,
+            self.budget.caps.https if tls else self.budget.caps.http,
             security.max_connections_per_source,
         )
 
@@ -243,7 +247,7 @@ class Service:
             ("http", x, None): self.web for x in cfg.http.listen
         }
         if cfg.https is not None:
-            secure = TLSMemoryBIOFactory(http.tls_options(cfg.https), False, self.secure_web)
+            secure = http.BoundedTLSFactory(http.tls_options(cfg.https), False, self.secure_web)
             wanted.update({("https", x, cfg.https): secure for x in cfg.https.listen})
         if cfg.tftp is not None:
             wanted.update({("tftp", x, None): None for x in cfg.tftp.listen})
@@ -300,13 +304,28 @@ class Service:
             out.setdefault(kind, []).append(str(address))
         return out
 
+    def _announce(self, budget: descriptors.Budget) -> None:
+        """The descriptor budget in the log: a warning with the numbers if the caps were
+        lowered to keep the reserve (phones get fewer connections than configured)."""
+        fields = budget.fields()
+        if self.limit.raised_from is not None:
+            fields["raised_from"] = self.limit.raised_from
+        if budget.fit is descriptors.Fit.LOWERED:
+            log.warning(
+                "descriptor_caps_lowered",
+                **fields,
+                fix=f"raise RLIMIT_NOFILE (LimitNOFILE=, ulimit -n) to at least {budget.needed}",
+            )
+        else:
+            log.info("descriptors", **fields)
+
     def _tftp_server(self, cfg: config.Config) -> TftpServer | None:
         if cfg.tftp is None:
             return None
         return TftpServer(
             self.gate,
             _limits(cfg),
-            cfg.tftp.max_transfers,
+            self.budget.caps.tftp,
             self.reactor,
             self.observer,
             cfg.tftp.allow,
@@ -339,6 +358,9 @@ class Service:
 
     def _swap(self, built: Built) -> dict[str, Any]:
         inputs, cfg = built.inputs, built.inputs.config
+        budget = descriptors.budget_of(cfg, self.limit.soft)
+        if budget.fit is descriptors.Fit.SHORT:
+            return self._reload_failed(BuildError([budget.problem()]))
         if self.tftp is None and cfg.tftp is not None:
             self.tftp = self._tftp_server(cfg)
         try:
@@ -346,15 +368,16 @@ class Service:
         except Exception as exc:
             return self._reload_failed(exc)
         self.gate.reconfigure(Policy.of(cfg))  # the sources' budgets carry over
-        for web, allow in (
-            (self.web, cfg.http.allow),
-            (self.secure_web, cfg.https.allow if cfg.https else ()),
+        self.budget = budget
+        for web, allow, cap in (
+            (self.web, cfg.http.allow, budget.caps.http),
+            (self.secure_web, cfg.https.allow if cfg.https else (), budget.caps.https),
         ):
             web.allow, web.header_timeout = tuple(allow), cfg.security.header_timeout
-            web.max_connections = cfg.security.max_connections
+            web.max_connections = cap
             web.per_source = cfg.security.max_connections_per_source
         if self.tftp is not None and cfg.tftp is not None:
-            self.tftp.limits, self.tftp.max_transfers = _limits(cfg), cfg.tftp.max_transfers
+            self.tftp.limits, self.tftp.max_transfers = _limits(cfg), budget.caps.tftp
             self.tftp.allow, self.tftp.per_source = cfg.tftp.allow, cfg.security.max_tftp_per_source
         self.active.reconfigure(cfg.sites, cfg.failover.primary)
         self.readers.adjustPoolsize(maxthreads=len(cfg.sites))
@@ -366,6 +389,7 @@ class Service:
                 build_targets(cfg, self.reactor, self.pool), site_order(cfg), cfg.monitor
             )
         logs.configure(cfg.logging.format, cfg.logging.level)
+        self._announce(budget)
         self._schedule_refresh(cfg)
         self.config_loaded_at = time.time()
         self.reloads["ok"] += 1  # type: ignore[operator]
@@ -488,11 +512,21 @@ class Service:
             "monitor": self.monitor.status() if self.monitor else None,
             "convergence": self.convergence_report(),
             "listen": self._listening(),
+            "descriptors": self._descriptors(),
             "reactor_lag": {
                 "max_s": round(self.lag.max_s, 4),
                 "last_minute_max_s": round(self.lag.recent_max_s(), 4),
             },
         }
+
+    def _descriptors(self) -> dict[str, Any]:
+        """The budget, and the descriptors phones hold now (each kind stops at its cap)."""
+        held = {
+            "http": len(self.web.channels),
+            "https": len(self.secure_web.channels),
+            "tftp": self.tftp.ports_open if self.tftp is not None else 0,
+        }
+        return {**self.budget.fields(), "held": {k: held[k] for k in self.budget.caps.fields()}}
 
     def metrics(self) -> bytes:
         return metrics.exposition(self.registry)

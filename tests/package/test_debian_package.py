@@ -8,8 +8,10 @@ in CI (CI=true) or with XPROV_PACKAGE_TEST=1.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -107,8 +109,8 @@ def test_lintian_finds_no_errors(deb: Path) -> None:
 
 
 def serve_as_the_unit_would(log: Path) -> tuple[subprocess.Popen, int, int, str]:
-    """ExecStart as user xprov with the unit's capability; unprivileged ports when the
-    environment cannot grant it or ports 80/69 are taken."""
+    """ExecStart as user xprov with the unit's capability and descriptor limit; unprivileged
+    ports when the environment cannot grant it or ports 80/69 are taken."""
     text = CONFIG.read_text()
     privileged = not port_open(80) and udp_port_free(69, "0.0.0.0") and _can_grant_capability()
     http, tftp = (80, 69) if privileged else (free_port(), free_port(socket.SOCK_DGRAM))
@@ -116,7 +118,9 @@ def serve_as_the_unit_would(log: Path) -> tuple[subprocess.Popen, int, int, str]
         text = text.replace('listen = ["0.0.0.0:80"]', f'listen = ["0.0.0.0:{http}"]')
         text = text.replace('listen = ["0.0.0.0:69"]', f'listen = ["0.0.0.0:{tftp}"]')
         CONFIG.write_text(text)
-    command = ["setpriv", "--reuid=xprov", "--regid=xprov", "--init-groups", "--no-new-privs"]
+    files = unit_descriptor_limit()
+    command = ["prlimit", f"--nofile={files}:{files}"]
+    command += ["setpriv", "--reuid=xprov", "--regid=xprov", "--init-groups", "--no-new-privs"]
     if privileged:
         command += ["--inh-caps=+net_bind_service", "--ambient-caps=+net_bind_service"]
     exec_start = _unit_value("ExecStart").split()
@@ -129,6 +133,12 @@ def serve_as_the_unit_would(log: Path) -> tuple[subprocess.Popen, int, int, str]
     wait_for(lambda: port_open(http) or proc.poll() is not None, 30, "xprov listening")
     assert proc.poll() is None, log.read_text()
     return proc, http, tftp, "as xprov with CAP_NET_BIND_SERVICE" if privileged else "as xprov"
+
+
+def unit_descriptor_limit() -> int:
+    """The unit's LimitNOFILE, or as much of it as this environment grants (a container's
+    hard limit may be lower, and no root raises it)."""
+    return min(int(_unit_value("LimitNOFILE")), resource.getrlimit(resource.RLIMIT_NOFILE)[1])
 
 
 def _can_grant_capability() -> bool:
@@ -176,6 +186,7 @@ def test_install_run_reload_upgrade_purge(deb: Path, tmp_path: Path) -> None:
         ("ProtectSystem", "strict"),
         ("ProtectHome", "yes"),
         ("PrivateTmp", "yes"),
+        ("LimitNOFILE", "65536"),  # phones' connections and transfers: 1,024 is too few
     ):
         assert _unit_value(key) == value, key
 
@@ -209,6 +220,9 @@ def test_install_run_reload_upgrade_purge(deb: Path, tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
     log = (tmp_path / "xprov.log").read_text()
     assert '"event": "reloaded"' in log and "pkg-1001-Secret" not in log, how
+    budget = next(json.loads(line) for line in log.splitlines() if '"event": "descriptors"' in line)
+    assert budget["limit"] == unit_descriptor_limit(), budget
+    assert budget["caps"] == budget["wanted"] == {"http": 10_000, "tftp": 1000}, budget
     written = run(
         "find",
         "/usr/lib/xprov",

@@ -8,7 +8,7 @@ from twisted.internet.task import Clock
 
 from xprov.config import MonitorConfig
 from xprov.monitor import ManualChoiceError, Monitor, Target
-from xprov.monitor.probe import run_probe
+from xprov.monitor.probe import NotMade, run_probe
 from xprov.selection import ActiveSites
 
 SERVICES = ("sip", "stun", "db")
@@ -31,7 +31,8 @@ def settings(**changes) -> MonitorConfig:
 
 
 class World:
-    """Targets whose behaviour the test sets: 'up', 'down' (refused at once) or 'hang'."""
+    """Targets whose behaviour the test sets: 'up', 'down' (refused at once), 'hang' or
+    'starved' (the probe cannot be made)."""
 
     def __init__(self, **changes) -> None:
         self.clock = Clock()
@@ -55,6 +56,8 @@ class World:
                     done.callback((True, "200 OK"))
                 elif behaviour == "down":
                     done.callback((False, "ICMP port unreachable"))
+                elif behaviour == "starved":  # this process out of descriptors
+                    done.callback(NotMade("out of file descriptors (EMFILE)"))
                 return lambda: None
 
             return run_probe(attempt, 1.0, self.clock)
@@ -226,3 +229,37 @@ def test_stop_ends_the_rounds(world: World) -> None:
     count = len(world.probed)
     world.run(5)
     assert len(world.probed) == count
+
+
+def test_a_starved_monitor_fails_nothing_over(world: World, log_events) -> None:
+    """The issue: phones held every descriptor, every probe failed with EMFILE, every target
+    went down. Probes not made are no verdict: targets stay up, nothing switches."""
+    for name in ("sip@chicago", "stun@chicago", "sip@virginia"):
+        world.behaviour[name] = "starved"
+    world.run(10)
+    assert world.active.current.generation == 1
+    assert {world.state(name) for name in world.behaviour} == {"up"}
+    target = world.monitor.status()["targets"]["sip@chicago"]
+    assert target["state"] == "up" and target["consecutive_failures"] == 0
+    assert target["last"]["cause"] == "local"
+    assert target["last"]["detail"] == "out of file descriptors (EMFILE)"
+    (warning,) = [e for e in log_events() if e["event"] == "probes_not_made"]
+    assert warning["level"] == "warning"
+    assert warning["targets"] == ["sip@chicago", "sip@virginia", "stun@chicago"]
+    assert warning["reason"] == "out of file descriptors (EMFILE)"
+    assert not [e for e in log_events() if e["event"] in ("target_state", "switch")]
+    for name in world.behaviour:
+        world.behaviour[name] = "up"
+    world.run(2)
+    (back,) = [e for e in log_events() if e["event"] == "probes_made_again"]
+    assert back["targets"] == ["sip@chicago", "sip@virginia", "stun@chicago"]
+    assert world.monitor.status()["targets"]["sip@chicago"]["last"]["cause"] == "target"
+
+
+def test_a_starved_target_still_falls_on_its_own_failures(world: World) -> None:
+    """Rounds not made in between neither hide nor add failures of the target."""
+    for behaviour in ("down", "starved", "down", "starved", "starved", "down"):
+        world.behaviour["sip@chicago"] = behaviour
+        world.run(1)
+    assert world.state("sip@chicago") == "down"
+    assert world.active.current.site_of("sip") == "virginia"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from xprov.monitor.state import (
+    Cause,
     Decision,
     Health,
     Policy,
@@ -233,3 +234,48 @@ def test_failover_goes_to_the_first_healthy_site_in_the_configured_order() -> No
     }
     decision = decide("sip", "chicago", ["chicago", "zurich", "austin"], states, MANUAL, now=5)
     assert decision is not None and decision.to == "zurich"
+
+
+NOT_MADE = ProbeResult(False, 0.0, "out of file descriptors (EMFILE)", Cause.LOCAL)
+
+
+@pytest.mark.parametrize("before", ["oo", "ooxx", "ooxxx", "o", "xx", ""])
+def test_a_probe_not_made_is_no_observation_of_the_target(before: str) -> None:
+    """Out of descriptors is ours: however often, the target neither falls nor rises."""
+    target = state(results=before)
+    counts = (target.health, target.failures, target.successes, target.total_failed)
+    for now in range(len(before) + 1, len(before) + 11):  # more than fall or rise
+        assert target.record(NOT_MADE, now) is None
+    assert (target.health, target.failures, target.successes, target.total_failed) == counts
+    assert target.last == NOT_MADE and len(target.transitions) == len(
+        state(results=before).transitions
+    )
+
+
+def test_runs_go_on_across_probes_not_made() -> None:
+    target = state(results="oox")
+    target.record(NOT_MADE, 4)
+    target.record(FAIL, 5)
+    target.record(NOT_MADE, 6)
+    transition = target.record(FAIL, 7)  # the third failure: not made ones in between
+    assert transition is not None and transition.after is Health.DOWN
+    assert target.failing_since == 3
+
+
+def test_a_probe_not_made_breaks_the_health_run_an_automatic_failback_waits_for() -> None:
+    chicago = state("sip@chicago", "xxx" + "o" * 40)  # healthy since t=4
+    chicago.record(NOT_MADE, 44)
+    assert chicago.health is Health.UP and chicago.healthy_since is None
+    states = {"chicago": chicago, "virginia": state("sip@virginia", "o" * 44)}
+    assert decide("sip", "virginia", ["chicago", "virginia"], states, AUTO, now=44) is None
+    chicago.record(OK, 45)  # observed again: the hold-down starts over
+    assert chicago.healthy_since == 45
+    assert decide("sip", "virginia", ["chicago", "virginia"], states, AUTO, now=74) is None
+    assert decide("sip", "virginia", ["chicago", "virginia"], states, AUTO, now=75) is not None
+
+
+def test_probes_not_made_everywhere_suspend_switching() -> None:
+    states = [state(f"sip@{site}", "oo") for site in ("chicago", "virginia")]
+    for target in states:
+        target.record(NOT_MADE, 3)
+    assert all_failing(states)  # blind: nothing may switch

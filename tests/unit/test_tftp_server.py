@@ -42,7 +42,12 @@ class FakePort:
         self.reactor.sent.append((self.number, addr, codec.decode(datagram)))
 
     def stopListening(self) -> None:
+        """Closed at once (Twisted closes a UDP port one reactor turn later: LatePort)."""
+        self.close()
+
+    def close(self) -> None:
         self.closed = True
+        self.protocol.doStop()
 
     def deliver(self, datagram: bytes, addr) -> None:
         self.protocol.datagramReceived(datagram[: self.size], addr)
@@ -419,6 +424,40 @@ def test_a_transfer_asking_timeout_255_ends_after_the_servers_own_bound(server) 
     reactor.advance(0.1)
     assert reactor.take() == [] and reactor.ports[1].closed and tftp.active == 0
     assert tftp.stats.failed == 1 and reactor.getDelayedCalls() == []
+
+
+class LatePort(FakePort):
+    """Closed as Twisted closes a UDP port: one reactor turn after stopListening."""
+
+    def stopListening(self) -> None:
+        self.reactor.callLater(0, self.close)
+
+
+class LateReactor(FakeReactor):
+    def listenUDP(self, port: int, protocol, interface: str = "", maxPacketSize: int = 8192):
+        late = LatePort(self, port or 50000 + len(self.ports), protocol, interface)
+        self.ports.append(late)
+        return late
+
+
+def test_a_transfer_port_counts_until_its_socket_is_closed(provisioner) -> None:
+    """max_transfers bounds descriptors: a port whose transfer was replaced still holds one
+    until Twisted closes it, a turn later, and no new port opens meanwhile."""
+    reactor = LateReactor()
+    tftp = TftpServer(Gate(provisioner, Policy()), Limits(), 1, reactor)
+    listener = tftp.listen(_listen())
+    listener.deliver(codec.rrq(f"{YEALINK_T46G}.cfg"), CLIENT)
+    assert (tftp.active, tftp.ports_open) == (1, 1)
+    reactor.take()
+    listener.deliver(codec.rrq(f"{SPA942}.xml"), CLIENT)  # a new request replaces the transfer
+    assert (tftp.active, tftp.ports_open) == (0, 1)
+    assert reactor.take() == [(listener.number, CLIENT, codec.Error(0, "Server busy, try later"))]
+    assert len(reactor.ports) == 2 and tftp.stats.busy == 1  # the listener and the old port
+    reactor.advance(0)  # the old port's socket is closed
+    assert tftp.ports_open == 0
+    listener.deliver(codec.rrq(f"{SPA942}.xml"), CLIENT)
+    assert (tftp.active, tftp.ports_open, len(reactor.ports)) == (1, 1, 3)
+    assert isinstance(reactor.take()[-1][2], codec.Data)
 
 
 def test_per_source_cap_and_allow_list(provisioner) -> None:

@@ -20,8 +20,9 @@ from twisted.python.threadpool import ThreadPool
 from xprov.config import Config, MonitorConfig
 from xprov.logs import get_logger
 from xprov.monitor import mysql, sip, stun
-from xprov.monitor.probe import error_detail
+from xprov.monitor.probe import failed, result_of
 from xprov.monitor.state import (
+    Cause,
     Decision,
     Health,
     Policy,
@@ -127,6 +128,7 @@ class Monitor:
         self.reasons: dict[str, str] = {}  # service -> why it is on its active site
         self.rounds = 0
         self.blind = False
+        self.not_made: frozenset[str] = frozenset()  # targets whose last probe was not made
         self._holding: dict[str, str] = {}
         self._next: Any = None
         self._running = False
@@ -186,6 +188,7 @@ class Monitor:
             transition = self.states[target.name].record(result, now)
             if transition is not None:
                 self._log_transition(target, transition)
+        self._note_not_made(results)
         blind = all_failing(list(self.states.values()))
         if blind != self.blind:
             self.blind = blind
@@ -201,6 +204,24 @@ class Monitor:
             return
         for service in self.services:
             self._apply(service, now)
+
+    def _note_not_made(self, results: Sequence[ProbeResult]) -> None:
+        """Say once when probes cannot be made (and once when they can again): their
+        targets are not counted down, but the monitor is partly blind meanwhile."""
+        not_made = frozenset(
+            t.name for t, r in zip(self.targets, results, strict=True) if r.cause is Cause.LOCAL
+        )
+        if not_made - self.not_made:
+            reasons = {r.detail for r in results if r.cause is Cause.LOCAL}
+            log.warning(
+                "probes_not_made",
+                targets=sorted(not_made),
+                reason="; ".join(sorted(reasons)),
+                effect="not counted as the targets' failures",
+            )
+        elif self.not_made and not not_made:
+            log.info("probes_made_again", targets=sorted(self.not_made))
+        self.not_made = not_made
 
     def _apply(self, service: str, now: float) -> None:
         current = self.active.current.site_of(service)
@@ -344,6 +365,7 @@ def _target_status(target: Target, state: TargetState, now: float) -> dict[str, 
         if state.last is None
         else {
             "ok": state.last.ok,
+            "cause": state.last.cause.value,
             "detail": state.last.detail,
             "latency_ms": round(state.last.latency * 1000, 1),
         },
@@ -361,4 +383,4 @@ def _never_fails(probe: Probe) -> Deferred[ProbeResult]:
     except Exception as exc:
         running = Deferred()
         running.errback(exc)
-    return running.addErrback(lambda reason: ProbeResult(False, 0.0, error_detail(reason)))
+    return running.addErrback(lambda reason: result_of(failed(reason), 0.0))

@@ -27,7 +27,7 @@ from twisted.python.threadpool import ThreadPool
 
 from xprov import database
 from xprov.config import DbService
-from xprov.monitor.probe import Verdict, error_detail, run_probe
+from xprov.monitor.probe import Outcome, Verdict, failed, run_probe
 from xprov.monitor.state import ProbeResult
 
 FRESH_EVERY = 30  # rounds between two checks on a new connection
@@ -50,16 +50,16 @@ def _close(connection: Any) -> None:
         connection.close()
 
 
-def check(db: DbService, timeout: float) -> Verdict:
+def check(db: DbService, timeout: float) -> Outcome:
     """A whole check on a new connection: connect, authenticate, query, quit (blocking)."""
     try:
         connection = database.connect(db, timeout)
     except Exception as exc:  # PyMySQL raises assorted errors on connect
-        return False, error_detail(exc)
+        return failed(exc)
     try:
         return _query(db, connection)
     except Exception as exc:
-        return False, error_detail(exc)
+        return failed(exc)
     finally:
         _close(connection)
 
@@ -73,7 +73,7 @@ class DatabaseProbe:
         self.rounds = 0
         self._busy = threading.Lock()
 
-    def check(self) -> Verdict:
+    def check(self) -> Outcome:
         if not self._busy.acquire(blocking=False):
             return check(self.db, self.timeout)  # the last round is still at it
         try:
@@ -84,12 +84,12 @@ class DatabaseProbe:
                 try:
                     self.connection = database.connect(self.db, self.timeout)
                 except Exception as exc:
-                    return False, error_detail(exc)
+                    return failed(exc)
             try:
                 ok, detail = _query(self.db, self.connection)
             except Exception as exc:
                 self.close()  # broken or timed out: the next round connects anew
-                return False, error_detail(exc)
+                return failed(exc)
             return ok, detail + (" (new connection)" if fresh and ok else "")
         finally:
             self._busy.release()
@@ -117,7 +117,7 @@ def probe_database(
         running = deferToThreadPool(reactor, pool, database.check)
         running.addCallbacks(
             lambda result: done.called or done.callback(result),
-            lambda reason: done.called or done.callback((False, error_detail(reason))),
+            lambda reason: done.called or done.callback(failed(reason)),
         )
         return lambda: None  # a thread cannot be stopped; its own timeouts end it
 

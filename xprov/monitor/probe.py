@@ -1,53 +1,85 @@
 """What every probe shares: a verdict within its own deadline, whatever happens.
 
 A probe is started with `run_probe(attempt, timeout, clock)`. `attempt(done)` begins the
-work, fires `done` with `(ok, detail)` when it knows, and returns a cleanup to call at the
-end. The returned Deferred always fires with a ProbeResult, never with an error, and never
-later than `timeout` seconds.
+work, fires `done` with `(ok, detail)` when it knows (or with `NotMade` when this process
+could not even make the probe), and returns a cleanup to call at the end. The returned
+Deferred always fires with a ProbeResult, never with an error, and never later than
+`timeout` seconds.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol
 
-from xprov.monitor.state import ProbeResult
+from xprov.monitor.state import Cause, ProbeResult
 
-Verdict = tuple[bool, str]
-Attempt = Callable[[Deferred[Verdict]], Callable[[], None]]
+Verdict = tuple[bool, str]  # the target's answer, or its lack of one: (up, detail)
+
+
+@dataclass(frozen=True)
+class NotMade:
+    """A probe this process could not make (it is out of file descriptors): it says nothing
+    about the target."""
+
+    detail: str
+
+
+Outcome = Verdict | NotMade
+Attempt = Callable[[Deferred[Outcome]], Callable[[], None]]
+# Our own process (EMFILE) or host (ENFILE) out of descriptors: errors of ours, not a target's.
+LOCAL_ERRNOS = {errno.EMFILE: "EMFILE", errno.ENFILE: "ENFILE"}
+_CAUSES = 8  # exceptions followed down a chain of causes: Twisted and PyMySQL wrap once or twice
 
 
 def run_probe(attempt: Attempt, timeout: float, clock: Any) -> Deferred[ProbeResult]:
     started = clock.seconds()
-    done: Deferred[Verdict] = Deferred()
+    done: Deferred[Outcome] = Deferred()
 
-    def settle(verdict: Verdict) -> None:
+    def settle(outcome: Outcome) -> None:
         if not done.called:
-            done.callback(verdict)
+            done.callback(outcome)
 
     timer = clock.callLater(timeout, settle, (False, "timeout"))
-    watched: Deferred[Verdict] = Deferred()
+    watched: Deferred[Outcome] = Deferred()
     watched.addCallback(settle)
     try:
         cleanup = attempt(watched)
     except Exception as exc:  # a probe that cannot even start has failed, nothing more
         cleanup = _nothing
-        settle((False, f"cannot start: {type(exc).__name__}: {exc}"))
+        settle(failed(exc, "cannot start: "))
 
-    def finish(verdict: Verdict) -> ProbeResult:
+    def finish(outcome: Outcome) -> ProbeResult:
         if timer.active():
             timer.cancel()
         with contextlib.suppress(Exception):  # a dead connection may not clean up; no matter
             cleanup()
-        ok, detail = verdict
-        return ProbeResult(ok, clock.seconds() - started, detail)
+        return result_of(outcome, clock.seconds() - started)
 
     return done.addCallback(finish)
+
+
+def result_of(outcome: Outcome, latency: float) -> ProbeResult:
+    if isinstance(outcome, NotMade):
+        return ProbeResult(False, latency, outcome.detail, Cause.LOCAL)
+    ok, detail = outcome
+    return ProbeResult(ok, latency, detail)
+
+
+def failed(reason: Any, context: str = "") -> Outcome:
+    """The outcome of an error (a Failure or an exception): NotMade when it is ours (out of
+    descriptors), else a failure of the target, described after `context`."""
+    shortage = local_shortage(reason)
+    if shortage is not None:
+        return NotMade(shortage)
+    return False, context + error_detail(reason)
 
 
 def _nothing() -> None:
@@ -62,7 +94,7 @@ class UdpExchange(DatagramProtocol):
     noisy = False
     resend_at: tuple[float, ...] = ()
 
-    def __init__(self, address: str, port: int, done: Deferred[Verdict], clock: Any) -> None:
+    def __init__(self, address: str, port: int, done: Deferred[Outcome], clock: Any) -> None:
         self.address, self.port, self.done, self.clock = address, port, done, clock
         self.timers: list[Any] = []
 
@@ -107,23 +139,27 @@ class UdpExchange(DatagramProtocol):
 def udp_attempt(
     host: str,
     port: int,
-    exchange: Callable[[str, int, Deferred[Verdict]], UdpExchange],
+    exchange: Callable[[str, int, Deferred[Outcome]], UdpExchange],
     reactor: Any,
 ) -> Attempt:
     """Resolve `host`, then run `exchange` from an ephemeral port of the right family."""
 
-    def attempt(done: Deferred[Verdict]) -> Callable[[], None]:
+    def attempt(done: Deferred[Outcome]) -> Callable[[], None]:
         opened: list[tuple[UdpExchange, Any]] = []
 
         def start(address: str) -> None:
             if done.called:
                 return
-            protocol = exchange(address, port, done)
-            interface = "::" if ipaddress.ip_address(address).version == 6 else "0.0.0.0"
-            opened.append((protocol, reactor.listenUDP(0, protocol, interface=interface)))
+            try:
+                protocol = exchange(address, port, done)
+                interface = "::" if ipaddress.ip_address(address).version == 6 else "0.0.0.0"
+                opened.append((protocol, reactor.listenUDP(0, protocol, interface=interface)))
+            except Exception as exc:  # no socket (EMFILE...): not a name look-up's failure
+                if not done.called:
+                    done.callback(failed(exc, "cannot start: "))
 
-        resolve(host, reactor).addCallback(start).addErrback(
-            lambda reason: done.called or done.callback((False, f"DNS: {error_detail(reason)}"))
+        resolve(host, reactor).addCallbacks(
+            start, lambda reason: done.called or done.callback(failed(reason, "DNS: "))
         )
 
         def cleanup() -> None:
@@ -148,8 +184,41 @@ def resolve(host: str, reactor: Any) -> Deferred[str]:
 
 
 def error_detail(reason: Any) -> str:
-    """A short, secret-free description of a failure (a Failure or an exception)."""
+    """A short, secret-free description of a failure (a Failure or an exception); "out of
+    file descriptors (EMFILE)" when that is what it comes down to, whatever wraps it."""
+    shortage = local_shortage(reason)
+    if shortage is not None:
+        return shortage
     exc = getattr(reason, "value", reason)
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     name = type(exc).__name__
     return f"{name}: {text}"[:200] if text else name
+
+
+def local_shortage(reason: Any) -> str | None:
+    """The label "out of file descriptors (EMFILE)" (or ENFILE) when `reason` (a Failure or an
+    exception) is, or was caused by, an OSError with that errno; None otherwise. Follows
+    what wraps one: Twisted's CannotListenError (`socketError`) and ConnectError
+    (`osError`, the errno itself), PyMySQL's OperationalError (`original_exception`), and
+    Python's `__cause__` and `__context__`."""
+    exc = getattr(reason, "value", reason)
+    for _ in range(_CAUSES):
+        if not isinstance(exc, BaseException):
+            return None
+        number = exc.errno if isinstance(exc, OSError) else getattr(exc, "osError", None)
+        if number in LOCAL_ERRNOS:
+            return f"out of file descriptors ({LOCAL_ERRNOS[number]})"
+        exc = next(
+            (
+                cause
+                for cause in (
+                    getattr(exc, "socketError", None),
+                    getattr(exc, "original_exception", None),
+                    exc.__cause__,
+                    exc.__context__,
+                )
+                if isinstance(cause, BaseException)
+            ),
+            None,
+        )
+    return None

@@ -20,7 +20,15 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
 
 from xprov.config import SipService
-from xprov.monitor.probe import UdpExchange, Verdict, error_detail, run_probe, udp_attempt
+from xprov.monitor.probe import (
+    NotMade,
+    Outcome,
+    UdpExchange,
+    Verdict,
+    failed,
+    run_probe,
+    udp_attempt,
+)
 from xprov.monitor.state import ProbeResult
 
 DOWN_CODES = frozenset({408, 500, 503, 504})
@@ -138,7 +146,7 @@ class _UdpOptions(UdpExchange):
         down_codes: Collection[int],
         address: str,
         port: int,
-        done: Deferred[Verdict],
+        done: Deferred[Outcome],
         clock: Any,
     ) -> None:
         super().__init__(address, port, done, clock)
@@ -159,7 +167,7 @@ class _StreamOptions(Protocol):
         self,
         target: SipService,
         request: Request,
-        done: Deferred[Verdict],
+        done: Deferred[Outcome],
         down_codes: Collection[int],
     ) -> None:
         self.target, self.request, self.done, self.down_codes = target, request, done, down_codes
@@ -191,7 +199,7 @@ class _StreamOptions(Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         if not self.done.called:
-            self.done.callback((False, f"connection closed: {error_detail(reason)}"))
+            self.done.callback(failed(reason, "connection closed: "))
 
 
 def _content_length(response: Response | None) -> int:
@@ -227,7 +235,7 @@ def probe_options(
         reactor,
     )
 
-    def stream(done: Deferred[Verdict]) -> Any:
+    def stream(done: Deferred[Outcome]) -> Any:
         protocol = _StreamOptions(target, request, done, down_codes)
         endpoint = _tcp_endpoint(target.host, target.port, timeout, reactor)
         if target.transport == "tls":
@@ -235,9 +243,7 @@ def probe_options(
                 _tls_options(target, tls_server_name, tls_ca), endpoint
             )
         connecting = endpoints.connectProtocol(endpoint, protocol)
-        connecting.addErrback(
-            lambda reason: done.called or done.callback((False, _connect_error(reason)))
-        )
+        connecting.addErrback(lambda reason: done.called or done.callback(_connect_error(reason)))
 
         def cleanup() -> None:
             connecting.cancel()
@@ -260,6 +266,8 @@ def _tcp_endpoint(host: str, port: int, timeout: float, reactor: Any) -> Any:
     return kind(reactor, host, port, timeout=timeout)
 
 
-def _connect_error(reason: Any) -> str:
-    text = error_detail(reason)
-    return "connection refused" if "refused" in text.lower() else text
+def _connect_error(reason: Any) -> Outcome:
+    outcome = failed(reason)
+    if isinstance(outcome, NotMade):
+        return outcome  # no socket for the connection: ours, not the target's
+    return (False, "connection refused") if "refused" in outcome[1].lower() else outcome

@@ -19,11 +19,20 @@ class Health(Enum):
     DOWN = "down"
 
 
+class Cause(Enum):
+    """What a probe's result tells about."""
+
+    TARGET = "target"  # the target's answer, or its silence: counts toward rise and fall
+    LOCAL = "local"  # this process could not make the probe (out of file descriptors): it
+    #   says nothing about the target, which must not fail over because we are starved
+
+
 @dataclass(frozen=True)
 class ProbeResult:
     ok: bool
     latency: float  # seconds from sending the probe to its verdict
     detail: str  # "200 OK", "timeout", "connection refused", ... never a secret
+    cause: Cause = Cause.TARGET
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,11 @@ class TargetState:
 
     def record(self, result: ProbeResult, now: float) -> Transition | None:
         self.last = result
+        if result.cause is Cause.LOCAL:
+            # Not an observation of the target: no count moves, but an unobserved moment is
+            # no proof of continuous health (an automatic failback waits for more).
+            self.healthy_since = None
+            return None
         if result.ok:
             self.total_ok += 1
             self.successes += 1

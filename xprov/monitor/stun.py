@@ -17,7 +17,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from xprov.config import StunService
-from xprov.monitor.probe import UdpExchange, Verdict, run_probe, udp_attempt
+from xprov.monitor.probe import Outcome, UdpExchange, Verdict, run_probe, udp_attempt
 from xprov.monitor.state import ProbeResult
 
 MAGIC_COOKIE = 0x2112A442
@@ -83,7 +83,7 @@ def parse_binding_response(data: bytes, transaction: bytes) -> Verdict | None:
 class _Binding(UdpExchange):
     resend_at = RETRANSMIT_AT
 
-    def __init__(self, address: str, port: int, done: Deferred[Verdict], clock: Any) -> None:
+    def __init__(self, address: str, port: int, done: Deferred[Outcome], clock: Any) -> None:
         super().__init__(address, port, done, clock)
         self.transaction = os.urandom(12)
 

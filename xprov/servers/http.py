@@ -23,6 +23,7 @@ from cryptography import x509
 from twisted.internet import ssl
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http import HTTPChannel
@@ -443,6 +444,16 @@ def site(
     idle_timeout: float = 30.0,
 ) -> PhoneSite:
     return PhoneSite(resource, idle_timeout, header_timeout, allow, max_connections, per_source)
+
+
+class BoundedTLSFactory(TLSMemoryBIOFactory):
+    """TLS in front of a PhoneSite that keeps the site's refusals: Twisted's wrapper wraps
+    the None of a refused connection, fails on it and leaves the connection open, beyond
+    every cap (each one a descriptor)."""
+
+    def buildProtocol(self, addr: Any) -> Any:
+        wrapped = self.wrappedFactory.buildProtocol(addr)
+        return None if wrapped is None else self.protocol(self, wrapped)
 
 
 def tls_options(config: HttpsConfig) -> Any:

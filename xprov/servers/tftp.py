@@ -12,7 +12,7 @@ answer each other for ever.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
@@ -20,6 +20,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import DatagramProtocol
 
 from xprov.config import Listen, Network
+from xprov.descriptors import TFTP_CLOSING
 from xprov.guard import Asker, Gate, Transport, allowed
 from xprov.logs import get_logger
 from xprov.observe import Observer
@@ -81,6 +82,10 @@ class _TransferPort(DatagramProtocol):
         self.port: IListeningPort | None = None
         self.local: Address = ("", 0)  # the port's own address, once bound
         self.strangers: set[Address] = set()  # those answered with ERROR 5
+        self.closed: Callable[[], None] = lambda: None
+
+    def stopProtocol(self) -> None:
+        self.closed()  # Twisted closes the port's socket right after this
 
     def send(self, datagram: bytes) -> None:
         self.transport.write(datagram, self.peer)
@@ -113,6 +118,8 @@ class _TransferPort(DatagramProtocol):
 
 class TftpServer:
     """Every TFTP listener and transfer of one xprov process."""
+
+    ports_open = 0  # transfer ports whose socket is open (an ended one closes a turn later)
 
     def __init__(
         self,
@@ -208,7 +215,7 @@ class TftpServer:
                 if admission is Admission.EVICT:  # the victim's peer never answered
                     assert victim is not None and victim.transfer is not None
                     victim.transfer.cancel(Result.EVICTED)
-                self._start(packet, peer, host, body, listener)
+                self._start(packet, peer, host, body, listener, admission is Admission.EVICT)
             case Refused(status=429):
                 self.stats.reject("rate_limited")  # out of its budget: not even an error
             case Refused():
@@ -239,8 +246,20 @@ class TftpServer:
         listener.write(codec.error(code, _MESSAGES[reason]), peer)
 
     def _start(
-        self, packet: codec.Request, peer: Address, host: str, body: bytes, listener: Any
+        self,
+        packet: codec.Request,
+        peer: Address,
+        host: str,
+        body: bytes,
+        listener: Any,
+        evicting: bool = False,
     ) -> None:
+        # A descriptor each: the cap holds the ports until their sockets close, a reactor turn
+        # after their transfers end; a request that evicts may open its port before the
+        # victim's is closed, within the reserve's TFTP_CLOSING.
+        if self.ports_open >= self.max_transfers + (TFTP_CLOSING if evicting else 0):
+            self.stats.busy += 1
+            return self._refuse(listener, peer, codec.NOT_DEFINED, "busy")
         protocol = _TransferPort(self, peer, packet)
         try:
             protocol.port = self.reactor.listenUDP(
@@ -252,6 +271,12 @@ class TftpServer:
         local = protocol.port.getHost()
         protocol.local = (local.host, local.port)
         self._bound.setdefault(local.port, []).append(local.host)
+        self.ports_open += 1
+
+        def closed() -> None:
+            self.ports_open -= 1
+
+        protocol.closed = closed
         negotiated = negotiate(packet.options, len(body), self.limits)
         protocol.transfer = ReadTransfer(
             body,
