@@ -206,7 +206,7 @@ def test_database_verdicts(tmp_path, backup, mariadb) -> None:
                         "port": silent.port,
                         "database": "x",
                         "user": "x",
-                        "password": "x",
+                        "password": "xxxx",
                     },
                 },
             },
