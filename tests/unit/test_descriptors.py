@@ -162,21 +162,21 @@ def service(path: Path, limit: Limit) -> Service:
 
 def test_the_service_lowers_its_caps_and_says_so(config_path: Path, log_events) -> None:
     svc = service(config_path, Limit(256, 256, raised_from=200))
-    # room 181: 1 each, then 179 * 9999 // 10998 = 162 and 179 * 999 // 10998 = 16
-    assert (svc.web.max_connections, svc.tftp.max_transfers) == (163, 17)
+    # room 165: 1 each, then 163 * 9999 // 10998 = 148 and 163 * 999 // 10998 = 14
+    assert (svc.web.max_connections, svc.tftp.max_transfers) == (149, 15)
     svc._announce(svc.budget)
     [event] = [e for e in log_events() if e["event"] == "descriptor_caps_lowered"]
     assert event["level"] == "warning"
     assert {k: event[k] for k in ("limit", "raised_from", "reserve", "phones", "needed")} == {
         "limit": 256,
         "raised_from": 200,
-        "reserve": 75,
-        "phones": 181,
-        "needed": 11_075,
+        "reserve": 91,
+        "phones": 165,
+        "needed": 11_091,
     }
     assert event["wanted"] == {"http": 10_000, "tftp": 1000}
-    assert event["caps"] == {"http": 163, "tftp": 17}
-    assert "at least 11075" in event["fix"]
+    assert event["caps"] == {"http": 149, "tftp": 15}
+    assert "at least 11091" in event["fix"]
     status = svc._descriptors()
     assert status["held"] == {"http": 0, "tftp": 0} and status["caps"] == event["caps"]
 
@@ -201,27 +201,27 @@ def test_a_limit_too_low_refuses_to_start(config_path: Path) -> None:
 def test_a_reload_applies_the_budget_to_the_new_caps(tmp_path: Path) -> None:
     path = sample_config(tmp_path)
     svc = service(path, Limit(256, 256))
-    assert (svc.web.max_connections, svc.tftp.max_transfers) == (163, 17)
+    assert (svc.web.max_connections, svc.tftp.max_transfers) == (149, 15)
     text = path.read_text().replace("max_transfers = 1000", "max_transfers = 10")
     path.write_text(text.replace(PER_SOURCE, PER_SOURCE + "\nmax_connections = 100"))
     summary = svc._swap(build(path))
     assert summary["ok"] is True, summary
-    assert (svc.web.max_connections, svc.tftp.max_transfers) == (100, 10)  # 110 fit in 181
+    assert (svc.web.max_connections, svc.tftp.max_transfers) == (100, 10)  # 110 fit in 165
     assert svc.budget.fit is Fit.FITS and svc._descriptors()["caps"] == {"http": 100, "tftp": 10}
 
 
 def test_a_reload_that_cannot_fit_keeps_the_running_caps(tmp_path: Path) -> None:
     path = sample_config(tmp_path, admin_port=8081)
-    svc = service(path, Limit(80, 80))  # room 5: 1 each, then 3 * 9999 // 10998 = 2 and 0
+    svc = service(path, Limit(96, 96))  # room 5: 1 each, then 3 * 9999 // 10998 = 2 and 0
     assert (svc.web.max_connections, svc.tftp.max_transfers) == (3, 1)
     more = ", ".join(f'"127.0.0.{n}:8081"' for n in range(1, 6))  # four more listeners
     path.write_text(path.read_text().replace('listen = ["127.0.0.1:8081"]', f"listen = [{more}]"))
     summary = svc._swap(build(path))
     assert summary["ok"] is False
     assert summary["problems"] == [
-        "RLIMIT_NOFILE is 80: after the reserve of 79 descriptors (monitor, "
+        "RLIMIT_NOFILE is 96: after the reserve of 95 descriptors (monitor, "
         "inventory, listeners, logs) phones would get 1, fewer than one per kind of listener "
-        "(2); raise it (LimitNOFILE=, ulimit -n) to at least 11079"
+        "(2); raise it (LimitNOFILE=, ulimit -n) to at least 11095"
     ]
     assert (svc.web.max_connections, svc.tftp.max_transfers) == (3, 1)
     assert svc.budget.reserve == SAMPLE_RESERVE
@@ -242,9 +242,9 @@ def check_config_under(soft: int, path: Path) -> str:
 def test_check_config_tells_what_serve_would_do_under_this_limit(config_path: Path) -> None:
     assert "RLIMIT_NOFILE" not in check_config_under(20_000, config_path)
     assert (
-        "note: RLIMIT_NOFILE here is 256 (hard): serve would lower the caps to http 163, "
-        "tftp 17 to keep 75 descriptors for the monitor and the rest; raise it to at least "
-        "11075 (the packaged unit sets LimitNOFILE=65536)"
+        "note: RLIMIT_NOFILE here is 256 (hard): serve would lower the caps to http 149, "
+        "tftp 15 to keep 91 descriptors for the monitor and the rest; raise it to at least "
+        "11091 (the packaged unit sets LimitNOFILE=65536)"
     ) in check_config_under(256, config_path)
     assert "note: serve would refuse to start here: RLIMIT_NOFILE is 64" in check_config_under(
         64, config_path

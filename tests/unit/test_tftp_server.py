@@ -12,6 +12,7 @@ from twisted.internet.task import Clock
 
 from tests.fuzzing import TFTP_OPCODES, mutations_of
 from tests.helpers import SPA942, YEALINK_T46G, copy_templates, sample_config
+from xprov.descriptors import TFTP_CLOSING
 from xprov.guard import Gate, Policy
 from xprov.provisioning import Provisioner, Served
 from xprov.selection import ActiveSites
@@ -435,7 +436,8 @@ class LatePort(FakePort):
 
 class LateReactor(FakeReactor):
     def listenUDP(self, port: int, protocol, interface: str = "", maxPacketSize: int = 8192):
-        late = LatePort(self, port or 50000 + len(self.ports), protocol, interface)
+        number = port or 50000 + len(self.ports)
+        late = LatePort(self, number, protocol, interface, maxPacketSize)
         self.ports.append(late)
         return late
 
@@ -631,3 +633,25 @@ def test_no_datagram_escapes_a_transfer_port(provisioner, datagrams: list[bytes]
     tftp.stop()
     reactor.take()
     assert fetch(reactor, listener, f"{SPA942}.xml") == body_of(provisioner, f"{SPA942}.xml")
+
+
+def test_an_evicting_request_opens_its_port_before_the_victims_closes(provisioner) -> None:
+    """The evicted transfer's socket closes a reactor turn later; the request that evicted it
+    is served now, within the reserve's TFTP_CLOSING (a phone is never told "busy" because
+    a stranger's port is still closing), and no further."""
+    reactor = LateReactor()
+    tftp = TftpServer(Gate(provisioner, Policy()), Limits(), 1, reactor)
+    listener = tftp.listen(_listen())
+    listener.deliver(codec.rrq("y000000000028.cfg"), ("127.0.0.9", 4000))  # never answers
+    reactor.take()
+    phone = ("127.0.0.10", 5000)
+    listener.deliver(codec.rrq("y000000000028.cfg"), phone)
+    assert (tftp.active, tftp.ports_open, tftp.stats.evicted) == (1, 2, 1)
+    assert [(to, type(p)) for _, to, p in reactor.take()] == [(phone, codec.Data)]
+    reactor.advance(0)  # the victim's socket is closed
+    assert (tftp.active, tftp.ports_open) == (1, 1)
+    # Beyond the slack a request is busy even when it could evict.
+    tftp.max_transfers = 1
+    tftp.ports_open = 1 + TFTP_CLOSING
+    listener.deliver(codec.rrq("y000000000028.cfg"), ("127.0.0.11", 6000))
+    assert reactor.take()[-1][2] == codec.Error(0, "Server busy, try later")
