@@ -35,8 +35,8 @@ PROCESS = 16  # stdin, stdout, stderr (3); epoll (1); Twisted's two wake-up pipe
 #   template, certificate, inventory file) (1); spare for the libraries (5)
 RESOLVER = 2 * 10  # Twisted's reactor pool (10 threads) resolving host names: a socket
 #   and a file each
-ADMIN = 16  # admin API connections at once (operators' commands, a Prometheus scraper);
-#   assumed, not enforced: the admin listener (loopback by default) has no cap of its own
+ADMIN = 16  # admin API connections at once (operators' commands, a Prometheus scraper):
+#   the admin listeners' own cap in all (a connection beyond it is closed at once)
 PER_LISTENER = 1  # every listening socket: HTTP, HTTPS, TFTP, admin
 PER_PROBE = 2  # a SIP or STUN probe's socket, and the last round's (a UDP port is closed
 #   one reactor turn after its verdict)

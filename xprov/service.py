@@ -252,13 +252,14 @@ class Service:
         if cfg.tftp is not None:
             wanted.update({("tftp", x, None): None for x in cfg.tftp.listen})
         if cfg.admin is not None:
-            security = cfg.security
+            # The admin API's connections come out of the descriptor reserve: capped to it,
+            # so no client of the admin port can take the monitor's descriptors.
             api = admin.site(
                 self.admin_api,
                 cfg.admin.allow,
-                security.header_timeout,
-                security.max_connections,
-                security.max_connections_per_source,
+                cfg.security.header_timeout,
+                descriptors.ADMIN,
+                descriptors.ADMIN,
             )
             wanted.update({("admin", x, None): api for x in cfg.admin.listen})
         return wanted

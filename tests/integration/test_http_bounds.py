@@ -25,6 +25,7 @@ from tests.helpers import (
     sample_config,
     wait_for,
 )
+from xprov.descriptors import ADMIN
 from xprov.servers.admin import MAX_BODY
 
 HUGE = 300 * 1024 * 1024  # the Content-Length announced; 64 KiB of it is sent
@@ -366,3 +367,50 @@ def test_pipelined_requests_never_read_do_not_grow_the_server(big_files, listene
             assert len(bodies) == PIPELINED
             for i, body in enumerate(bodies):
                 assert body == (b"ok\n" if i % HEALTHZ_EVERY == 0 else expected), i
+
+
+def test_the_admin_listener_holds_at_most_its_reserve_of_connections(tmp_path) -> None:
+    """Break-it pass: 1,100 idle admin connections from many local addresses took every
+    descriptor (EMFILE: probes not made, phones refused, Twisted's accept loop spinning).
+    The admin API's connections come out of the descriptor reserve and are capped to it, in
+    all and per source; phones' listeners are not touched by it."""
+    server = start(tmp_path, {"header_timeout = 10 ": "header_timeout = 60 "})
+    held: list[socket.socket] = []
+    with server.proc, contextlib.ExitStack() as closing:
+        closing.callback(lambda: [s.close() for s in held])
+        wait_for(lambda: port_open(server.admin), 10, "the admin listener")
+        for n in range(3 * ADMIN):  # from three addresses: the cap is in all
+            s = socket.socket()
+            s.bind((f"127.0.0.{n % 3 + 1}", 0))
+            s.settimeout(5)
+            s.connect(("127.0.0.1", server.admin))
+            held.append(s)
+
+        def closed(s: socket.socket) -> bool:
+            s.setblocking(False)
+            try:
+                return s.recv(1) == b""
+            except BlockingIOError:
+                return False
+            except ConnectionResetError:
+                return True
+
+        wait_for(lambda: sum(map(closed, held)) >= 2 * ADMIN, 10, "the connections beyond")
+        # (The listener probe's own connection may still have counted for a moment.)
+        open_now = [s for s in held if not closed(s)]
+        assert ADMIN - 1 <= len(open_now) <= ADMIN
+        more = []
+        for _ in range(ADMIN):  # top up from a fourth address: the cap holds, exactly
+            s = socket.socket()
+            s.bind(("127.0.0.4", 0))
+            s.settimeout(5)
+            s.connect(("127.0.0.1", server.admin))
+            more.append(s)
+        held += more
+        wait_for(lambda: sum(map(closed, more)) >= len(open_now), 10, "the top-up refused")
+        assert sum(not closed(s) for s in held) == ADMIN
+        refusals = [
+            e for e in server.proc.events("security") if e["reason"] == "too many connections"
+        ]
+        assert len(refusals) >= 1
+        assert curl_get(server.http, SHARED_FILE).startswith(b"#!version")  # phones unaffected
