@@ -52,6 +52,15 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory):
         yield server
 
 
+@pytest.fixture(autouse=True)
+def security_lines_budget_full() -> None:
+    """Each test starts with every reason's budget of `security` lines full (the budget is
+    the process's, and a test session is one long process)."""
+    from xprov.security_log import SECURITY
+
+    SECURITY.reset()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def logs_to_this_sessions_stdout() -> None:
     """Log to this session's stdout: a tool that runs several sessions in one process (mutmut)

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from xprov.convergence import Convergence
 from xprov.logs import get_logger
 from xprov.provisioning import Answer, Charge, Failed, NotFound, Refused, Served
+from xprov.security_log import SECURITY
 
 log = get_logger("xprov.request")
-security = get_logger("xprov.security")
 
 
 class Observer:
@@ -60,7 +60,7 @@ class Observer:
             self.requests[(transport, vendor, kind, "not_found")] += 1
         if outcome.charge in (Charge.CHARGED, Charge.EXHAUSTED):
             who = {"client": client, "mac": request.mac if request else None}
-            security.warning("security", **who, transport=transport, reason=outcome.reason)
+            SECURITY.warning("security", **who, transport=transport, reason=outcome.reason)
             if outcome.charge is Charge.EXHAUSTED:
                 limited = "rate limited: per-device files refused until its budget refills"
-                security.warning("security", **who, transport=transport, reason=limited)
+                SECURITY.warning("security", **who, transport=transport, reason=limited)

@@ -11,23 +11,41 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
+from typing import Any
+
+Buckets = OrderedDict[Hashable, tuple[float, float]]  # key -> (tokens, when), oldest first
 
 
 class BadAnswerLimiter:
-    """A token bucket per key (a source address, or a source and a user name)."""
+    """A token bucket per key (a source address, or a source and a user name).
 
-    def __init__(self, burst: float, per_second: float, max_sources: int = 100_000) -> None:
+    Keys live in partitions (`partition(key)`; one partition by default), each bounded by
+    `max_sources` on its own: forgetting the least recently used key of a full partition
+    never touches another, so a flood of forged TFTP sources (UDP: free to forge) can never
+    make the limiter forget an HTTP source (TCP: a real address) it has drained."""
+
+    def __init__(
+        self,
+        burst: float,
+        per_second: float,
+        max_sources: int = 100_000,
+        partition: Callable[[Any], Hashable] = lambda key: None,
+    ) -> None:
         self.burst, self.per_second, self.max_sources = burst, per_second, max_sources
-        self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()  # tokens, when
+        self.partition = partition
+        self._partitions: dict[Hashable, Buckets] = {}
+
+    def _bucket(self, key: Hashable) -> Buckets:
+        return self._partitions.setdefault(self.partition(key), OrderedDict())
 
     def _tokens(self, key: Hashable, now: float) -> float:
-        tokens, when = self._buckets.get(key, (self.burst, now))
+        tokens, when = self._bucket(key).get(key, (self.burst, now))
         return min(self.burst, tokens + (now - when) * self.per_second)
 
     def blocked(self, key: Hashable, now: float) -> bool:
         """Out of tokens: refuse this key what could tell it more, for now."""
-        return key in self._buckets and self._tokens(key, now) < 1.0
+        return key in self._bucket(key) and self._tokens(key, now) < 1.0
 
     def seconds_to_token(self, key: Hashable, now: float) -> int:
         """Whole seconds until `key` has a token again (0: it has one)."""
@@ -37,14 +55,15 @@ class BadAnswerLimiter:
     def spend(self, key: Hashable, now: float) -> bool:
         """A bad answer for `key`; True if this one emptied its bucket."""
         tokens = self._tokens(key, now) - 1.0
-        self._buckets[key] = (max(0.0, tokens), now)
-        self._buckets.move_to_end(key)
-        while len(self._buckets) > self.max_sources:
-            self._buckets.popitem(last=False)
+        buckets = self._bucket(key)
+        buckets[key] = (max(0.0, tokens), now)
+        buckets.move_to_end(key)
+        while len(buckets) > self.max_sources:
+            buckets.popitem(last=False)
         return tokens < 1.0 <= tokens + 1.0
 
     def __len__(self) -> int:
-        return len(self._buckets)
+        return sum(map(len, self._partitions.values()))
 
 
 class RepeatWindow:

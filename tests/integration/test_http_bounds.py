@@ -26,6 +26,7 @@ from tests.helpers import (
     wait_for,
 )
 from xprov.descriptors import ADMIN
+from xprov.security_log import BURST, PER_SECOND
 from xprov.servers.admin import MAX_BODY
 
 HUGE = 300 * 1024 * 1024  # the Content-Length announced; 64 KiB of it is sent
@@ -414,3 +415,40 @@ def test_the_admin_listener_holds_at_most_its_reserve_of_connections(tmp_path) -
         ]
         assert len(refusals) >= 1
         assert curl_get(server.http, SHARED_FILE).startswith(b"#!version")  # phones unaffected
+
+
+def test_refused_connections_in_a_loop_write_a_bounded_log(tmp_path) -> None:
+    """Break-it pass: a source holding its per-source cap and reconnecting in a loop wrote a
+    `security` line per refused connection (10,000 lines in 7 s). The lines of a reason are
+    bounded (BURST, then PER_SECOND), the rest counted in `security_suppressed`."""
+    per_source = 4
+    server = start(
+        tmp_path,
+        {"max_connections_per_source = 64": f"max_connections_per_source = {per_source}"},
+    )
+    held: list[socket.socket] = []
+    with server.proc, contextlib.ExitStack() as closing:
+        closing.callback(lambda: [s.close() for s in held])
+        wait_for(lambda: port_open(server.http), 10, "the listener")
+        held += [connect(server.http) for _ in range(per_source)]
+        started, refused = time.monotonic(), 0
+        while refused < 3000 and time.monotonic() - started < 30:
+            s = connect(server.http)
+            if until_closed(s, time.monotonic() + 0.5)[1]:
+                refused += 1
+                s.close()
+            else:  # a slot was still free (the listener probe's connection had just left)
+                held.append(s)
+        elapsed = time.monotonic() - started
+        wait_for(lambda: server.proc.events("security"), 5, "a security line")
+        lines = [e for e in server.proc.events("security") if e["reason"] == "too many connections"]
+        assert refused == 3000
+        assert BURST <= len(lines) <= BURST + elapsed * PER_SECOND + 1
+        # The count of what was not written comes with the next line of any reason.
+        before = len(server.proc.events("security_suppressed"))
+        with connect(server.admin) as s:
+            s.sendall(head("GET", "/status", {"Authorization": "Bearer wrong-token-wrong"}))
+            until_closed(s, time.monotonic() + 5)
+        wait_for(lambda: len(server.proc.events("security_suppressed")) > before, 5, "the summary")
+        (summary,) = server.proc.events("security_suppressed")[before:]
+        assert summary["counts"]["too many connections"] >= refused - len(lines) - 1

@@ -695,3 +695,19 @@ def test_a_new_model_asking_its_file_is_charged_once_per_window(provisioner: Pro
     charges = [gate.answer(asker, NOW + poll * 60).charge for poll in range(50)]  # type: ignore[union-attr]
     assert charges == [Charge.CHARGED] + [Charge.REPEAT] * 49
     assert isinstance(gate.answer(Asker(Transport.HTTP, OFFICE, "/spa504G.cfg"), NOW), Served)
+
+
+def test_forged_tftp_sources_never_give_an_http_source_its_budget_back(
+    provisioner: Provisioner,
+) -> None:
+    """Break-it pass: a flood of forged TFTP sources asking for unknown MACs pushed a drained
+    HTTP source out of the limiter's table; it then had a fresh budget. TFTP's budgets fill
+    a partition of their own."""
+    gate = gate_of(provisioner, burst=3, rate=0.0001)
+    gate.sources.max_sources = 50
+    http = [gate.answer(Asker(Transport.HTTP, OFFICE, f"/0015{n:08x}.cfg"), NOW) for n in range(5)]
+    assert [a.status if isinstance(a, Refused) else 404 for a in http] == [404] * 3 + [429] * 2
+    for n in range(500):  # forged sources, each with a made-up MAC
+        gate.answer(Asker(Transport.TFTP, f"10.9.{n // 250}.{n % 250}", f"0015{n:08x}.cfg"), NOW)
+    again = gate.answer(Asker(Transport.HTTP, OFFICE, "/001599999999.cfg"), NOW + 1)
+    assert isinstance(again, Refused) and again.status == 429

@@ -133,3 +133,32 @@ def test_a_repeat_window_remembers_a_hundred_thousand_keys_by_default() -> None:
         window.first(i, 0.0)
     assert len(window) == 100_000
     assert window.first(1, 0.0) is False and window.first(0, 0.0) is True
+
+
+def test_a_full_partition_forgets_only_its_own_keys() -> None:
+    """Break-it pass: 110,000 forged TFTP sources flushed a drained HTTP source out of the
+    shared table, and it got a fresh budget. Each partition is bounded on its own."""
+    limiter = BadAnswerLimiter(burst=1, per_second=0.001, max_sources=3, partition=lambda k: k[0])
+    limiter.spend(("http", "a"), 0.0)
+    limiter.spend(("http", "b"), 0.0)
+    for n in range(1000):  # a flood of forged sources fills TFTP's partition, many times over
+        limiter.spend(("tftp", str(n)), 0.0)
+    assert limiter.blocked(("http", "a"), 1.0) and limiter.blocked(("http", "b"), 1.0)
+    assert len(limiter) == 2 + 3
+    assert [limiter.blocked(("tftp", str(n)), 1.0) for n in (996, 997, 998, 999)] == [
+        False,  # forgotten: the oldest of its own partition
+        True,
+        True,
+        True,
+    ]
+    limiter.spend(("http", "c"), 0.0)
+    limiter.spend(("http", "d"), 0.0)  # HTTP's partition full: its own oldest goes
+    assert not limiter.blocked(("http", "a"), 1.0) and limiter.blocked(("http", "b"), 1.0)
+    assert len(limiter) == 3 + 3
+
+
+def test_one_partition_by_default() -> None:
+    limiter = BadAnswerLimiter(burst=1, per_second=0.001, max_sources=2)
+    for key in (("http", "a"), ("tftp", "b"), ("tftp", "c")):
+        limiter.spend(key, 0.0)
+    assert not limiter.blocked(("http", "a"), 1.0) and len(limiter) == 2

@@ -19,10 +19,10 @@ from twisted.web.server import NOT_DONE_YET, Request
 from xprov.config import Network
 from xprov.logs import get_logger
 from xprov.monitor import ManualChoiceError, Monitor
+from xprov.security_log import SECURITY
 from xprov.servers.http import PhoneSite
 
 log = get_logger("xprov.admin")
-security = get_logger("xprov.security")
 # Bytes of a request body: failover and failback take a JSON object of a few dozen bytes.
 # A longer one is refused (413) before it is read; an admitted one is kept in memory.
 MAX_BODY = 4096
@@ -110,7 +110,7 @@ def bearer(token: str) -> bytes:
 def _refused(request: Request) -> bytes:
     """401, and a `security` event for fail2ban (the same shape as the phones' listeners)."""
     client = getattr(request.getClientAddress(), "host", "?")
-    security.warning("security", client=client, transport="admin", reason="wrong admin token")
+    SECURITY.warning("security", client=client, transport="admin", reason="wrong admin token")
     return _json(request, 401, {"error": "missing or wrong bearer token"})
 
 

@@ -35,9 +35,9 @@ from xprov.guard import Asker, Gate, Transport, allowed, macs_in
 from xprov.logs import get_logger
 from xprov.observe import Observer
 from xprov.provisioning import Failed, NotFound, Refused, Served
+from xprov.security_log import SECURITY
 
 log = get_logger("xprov.http")
-security = get_logger("xprov.security")
 # Every answer of every listener names xprov, not twisted.web and its version (the way
 # twisted.web.server offers to change it).
 server.version = b"xprov"
@@ -416,7 +416,7 @@ class PhoneSite(Site):
         if len(self.channels) >= self.max_connections or (
             self.connections[source] >= self.per_source
         ):
-            security.warning("security", client=source, reason="too many connections")
+            SECURITY.warning("security", client=source, reason="too many connections")
             return None
         channel = super().buildProtocol(addr)
         channel.source = source
