@@ -92,7 +92,7 @@ def post_bodies(world: World, seconds: float) -> str:
                 sent += s.send(chunk)
         s.close()
     temp = sum(1 for _ in world.tmpdir.iterdir())
-    return f"{sent / 2**20:.1f} MiB accepted before the cut; {temp} temp files"
+    return f"{sent / 2**20:.1f} MiB sent into kernel buffers before the close; {temp} temp files"
 
 
 def pipelined_unread(world: World, seconds: float) -> str:
@@ -125,7 +125,7 @@ def idle_connections(world: World, seconds: float) -> str:
     served = _status(world.http, "/y000000000028.cfg", "127.0.2.1")
     for s in held:
         s.close()
-    return f"{len(held)} held; a new client then got {served}"
+    return f"{len(held)} opened (the server keeps its caps); a new client then got {served}"
 
 
 def _status(port: int, path: str, source: str) -> int | str:
