@@ -507,3 +507,68 @@ def test_stalled_requests_never_lock_phones_out(small, tmp_path: Path) -> None:
     finally:
         for sock in stalled:
             sock.close()
+
+
+# Requests forged from a phone's own address: the default max_tftp_per_source (8), and a
+# 10 s retransmission timer, so never-answered transfers run 60 s, longer than the test.
+PHONE = "127.0.0.201"
+
+
+@pytest.fixture
+def patient(tmp_path: Path):
+    http_port, tftp_port, admin_port = free_port(), free_port(socket.SOCK_DGRAM), free_port()
+    config = sample_config(
+        tmp_path,
+        http_port=http_port,
+        tftp_port=tftp_port,
+        admin_port=admin_port,
+        replace={"timeout = 1.0           #": "timeout = 10.0           #"},
+    )
+    with XprovProcess(config, http_port, tmp_path / "xprov.log") as proc:
+        proc.tftp_port, proc.admin_port = tftp_port, admin_port
+        yield proc
+
+
+def never_acknowledged(host: str, port: int, name: str) -> socket.socket:
+    """A plain read request for `name` from `host` (as a forger sends it: a UDP source
+    address costs nothing), never acknowledged; returns its socket once DATA 1 arrived."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    sock.settimeout(5)
+    sock.sendto(codec.rrq(name), ("127.0.0.1", port))
+    data = codec.decode(sock.recvfrom(65535)[0])
+    assert isinstance(data, codec.Data) and data.block == 1
+    return sock
+
+
+def test_requests_forged_from_a_phones_address_never_lock_it_out(patient, tmp_path) -> None:
+    """Eight never-acknowledged requests from the phone's address fill its
+    max_tftp_per_source; the phone (curl, then tftpy, bound to that address) still gets its
+    file: each request evicts the oldest forged transfer, whose peer is told nothing.
+    Before, the phone got ERROR 0 "busy" until the forged transfers timed out."""
+    name = f"{YEALINK_T46G}.cfg"
+    expected = curl_get(patient.http_port, name)
+    forged = [never_acknowledged(PHONE, patient.tftp_port, "y000000000000.boot") for _ in range(8)]
+    try:
+        assert tftp_metrics(patient)["xprov_tftp_active_transfers"] == 8
+        url = f"tftp://127.0.0.1:{patient.tftp_port}/{name}"
+        done = run(["curl", "-sS", "--max-time", "10", "--interface", PHONE, url])
+        assert done.returncode == 0 and done.stdout == expected, done.stderr
+        # every slot of the address held again (curl's transfer ended)
+        forged.append(never_acknowledged(PHONE, patient.tftp_port, "y000000000000.boot"))
+        out = tmp_path / "tftpy"
+        tftpy.TftpClient("127.0.0.1", patient.tftp_port, localip=PHONE).download(
+            name, str(out), timeout=5
+        )
+        assert out.read_bytes() == expected
+        metrics = tftp_metrics(patient)
+        assert metrics["xprov_tftp_evicted_total"] == 2
+        assert metrics['xprov_tftp_transfers_total{result="ok"}'] == 2
+        assert metrics['xprov_tftp_transfers_total{result="failed"}'] == 2  # the evicted
+        assert metrics["xprov_tftp_active_transfers"] == 7  # the younger forged ones
+        assert "xprov_tftp_rejected_total" not in str(metrics)  # nobody was told busy
+        for sock in forged[:2]:  # the evicted: no ERROR, nothing (a retransmission at most)
+            assert not [p for p, _ in answers(sock) if codec.is_error(p)]
+    finally:
+        for sock in forged:
+            sock.close()

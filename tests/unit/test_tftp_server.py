@@ -395,23 +395,108 @@ def test_evicted_peer_is_told_nothing(provisioner) -> None:
 
 
 @pytest.mark.parametrize(
-    ("running", "from_source", "evictable", "admission"),
+    ("running", "from_source", "evictable", "evictable_from_source", "admission"),
     [
-        (0, 0, False, Admission.START),
-        (2, 1, False, Admission.START),  # one slot left
-        (3, 0, False, Admission.BUSY),  # every slot held by a peer that answered
-        (3, 0, True, Admission.EVICT),
-        (4, 0, True, Admission.EVICT),  # over the bound after a reload lowered it
-        (1, 2, False, Admission.BUSY_SOURCE),  # the source's own cap, at its bound
-        (3, 2, True, Admission.BUSY_SOURCE),  # never evict for a source at its cap
-        (2, 3, False, Admission.BUSY_SOURCE),
+        (0, 0, False, False, Admission.START),
+        (2, 1, False, False, Admission.START),  # one slot left
+        (2, 1, True, True, Admission.START),  # a free slot: nobody is evicted
+        (3, 0, False, False, Admission.BUSY),  # every slot held by a peer that answered
+        (3, 0, True, False, Admission.EVICT),
+        (3, 1, True, True, Admission.EVICT),  # below its own cap: the global rule
+        (4, 0, True, False, Admission.EVICT),  # over the bound after a reload lowered it
+        (1, 2, False, False, Admission.BUSY_SOURCE),  # at its cap, all its peers answered
+        (3, 2, True, False, Admission.BUSY_SOURCE),  # never another source's for its cap
+        (2, 3, False, False, Admission.BUSY_SOURCE),
+        (1, 2, True, True, Admission.EVICT_SOURCE),  # at its cap: its own never-answered
+        (3, 2, True, True, Admission.EVICT_SOURCE),  # at both caps: its own frees both
+        (2, 3, True, True, Admission.EVICT_SOURCE),  # over its cap after a reload
     ],
 )
 def test_admission_at_its_bounds(
-    running: int, from_source: int, evictable: bool, admission: Admission
+    running: int,
+    from_source: int,
+    evictable: bool,
+    evictable_from_source: bool,
+    admission: Admission,
 ) -> None:
     """max_transfers = 3, per_source = 2."""
-    assert admit(running, from_source, evictable, 3, 2) is admission
+    assert admit(running, from_source, evictable, evictable_from_source, 3, 2) is admission
+
+
+PHONE_HOST = "127.0.0.201"
+
+
+def forge_unanswered(reactor: FakeReactor, listener: FakePort, ports: range) -> list[FakePort]:
+    """Requests from PHONE_HOST at `ports`, never acknowledged (a UDP source is forged at
+    no cost); their transfer ports, oldest first."""
+    for number in ports:
+        listener.deliver(codec.rrq("y000000000000.boot"), (PHONE_HOST, number))
+    reactor.take()
+    return reactor.ports[-len(ports) :]
+
+
+def test_a_source_at_its_cap_evicts_its_own_oldest_never_answered_transfer(provisioner) -> None:
+    """Requests forged from a phone's own address fill that address's max_tftp_per_source
+    slots; the phone's request evicts the oldest of them that never answered, not one that
+    answered, nor another source's (older) one, and the evicted peer is told nothing."""
+    reactor = FakeReactor()
+    tftp = TftpServer(Gate(provisioner, Policy()), Limits(), 100, reactor, per_source=8)
+    listener = tftp.listen(_listen())
+    listener.deliver(codec.rrq("y000000000000.boot"), OTHER)  # older, never answered
+    elsewhere = reactor.ports[-1]
+    answered = start_answered(reactor, listener, (PHONE_HOST, 1))
+    forged = forge_unanswered(reactor, listener, range(2, 9))
+    assert tftp.active == 9
+    name = f"{YEALINK_T46G}.cfg"
+    phone = (PHONE_HOST, 9)
+    listener.deliver(codec.rrq(name), phone)
+    assert [to for _, to, _ in reactor.sent] == [phone]  # nothing to the evicted peer
+    assert forged[0].closed and not any(p.closed for p in forged[1:])
+    assert not answered.closed and not elsewhere.closed
+    reactor.take()
+    assert fetch(reactor, listener, name, peer=(PHONE_HOST, 10)) == body_of(provisioner, name)
+    assert forged[1].closed and not any(p.closed for p in forged[2:])  # the next oldest
+    assert tftp.stats.evicted == 2 and tftp.stats.busy == 0 and tftp.stats.ok == 1
+    assert tftp.active == 8  # the second fetch ended; the first phone's transfer runs on
+
+
+def test_a_source_at_its_cap_whose_peers_all_answered_is_busy(provisioner) -> None:
+    """Eight transfers from one address whose peers answered keep their slots: a ninth
+    request from that address is busy, even while another source's transfer could be
+    evicted; once one of the eight ends, the address has a slot again."""
+    reactor = FakeReactor()
+    tftp = TftpServer(Gate(provisioner, Policy()), Limits(), 100, reactor, per_source=8)
+    listener = tftp.listen(_listen())
+    listener.deliver(codec.rrq("y000000000000.boot"), OTHER)  # never answered
+    elsewhere = reactor.ports[-1]
+    reactor.take()
+    answered = [start_answered(reactor, listener, (PHONE_HOST, n)) for n in range(1, 9)]
+    listener.deliver(codec.rrq(f"{YEALINK_T46G}.cfg"), (PHONE_HOST, 9))
+    assert reactor.take() == [(listener.number, (PHONE_HOST, 9), codec.Error(0, BUSY))]
+    assert not any(p.closed for p in (*answered, elsewhere))
+    assert tftp.stats.busy == 1 and tftp.stats.evicted == 0 and tftp.active == 9
+    answered[3].deliver(codec.error(0, "bye"), (PHONE_HOST, 4))
+    listener.deliver(codec.rrq(f"{YEALINK_T46G}.cfg"), (PHONE_HOST, 9))
+    assert [type(p) for _, _, p in reactor.take()] == [codec.Data]
+    tftp.stop()
+    assert tftp._sources == {} and tftp._unanswered_from == {}  # nothing kept per address
+
+
+def test_a_per_source_eviction_opens_its_port_before_the_victims_closes(provisioner) -> None:
+    """As for the global cap: with every port open, a request that evicts one of its own
+    source's transfers is served within the reserve's TFTP_CLOSING, not told "busy"."""
+    reactor = LateReactor()
+    tftp = TftpServer(Gate(provisioner, Policy()), Limits(), 3, reactor, per_source=2)
+    listener = tftp.listen(_listen())
+    start_answered(reactor, listener, OTHER)
+    forged = forge_unanswered(reactor, listener, range(1, 3))
+    assert (tftp.active, tftp.ports_open) == (3, 3)
+    phone = (PHONE_HOST, 3)
+    listener.deliver(codec.rrq("y000000000028.cfg"), phone)
+    assert [(to, type(p)) for _, to, p in reactor.take()] == [(phone, codec.Data)]
+    assert (tftp.active, tftp.ports_open, tftp.stats.evicted) == (3, 4, 1)
+    reactor.advance(0)  # the victim's socket is closed
+    assert forged[0].closed and (tftp.active, tftp.ports_open) == (3, 3)
 
 
 def test_a_transfer_asking_timeout_255_ends_after_the_servers_own_bound(server) -> None:
@@ -475,8 +560,9 @@ def test_per_source_cap_and_allow_list(provisioner) -> None:
         allow=[ipaddress.ip_network("127.0.0.0/30")],
     )
     listener = tftp.listen(_listen())
-    for port in (1, 2, 3):
-        listener.deliver(codec.rrq(f"{YEALINK_T46G}.cfg"), ("127.0.0.1", port))
+    for port in (1, 2):  # peers that answered: not evicted for the source's next request
+        start_answered(reactor, listener, ("127.0.0.1", port))
+    listener.deliver(codec.rrq(f"{YEALINK_T46G}.cfg"), ("127.0.0.1", 3))
     listener.deliver(codec.rrq(f"{YEALINK_T46G}.cfg"), ("127.0.0.2", 9))
     listener.deliver(codec.rrq(f"{YEALINK_T46G}.cfg"), ("127.0.0.9", 9))  # not allowed: silence
     sent = reactor.take()

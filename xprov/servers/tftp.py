@@ -12,6 +12,7 @@ answer each other for ever.
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, assert_never
@@ -136,9 +137,12 @@ class TftpServer:
         self.allow, self.per_source = tuple(allow), per_source
         self.max_transfers, self.reactor = max_transfers, reactor
         self.transfers: dict[Address, _TransferPort] = {}
+        self._sources: Counter[str] = Counter()  # transfers per source address, in step
         # Transfers whose peer had not answered when last looked at, oldest first: the
-        # ones to evict when every slot is taken (see xprov.tftp.admission).
+        # ones to evict when every slot is taken (see xprov.tftp.admission); and the same
+        # per source address, to evict when a source is at its own cap.
         self._unanswered: dict[_TransferPort, None] = {}
+        self._unanswered_from: dict[str, dict[_TransferPort, None]] = {}
         self._bound: dict[int, list[str]] = {}  # our sockets: port number -> hosts bound
         self.stats = TftpStats()
 
@@ -193,14 +197,18 @@ class TftpServer:
             if running.request == packet:
                 return  # the peer repeated its request: the running transfer answers it
             running.transfer.cancel()  # type: ignore[union-attr]  # a new request replaces it
-        full = len(self.transfers) >= self.max_transfers
-        victim = self._oldest_unanswered() if full else None
+        oldest = _oldest_unanswered(self._unanswered)
+        oldest_from_source = _oldest_unanswered(self._unanswered_from.get(peer[0], {}))
         admission = admit(
             len(self.transfers),
             self._from(peer[0]),
-            victim is not None,
+            oldest is not None,
+            oldest_from_source is not None,
             self.max_transfers,
             self.per_source,
+        )
+        victim = {Admission.EVICT: oldest, Admission.EVICT_SOURCE: oldest_from_source}.get(
+            admission
         )
         if admission in (Admission.BUSY, Admission.BUSY_SOURCE):
             self.stats.busy += 1
@@ -212,10 +220,10 @@ class TftpServer:
         match answer:
             case Served():
                 body = netascii(answer.body) if packet.mode == "netascii" else answer.body
-                if admission is Admission.EVICT:  # the victim's peer never answered
-                    assert victim is not None and victim.transfer is not None
+                if victim is not None:  # its peer never answered
+                    assert victim.transfer is not None
                     victim.transfer.cancel(Result.EVICTED)
-                self._start(packet, peer, host, body, listener, admission is Admission.EVICT)
+                self._start(packet, peer, host, body, listener, victim is not None)
             case Refused(status=429):
                 self.stats.reject("rate_limited")  # out of its budget: not even an error
             case Refused():
@@ -227,19 +235,9 @@ class TftpServer:
             case _:
                 assert_never(answer)
 
-    def _oldest_unanswered(self) -> _TransferPort | None:
-        """The running transfer whose peer has not answered for longest, if any; forgets
-        those that have answered since (amortised O(1))."""
-        while self._unanswered:
-            protocol = next(iter(self._unanswered))
-            if not protocol.transfer.answered:  # type: ignore[union-attr]
-                return protocol
-            del self._unanswered[protocol]
-        return None
-
     def _from(self, host: str) -> int:
-        """Transfers running for `host`."""
-        return sum(1 for peer in self.transfers if peer[0] == host)
+        """Transfers running for `host` (O(1))."""
+        return self._sources[host]
 
     def _refuse(self, listener: Any, peer: Address, code: int, reason: str) -> None:
         self.stats.reject(reason)
@@ -288,7 +286,9 @@ class TftpServer:
             lambda transfer, result: self._finished(protocol, transfer, result),
         )
         self.transfers[peer] = protocol
+        self._sources[peer[0]] += 1
         self._unanswered[protocol] = None
+        self._unanswered_from.setdefault(peer[0], {})[protocol] = None
         protocol.transfer.start()
 
     def _finished(self, protocol: _TransferPort, transfer: ReadTransfer, result: Result) -> None:
@@ -300,9 +300,18 @@ class TftpServer:
             self.stats.failed += 1
         if result is Result.EVICTED:
             self.stats.evicted += 1
+        source = protocol.peer[0]
         if self.transfers.get(protocol.peer) is protocol:
             del self.transfers[protocol.peer]
+            self._sources[source] -= 1
+            if not self._sources[source]:
+                del self._sources[source]  # no memory kept per address once it is idle
         self._unanswered.pop(protocol, None)
+        queue = self._unanswered_from.get(source)
+        if queue is not None:
+            queue.pop(protocol, None)
+            if not queue:
+                del self._unanswered_from[source]
         if protocol.port is not None:
             host, number = protocol.local
             hosts = self._bound[number]
@@ -310,6 +319,17 @@ class TftpServer:
             if not hosts:
                 del self._bound[number]
             protocol.port.stopListening()
+
+
+def _oldest_unanswered(queue: dict[_TransferPort, None]) -> _TransferPort | None:
+    """The transfer in `queue` (oldest first) whose peer has not answered for longest, if
+    any; forgets those that have answered since (amortised O(1): each leaves once)."""
+    while queue:
+        protocol = next(iter(queue))
+        if not protocol.transfer.answered:  # type: ignore[union-attr]
+            return protocol
+        del queue[protocol]
+    return None
 
 
 def _loopback(host: str) -> bool:
