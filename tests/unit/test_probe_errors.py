@@ -5,17 +5,22 @@ never a "DNS:" failure or a connection error of the target's."""
 from __future__ import annotations
 
 import errno
+import os
+import socket
+import struct
 
 import pymysql
 import pytest
 from twisted.internet import error
-from twisted.internet.defer import fail
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
 from xprov.config import DbService, SipService, StunService
 from xprov.monitor import _never_fails, mysql, sip, stun
+from xprov.monitor import probe as probing
 from xprov.monitor.probe import NotMade, error_detail, failed, local_shortage
 from xprov.monitor.state import Cause, ProbeResult
 
@@ -106,13 +111,21 @@ def test_a_cause_too_deep_is_not_followed() -> None:
 
 
 class NoSockets(Clock):
-    """A reactor out of descriptors: every socket it is asked for fails with EMFILE."""
-
-    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
-        raise error.CannotListenError(interface, port, EMFILE)
+    """A reactor out of descriptors (with `no_sockets`): no UDP socket can be made, and no
+    name resolved."""
 
     def resolve(self, name, timeout=(1, 3, 11, 45)):
         return fail(error.DNSLookupError(name))
+
+
+@pytest.fixture
+def no_sockets(monkeypatch) -> None:
+    """socket() fails with EMFILE for the probes' UDP ports, as out of descriptors."""
+
+    def create(port):
+        raise EMFILE
+
+    monkeypatch.setattr(probing.IcmpTolerantPort, "createInternetSocket", create)
 
 
 def result_of(deferred) -> ProbeResult:
@@ -130,7 +143,7 @@ def result_of(deferred) -> ProbeResult:
     ],
     ids=["sip", "stun"],
 )
-def test_udp_probes_without_a_socket_are_not_made(probe) -> None:
+def test_udp_probes_without_a_socket_are_not_made(probe, no_sockets) -> None:
     """The issue's "DNS: CannotListenError ... Too many open files": no DNS was involved."""
     result = result_of(probe(NoSockets()))
     assert result == ProbeResult(False, 0.0, OUT, Cause.LOCAL)
@@ -196,3 +209,266 @@ def test_xprov_probe_says_a_probe_was_not_made_rather_than_down() -> None:
     assert lines[1].split()[:5] == ["sip@chicago", "sip", "udp", "127.0.0.1:5060", "NOT"]
     assert lines[1].endswith(OUT)
     assert lines[2].split()[4] == "DOWN" and lines[3].split()[4] == "up"
+
+
+# ICMP errors on UDP probes: anyone who sees the request can forge one, so it never ends a
+# probe; the probe waits for the answer until its deadline and names the ICMP error if none
+# came. The socket layer is a fake here (`fake_udp`); tests/integration/test_probes.py has
+# the kernel's real ICMP errors and forged ones.
+
+
+class FakeDatagramTransport:
+    """What IcmpTolerantPort offers a UdpExchange, recording what is sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.peer: tuple[str, int] | None = None
+        self.stopped = False
+
+    def connect(self, host: str, port: int) -> None:
+        self.peer = (host, port)
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("UDP", "127.0.0.1", 40000)
+
+    def write(self, datagram: bytes, addr=None) -> None:
+        self.sent.append(datagram)
+
+    def stopListening(self) -> None:
+        self.stopped = True
+
+
+@pytest.fixture
+def fake_udp(monkeypatch) -> list[tuple[probing.UdpExchange, FakeDatagramTransport]]:
+    """Every UDP exchange the probes start, on a fake transport."""
+    opened: list[tuple[probing.UdpExchange, FakeDatagramTransport]] = []
+
+    def listen(protocol, interface, reactor):
+        transport = FakeDatagramTransport()
+        protocol.makeConnection(transport)
+        opened.append((protocol, transport))
+        return transport
+
+    monkeypatch.setattr(probing, "listen_udp", listen)
+    return opened
+
+
+def sip_answer(request: bytes) -> bytes:
+    """Kamailio's 200 OK to an OPTIONS request: Via, From, Call-ID and CSeq echoed."""
+    echoed = [
+        line
+        for line in request.decode().split("\r\n")
+        if line.split(":")[0] in ("Via", "From", "Call-ID", "CSeq")
+    ]
+    lines = ["SIP/2.0 200 OK", *echoed, "To: <sip:127.0.0.1:5060>;tag=k1", "Content-Length: 0"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def stun_answer(request: bytes) -> bytes:
+    """A Binding Success for the request's transaction, XOR-MAPPED-ADDRESS 127.0.0.1:40000."""
+    transaction = request[8:20]
+    key = struct.pack("!I", stun.MAGIC_COOKIE) + transaction
+    address = bytes(a ^ b for a, b in zip(bytes([127, 0, 0, 1]), key, strict=False))
+    value = struct.pack("!BBH", 0, 1, 40000 ^ (stun.MAGIC_COOKIE >> 16)) + address
+    attribute = struct.pack("!HH", stun.XOR_MAPPED_ADDRESS, len(value)) + value
+    head = struct.pack("!HHI", stun.BINDING_SUCCESS, len(attribute), stun.MAGIC_COOKIE)
+    return head + transaction + attribute
+
+
+UDP_PROBES = {
+    "sip": (
+        lambda clock, timeout: sip.probe_options(
+            SipService("127.0.0.1", 5060, "udp", 600), timeout, clock
+        ),
+        sip_answer,
+        "200 OK",
+        sip.RETRANSMIT_AT,
+    ),
+    "stun": (
+        lambda clock, timeout: stun.probe_binding(StunService("127.0.0.1", 3478), timeout, clock),
+        stun_answer,
+        "mapped 127.0.0.1:40000",
+        stun.RETRANSMIT_AT,
+    ),
+}
+
+
+def pending(deferred) -> bool:
+    return not deferred.called
+
+
+def test_no_answer_names_the_icmp_error_seen() -> None:
+    assert probing.no_answer(None) == (False, "timeout")
+    assert probing.no_answer("ICMP port unreachable") == (
+        False,
+        "no reply; ICMP port unreachable seen",
+    )
+
+
+@pytest.mark.parametrize("kind", UDP_PROBES)
+@pytest.mark.parametrize(
+    "icmp",
+    [
+        lambda exchange: exchange.connectionRefused(),  # what Twisted calls for ECONNREFUSED
+        lambda exchange: exchange.icmpReceived(errno.EHOSTUNREACH),  # IcmpTolerantPort, others
+    ],
+    ids=["port-unreachable", "host-unreachable"],
+)
+def test_an_icmp_error_then_the_answer_is_up(fake_udp, kind, icmp) -> None:
+    start, answer, detail, _ = UDP_PROBES[kind]
+    clock = Clock()
+    probing_now = start(clock, 1.0)
+    ((exchange, transport),) = fake_udp
+    clock.advance(0.25)
+    icmp(exchange)
+    assert pending(probing_now)  # a forged ICMP error would end it here
+    clock.advance(0.25)
+    exchange.datagramReceived(answer(transport.sent[0]), transport.peer)
+    assert result_of(probing_now) == ProbeResult(True, 0.5, detail, Cause.TARGET)
+    assert transport.stopped
+
+
+@pytest.mark.parametrize("kind", UDP_PROBES)
+def test_an_icmp_error_without_an_answer_fails_at_the_deadline(fake_udp, kind) -> None:
+    start, _, _, retransmit_at = UDP_PROBES[kind]
+    clock = Clock()
+    timeout = 2.0
+    probing_now = start(clock, timeout)
+    ((exchange, transport),) = fake_udp
+    clock.advance(0.1)
+    exchange.connectionRefused()
+    clock.advance(timeout - 0.1 - 0.001)
+    assert pending(probing_now)
+    # the request was still retransmitted after the ICMP error, as after a loss
+    assert transport.sent == [transport.sent[0]] * (1 + len(retransmit_at))
+    clock.advance(0.001)
+    assert result_of(probing_now) == ProbeResult(
+        False, timeout, "no reply; ICMP port unreachable seen", Cause.TARGET
+    )
+    assert transport.stopped
+
+
+@pytest.mark.parametrize("kind", UDP_PROBES)
+def test_the_last_icmp_error_is_named_and_none_is_a_timeout(fake_udp, kind) -> None:
+    start, _, _, _ = UDP_PROBES[kind]
+    clock = Clock()
+    silent = start(clock, 1.0)
+    clock.advance(1.0)
+    assert result_of(silent) == ProbeResult(False, 1.0, "timeout", Cause.TARGET)
+    refused = start(clock, 1.0)
+    exchange = fake_udp[1][0]
+    exchange.connectionRefused()
+    exchange.icmpReceived(errno.EHOSTUNREACH)
+    clock.advance(1.0)
+    assert result_of(refused).detail == "no reply; ICMP host unreachable seen"
+
+
+@pytest.mark.parametrize("kind", UDP_PROBES)
+def test_a_port_closed_under_the_probe_ends_it(fake_udp, kind) -> None:
+    """Only an ICMP error is kept from closing the port; any other close ends the probe."""
+    start, _, _, _ = UDP_PROBES[kind]
+    clock = Clock()
+    probing_now = start(clock, 1.0)
+    ((exchange, _),) = fake_udp
+    exchange.doStop()
+    assert result_of(probing_now) == ProbeResult(False, 0.0, "UDP socket closed", Cause.TARGET)
+
+
+class ErringSocket:
+    """A connected UDP socket whose kernel has `errors` pending: each is reported once, by
+    the next recv, send or SO_ERROR read, as Linux does."""
+
+    def __init__(self, *errors: int) -> None:
+        self.errors = list(errors)
+        self.inbox = [(b"answer", ("127.0.0.1", 5060))]
+        self.sent: list[bytes] = []
+        self.closed = False
+
+    def _raise_pending(self) -> None:
+        if self.errors:
+            number = self.errors.pop(0)
+            raise OSError(number, os.strerror(number))
+
+    def recvfrom(self, size: int):
+        self._raise_pending()
+        if not self.inbox:
+            raise BlockingIOError(errno.EAGAIN, "empty")
+        return self.inbox.pop(0)
+
+    def send(self, datagram: bytes) -> int:
+        self._raise_pending()
+        self.sent.append(datagram)
+        return len(datagram)
+
+    def getsockopt(self, level: int, option: int) -> int:
+        assert (level, option) == (socket.SOL_SOCKET, socket.SO_ERROR)
+        return self.errors.pop(0) if self.errors else 0
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Recorder(probing.UdpExchange):
+    def __init__(self) -> None:
+        super().__init__("127.0.0.1", 5060, Deferred(), Clock())
+        self.answers: list[bytes] = []
+
+    def judge(self, datagram: bytes) -> None:
+        self.answers.append(datagram)
+
+
+def port_with(*errors: int) -> tuple[probing.IcmpTolerantPort, Recorder, ErringSocket]:
+    reactor = MemoryReactorClock()
+    recorder = Recorder()
+    port = probing.IcmpTolerantPort(0, recorder, "127.0.0.1", reactor=reactor)
+    port.socket, port._connectedAddr = ErringSocket(*errors), ("127.0.0.1", 5060)
+    port.connected, port.fileno = True, lambda: 99
+    recorder.transport, recorder.numPorts = port, 1  # started; the fake is already connected
+    return port, recorder, port.socket
+
+
+@pytest.mark.parametrize(
+    ("number", "label"),
+    [(errno.ECONNREFUSED, "ICMP port unreachable"), (errno.EHOSTUNREACH, "ICMP host unreachable")],
+)
+def test_the_port_reads_past_an_icmp_error(number, label) -> None:
+    port, recorder, _ = port_with(number)
+    port.doRead()  # the error, alone
+    assert recorder.icmp == label and recorder.answers == []
+    port.doRead()
+    assert recorder.answers == [b"answer"]
+
+
+@pytest.mark.parametrize("number", [errno.ECONNREFUSED, errno.EHOSTUNREACH])
+def test_a_send_that_finds_an_icmp_error_is_made_again(number) -> None:
+    port, recorder, sock = port_with(number)
+    port.write(b"OPTIONS")
+    assert sock.sent == [b"OPTIONS"] and recorder.icmp == probing.ICMP_ERRORS[number]
+
+
+def test_the_port_stays_open_when_the_reactor_sees_an_icmp_error() -> None:
+    """EPOLLERR without EPOLLIN: the epoll and poll reactors take the port for lost."""
+    port, recorder, sock = port_with(errno.EHOSTUNREACH)
+    port.reactor.removeReader(port)
+    port.connectionLost(Failure(error.ConnectionDone()))
+    assert recorder.icmp == "ICMP host unreachable"
+    assert port in port.reactor.getReaders() and not sock.closed
+    assert not recorder.done.called
+
+
+@pytest.mark.parametrize("pending", [[], [errno.EBADF]], ids=["nothing", "not-icmp"])
+def test_any_other_loss_still_closes_the_port(pending) -> None:
+    port, recorder, sock = port_with(*pending)
+    port.connectionLost(Failure(error.ConnectionDone()))
+    assert sock.closed and recorder.icmp is None
+    assert result_of(recorder.done) == (False, "UDP socket closed")
+
+
+def test_other_errors_are_not_hidden() -> None:
+    port, recorder, sock = port_with(errno.EBADF)
+    with pytest.raises(OSError):
+        port.write(b"OPTIONS")
+    sock.errors = [errno.EBADF]
+    with pytest.raises(OSError):
+        port.doRead()
+    assert sock.sent == [] and recorder.icmp is None

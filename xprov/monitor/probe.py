@@ -4,7 +4,8 @@ A probe is started with `run_probe(attempt, timeout, clock)`. `attempt(done)` be
 work, fires `done` with `(ok, detail)` when it knows (or with `NotMade` when this process
 could not even make the probe), and returns a cleanup to call at the end. The returned
 Deferred always fires with a ProbeResult, never with an error, and never later than
-`timeout` seconds.
+`timeout` seconds. Without an outcome by then, it is `at_deadline()`: "timeout" by
+default, what the exchange saw for a UDP probe (`probe_udp`).
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from twisted.internet import udp
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol
 
@@ -37,9 +40,32 @@ Attempt = Callable[[Deferred[Outcome]], Callable[[], None]]
 # Our own process (EMFILE) or host (ENFILE) out of descriptors: errors of ours, not a target's.
 LOCAL_ERRNOS = {errno.EMFILE: "EMFILE", errno.ENFILE: "ENFILE"}
 _CAUSES = 8  # exceptions followed down a chain of causes: Twisted and PyMySQL wrap once or twice
+TIMED_OUT: Verdict = (False, "timeout")
+# The errno a connected UDP socket reports, once, for an ICMP error quoting one of its
+# datagrams (Linux icmp_err_convert and icmpv6_err_convert, the "fatal" ones): by the next
+# recv, the next send, or a read of SO_ERROR.
+ICMP_ERRORS = {
+    errno.ECONNREFUSED: "ICMP port unreachable",
+    errno.EHOSTUNREACH: "ICMP host unreachable",
+    errno.ENETUNREACH: "ICMP network unreachable",
+    errno.ENOPROTOOPT: "ICMP protocol unreachable",
+    errno.EHOSTDOWN: "ICMP host unknown",
+    errno.ENONET: "ICMP host isolated",
+    errno.EACCES: "ICMP administratively prohibited",
+    errno.EPROTO: "ICMP parameter problem",
+}
 
 
-def run_probe(attempt: Attempt, timeout: float, clock: Any) -> Deferred[ProbeResult]:
+def _timed_out() -> Outcome:
+    return TIMED_OUT
+
+
+def run_probe(
+    attempt: Attempt,
+    timeout: float,
+    clock: Any,
+    at_deadline: Callable[[], Outcome] = _timed_out,
+) -> Deferred[ProbeResult]:
     started = clock.seconds()
     done: Deferred[Outcome] = Deferred()
 
@@ -47,7 +73,7 @@ def run_probe(attempt: Attempt, timeout: float, clock: Any) -> Deferred[ProbeRes
         if not done.called:
             done.callback(outcome)
 
-    timer = clock.callLater(timeout, settle, (False, "timeout"))
+    timer = clock.callLater(timeout, lambda: settle(at_deadline()))
     watched: Deferred[Outcome] = Deferred()
     watched.addCallback(settle)
     try:
@@ -86,10 +112,18 @@ def _nothing() -> None:
     pass
 
 
+def no_answer(icmp: str | None) -> Verdict:
+    """The verdict at the deadline of a UDP probe that got no answer: "timeout", or
+    "no reply; <the last ICMP error> seen" when ICMP errors came. Anyone who sees the request
+    can forge one (RFC 5927 section 4.1: the kernel checks only the quoted addresses and
+    ports), so an ICMP error never ends a probe early: it is named if the answer never comes."""
+    return (False, f"no reply; {icmp} seen") if icmp else TIMED_OUT
+
+
 class UdpExchange(DatagramProtocol):
     """A question over connected UDP, asked again at each of `resend_at` seconds, until
-    `judge` gives a verdict on an answer. Connected: the kernel drops strangers' datagrams
-    and reports ICMP unreachable."""
+    `judge` gives a verdict on an answer. Connected: the kernel drops strangers' datagrams.
+    An ICMP error is remembered (`icmp`), never a verdict: the answer may still come."""
 
     noisy = False
     resend_at: tuple[float, ...] = ()
@@ -97,6 +131,7 @@ class UdpExchange(DatagramProtocol):
     def __init__(self, address: str, port: int, done: Deferred[Outcome], clock: Any) -> None:
         self.address, self.port, self.done, self.clock = address, port, done, clock
         self.timers: list[Any] = []
+        self.icmp: str | None = None  # the last ICMP error reported, e.g. "ICMP port unreachable"
 
     def question(self, local: tuple[str, int]) -> bytes:
         raise NotImplementedError
@@ -120,15 +155,21 @@ class UdpExchange(DatagramProtocol):
         if not self.done.called and (verdict := self.judge(datagram)) is not None:
             self.done.callback(verdict)
 
+    def icmpReceived(self, number: int) -> None:
+        """The kernel reported an ICMP error (`number`, a key of ICMP_ERRORS) for our socket."""
+        self.icmp = ICMP_ERRORS[number]
+
     def connectionRefused(self) -> None:
-        if not self.done.called:
-            self.done.callback((False, "ICMP port unreachable"))
+        # Twisted's name for ECONNREFUSED read on a connected UDP socket
+        self.icmpReceived(errno.ECONNREFUSED)
+
+    def unanswered(self) -> Verdict:
+        return no_answer(self.icmp)
 
     def stopProtocol(self) -> None:
-        # Twisted's epoll reactor closes a connected UDP port on a pending ICMP error
-        # (EPOLLERR) without reading it: the port ends here instead of connectionRefused.
         self.cleanup()
-        self.connectionRefused()
+        if not self.done.called:  # the port closed under us (not by an ICMP error)
+            self.done.callback((False, "UDP socket closed"))
 
     def cleanup(self) -> None:
         for timer in self.timers:
@@ -136,24 +177,78 @@ class UdpExchange(DatagramProtocol):
                 timer.cancel()
 
 
-def udp_attempt(
+class IcmpTolerantPort(udp.Port):
+    """A connected UDP port that outlives ICMP errors, passing each to its exchange's
+    `icmpReceived`. Twisted would close it: its epoll and poll reactors take a pending error
+    without data (EPOLLERR without EPOLLIN) for a disconnection, and its `doRead` lets any
+    errno but ECONNREFUSED escape; the answer to our question could then never arrive."""
+
+    protocol: UdpExchange
+
+    def doRead(self) -> None:
+        try:
+            super().doRead()  # ECONNREFUSED: Twisted calls protocol.connectionRefused
+        except OSError as exc:
+            if exc.errno not in ICMP_ERRORS:
+                raise
+            self.protocol.icmpReceived(exc.errno)
+
+    def write(self, datagram: bytes, addr: tuple[str, int] | None = None) -> None:
+        """Send on the connected socket. A pending ICMP error fails the send that finds it,
+        which clears it: report it and send again."""
+        if not self._connectedAddr:
+            return super().write(datagram, addr)
+        try:
+            self.socket.send(datagram)
+            return
+        except OSError as exc:
+            if exc.errno not in ICMP_ERRORS:
+                raise
+            self.protocol.icmpReceived(exc.errno)
+        self.socket.send(datagram)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        # The reactor calls this with a reason on EPOLLERR; our own stopListening, without.
+        if reason is not None and self._icmp_pending():
+            self.startReading()
+            return
+        super().connectionLost(reason)
+
+    def _icmp_pending(self) -> bool:
+        number = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # and clears it
+        if number not in ICMP_ERRORS:
+            return False
+        self.protocol.icmpReceived(number)
+        return True
+
+
+def listen_udp(protocol: UdpExchange, interface: str, reactor: Any) -> IcmpTolerantPort:
+    """An ephemeral UDP port on `interface` for `protocol` (started: it asks its question).
+    Raises CannotListenError, e.g. when out of descriptors."""
+    port = IcmpTolerantPort(0, protocol, interface, reactor=reactor)
+    port.startListening()
+    return port
+
+
+def probe_udp(
     host: str,
     port: int,
     exchange: Callable[[str, int, Deferred[Outcome]], UdpExchange],
+    timeout: float,
     reactor: Any,
-) -> Attempt:
-    """Resolve `host`, then run `exchange` from an ephemeral port of the right family."""
+) -> Deferred[ProbeResult]:
+    """Resolve `host`, then run `exchange` from an ephemeral port of the right family, for
+    at most `timeout` seconds; without an answer by then the verdict is `no_answer`."""
+    opened: list[tuple[UdpExchange, Any]] = []
 
     def attempt(done: Deferred[Outcome]) -> Callable[[], None]:
-        opened: list[tuple[UdpExchange, Any]] = []
-
         def start(address: str) -> None:
             if done.called:
                 return
             try:
                 protocol = exchange(address, port, done)
                 interface = "::" if ipaddress.ip_address(address).version == 6 else "0.0.0.0"
-                opened.append((protocol, reactor.listenUDP(0, protocol, interface=interface)))
+                opened.append((protocol, listen_udp(protocol, interface, reactor)))
             except Exception as exc:  # no socket (EMFILE...): not a name look-up's failure
                 if not done.called:
                     done.callback(failed(exc, "cannot start: "))
@@ -169,7 +264,10 @@ def udp_attempt(
 
         return cleanup
 
-    return attempt
+    def at_deadline() -> Outcome:
+        return opened[0][0].unanswered() if opened else TIMED_OUT
+
+    return run_probe(attempt, timeout, reactor, at_deadline)
 
 
 def resolve(host: str, reactor: Any) -> Deferred[str]:

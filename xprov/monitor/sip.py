@@ -3,8 +3,9 @@
 Each probe has a fresh branch, Call-ID and From tag, a neutral User-Agent and
 `Max-Forwards: 70`; the reply must match all three of branch, Call-ID and CSeq. Over UDP the
 request is retransmitted at +0.5 s and +1.5 s inside the deadline. 2xx is up; 408, 500, 503,
-504, a refused connection (ICMP unreachable) and the deadline are down; any other final
-reply proves the server process answers and counts as up unless configured otherwise.
+504, a refused TCP connection and the deadline are down; any other final reply proves the
+server process answers and counts as up unless configured otherwise. Over UDP an ICMP error
+ends nothing (anyone can forge one): without a reply by the deadline the detail names it.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from xprov.monitor.probe import (
     UdpExchange,
     Verdict,
     failed,
+    probe_udp,
     run_probe,
-    udp_attempt,
 )
 from xprov.monitor.state import ProbeResult
 
@@ -225,15 +226,16 @@ def probe_options(
 ) -> Deferred[ProbeResult]:
     """One OPTIONS round trip to `target` over its own transport, bounded by `timeout`."""
     request = Request.fresh()
-
-    udp = udp_attempt(
-        target.host,
-        target.port,
-        lambda address, port, done: _UdpOptions(
-            target, request, down_codes, address, port, done, reactor
-        ),
-        reactor,
-    )
+    if target.transport == "udp":
+        return probe_udp(
+            target.host,
+            target.port,
+            lambda address, port, done: _UdpOptions(
+                target, request, down_codes, address, port, done, reactor
+            ),
+            timeout,
+            reactor,
+        )
 
     def stream(done: Deferred[Outcome]) -> Any:
         protocol = _StreamOptions(target, request, done, down_codes)
@@ -252,7 +254,7 @@ def probe_options(
 
         return cleanup
 
-    return run_probe(udp if target.transport == "udp" else stream, timeout, reactor)
+    return run_probe(stream, timeout, reactor)
 
 
 def _tcp_endpoint(host: str, port: int, timeout: float, reactor: Any) -> Any:

@@ -4,7 +4,8 @@ Written here rather than taken from pystun3, which speaks only RFC 3489, blocks,
 fixed source port and hangs against coturn. RFC 3489 servers answer a request with the
 cookie too; their MAPPED-ADDRESS is accepted when XOR-MAPPED-ADDRESS is missing. Up only for
 a Binding Success with our transaction id and a decodable mapped address, from the
-server's own address (the socket is connected); a Binding Error is down.
+server's own address (the socket is connected); a Binding Error is down. An ICMP error
+ends nothing (anyone can forge one): without an answer by the deadline the detail names it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from xprov.config import StunService
-from xprov.monitor.probe import Outcome, UdpExchange, Verdict, run_probe, udp_attempt
+from xprov.monitor.probe import Outcome, UdpExchange, Verdict, probe_udp
 from xprov.monitor.state import ProbeResult
 
 MAGIC_COOKIE = 0x2112A442
@@ -95,10 +96,10 @@ class _Binding(UdpExchange):
 
 
 def probe_binding(target: StunService, timeout: float, reactor: Any) -> Deferred[ProbeResult]:
-    attempt = udp_attempt(
+    return probe_udp(
         target.host,
         target.port,
         lambda address, port, done: _Binding(address, port, done, reactor),
+        timeout,
         reactor,
     )
-    return run_probe(attempt, timeout, reactor)
