@@ -123,10 +123,10 @@ class Gate:
     ) -> None:
         self.provisioner = provisioner
         self.digest = DigestAuth(secret or os.urandom(32), policy.nonce_lifetime)
-        # Budget -> tokens, and (Budget, user) -> tokens; TFTP's budgets (forgeable sources)
-        # in a partition of their own, which a flood of them can never flush HTTP's out of.
+        # Budget -> tokens; TFTP's budgets (forgeable sources) in a partition of their own,
+        # which a flood of them can never flush HTTP's out of.
         self.sources = BadAnswerLimiter(policy.burst, policy.rate, partition=_transport)
-        self.logins = BadAnswerLimiter(policy.burst, policy.rate, partition=_login_transport)
+        self.logins = BadAnswerLimiter(policy.burst, policy.rate)  # (Budget, user): HTTP only
         self.repeats = RepeatWindow(policy.repeat_window)  # (Budget, MAC) seen
         self.charged: Counter[str] = Counter()  # reason -> bad answers charged, for metrics
         self.policy = policy
@@ -274,10 +274,6 @@ class Gate:
 
 def _transport(budget: Budget) -> str:
     return budget[0]
-
-
-def _login_transport(login: tuple[Budget, str | None]) -> str:
-    return login[0][0]
 
 
 def _limited(request: FileRequest, limiter: BadAnswerLimiter, key: Hashable, now: float) -> Refused:

@@ -711,3 +711,13 @@ def test_forged_tftp_sources_never_give_an_http_source_its_budget_back(
         gate.answer(Asker(Transport.TFTP, f"10.9.{n // 250}.{n % 250}", f"0015{n:08x}.cfg"), NOW)
     again = gate.answer(Asker(Transport.HTTP, OFFICE, "/001599999999.cfg"), NOW + 1)
     assert isinstance(again, Refused) and again.status == 429
+
+
+def test_http_sources_share_one_bounded_partition(provisioner: Provisioner) -> None:
+    """The partitions are the transports, not the sources: a flood of HTTP sources still
+    forgets the oldest HTTP source, so the table stays bounded."""
+    gate = gate_of(provisioner, burst=1, rate=0.0001)
+    gate.sources.max_sources = 3
+    for n in range(5):
+        gate.answer(Asker(Transport.HTTP, f"192.0.2.{n}", "/001599999999.cfg"), NOW)
+    assert len(gate.sources) == 3

@@ -68,3 +68,14 @@ def test_reset_fills_every_budget() -> None:
     assert not log.warning("security", reason="r")
     log.reset()
     assert log.suppressed == {} and log.warning("security", reason="r")
+
+
+def test_the_default_logger_is_the_security_component(log_events) -> None:
+    """fail2ban matches `"component": "xprov.security"`."""
+    SecurityLog(clock=lambda: 0.0).warning("security", reason="wrong admin token", client="x")
+    (event,) = [e for e in log_events() if e["event"] == "security"]
+    assert (event["component"], event["reason"], event["client"]) == (
+        "xprov.security",
+        "wrong admin token",
+        "x",
+    )

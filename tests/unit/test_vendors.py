@@ -248,3 +248,23 @@ def test_model_files_are_bounded_by_the_model_tables() -> None:
         if request.model is not None:
             spa.add((request.name, request.model))
     assert len(spa) == len(linksys.SERIES)
+
+
+@pytest.mark.parametrize(
+    ("path", "user_agent", "mac"),
+    [
+        ("y000000000000.boot", "Yealink SIP-T46G 28.72.0.1 00:15:65:74:b1:50", "00156574b150"),
+        ("spa9999.cfg", "Cisco/SPA508G-7.4.4 (0002FDFF2103)(CBT141400UK)", "0002fdff2103"),
+        ("spa.cfg", "Cisco/SPA508G-7.4.4 (0002FDFF2103)(CBT141400UK)", "0002fdff2103"),
+        ("init.cfg", "Cisco/SPA122-1.4.1 (0002FDFF2104)(CBT1)", "0002fdff2104"),
+    ],
+)
+def test_every_shared_file_keeps_the_user_agents_mac_hint(path, user_agent, mac) -> None:
+    """Convergence learns which known phone fetched a shared file from the hint, whatever
+    the file (and a model file of an unknown model is still the vendor's)."""
+    request = identify(path, user_agent)
+    assert request is not None
+    assert (request.vendor, request.ua_mac) == (
+        "yealink" if path.startswith("y") else "linksys",
+        mac,
+    )

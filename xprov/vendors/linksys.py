@@ -70,7 +70,7 @@ def identify(name: str, user_agent: str | None) -> FileRequest | None:
         mac = match[1].lower()
         return FileRequest(NAME, "device", FILES["device"], f"{mac}.xml", mac, None, None)
     unnumbered = _UNNUMBERED.get(name.lower())
-    match = _MODEL_FILE.match(name) if unnumbered is None else None
+    match = _MODEL_FILE.match(name)  # never for an unnumbered name: no series number
     if unnumbered is None and match is None:
         return None
     ua = parse_user_agent(user_agent)
