@@ -119,16 +119,21 @@ def test_dead_or_hanging_database_keeps_the_last_snapshot(tmp_path, softswitch, 
         assert "provpass" not in proc.log()
 
 
+def serving_the_primary_backup_up(proc: XprovProcess, http: int) -> None:
+    """The primary's phones are served and the monitor knows the backup database is up."""
+    assert b"primary-Secret" in fetch(http)
+    wait_for(
+        lambda: proc.status()["monitor"]["targets"]["db@virginia"]["state"] == "up",
+        15,
+        "backup db known up",
+    )
+
+
 def test_refresh_follows_the_db_switch_to_the_backup(tmp_path, softswitch, databases) -> None:
     primary, backup = databases
     proc, http, _ = serve(tmp_path, softswitch, primary, backup)
     with proc:
-        assert b"primary-Secret" in fetch(http)
-        wait_for(
-            lambda: proc.status()["monitor"]["targets"]["db@virginia"]["state"] == "up",
-            15,
-            "backup db known up",
-        )
+        serving_the_primary_backup_up(proc, http)
         primary.pause()  # the monitor sees the primary database hang and switches db
         try:
             wait_for(lambda: b"backup-Secret" in fetch(http), 20, "refresh from the backup")
@@ -149,12 +154,7 @@ def test_a_db_switch_reads_the_backup_while_the_primary_read_hangs(
     primary, backup = databases
     proc, http, _ = serve(tmp_path, softswitch, primary, backup, read_timeout=60.0)
     with proc:
-        assert b"primary-Secret" in fetch(http)
-        wait_for(
-            lambda: proc.status()["monitor"]["targets"]["db@virginia"]["state"] == "up",
-            15,
-            "backup db known up",
-        )
+        serving_the_primary_backup_up(proc, http)
         primary.pause()  # the next refresh (every 1 s) hangs in its read for 60 s
         try:
             wait_for(lambda: proc.events("switch"), 20, "the db switch")

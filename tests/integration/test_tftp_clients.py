@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import struct
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -427,19 +428,24 @@ STALL_CONFIG = {
 }
 
 
-@pytest.fixture
-def small(tmp_path: Path):
+def serving(tmp_path: Path, replace: dict[str, str]) -> Iterator[XprovProcess]:
+    """xprov with the sample config changed by `replace`, its TFTP and admin ports noted."""
     http_port, tftp_port, admin_port = free_port(), free_port(socket.SOCK_DGRAM), free_port()
     config = sample_config(
         tmp_path,
         http_port=http_port,
         tftp_port=tftp_port,
         admin_port=admin_port,
-        replace=STALL_CONFIG,
+        replace=replace,
     )
     with XprovProcess(config, http_port, tmp_path / "xprov.log") as proc:
         proc.tftp_port, proc.admin_port = tftp_port, admin_port
         yield proc
+
+
+@pytest.fixture
+def small(tmp_path: Path):
+    yield from serving(tmp_path, STALL_CONFIG)
 
 
 def tftp_metrics(proc: XprovProcess) -> dict[str, float]:
@@ -516,17 +522,7 @@ PHONE = "127.0.0.201"
 
 @pytest.fixture
 def patient(tmp_path: Path):
-    http_port, tftp_port, admin_port = free_port(), free_port(socket.SOCK_DGRAM), free_port()
-    config = sample_config(
-        tmp_path,
-        http_port=http_port,
-        tftp_port=tftp_port,
-        admin_port=admin_port,
-        replace={"timeout = 1.0           #": "timeout = 10.0           #"},
-    )
-    with XprovProcess(config, http_port, tmp_path / "xprov.log") as proc:
-        proc.tftp_port, proc.admin_port = tftp_port, admin_port
-        yield proc
+    yield from serving(tmp_path, {"timeout = 1.0           #": "timeout = 10.0           #"})
 
 
 def never_acknowledged(host: str, port: int, name: str) -> socket.socket:
