@@ -54,11 +54,13 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(autouse=True)
 def security_lines_budget_full() -> None:
-    """Each test starts with every reason's budget of `security` lines full (the budget is
+    """Each test starts with every reason's budget of bounded log lines full (the budget is
     the process's, and a test session is one long process)."""
+    from xprov.observe import UNKNOWN_MODELS
     from xprov.security_log import SECURITY
 
     SECURITY.reset()
+    UNKNOWN_MODELS.reset()
 
 
 @pytest.fixture(scope="session", autouse=True)

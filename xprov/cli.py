@@ -18,7 +18,7 @@ from xprov.mac import normalize_mac
 from xprov.provisioning import Failed, NotFound, Provisioner
 from xprov.selection import ActiveSites
 from xprov.service import BuildError, Service, build, load
-from xprov.vendors import identify
+from xprov.vendors import identify, unknown_models
 
 DEFAULT_CONFIG = os.environ.get("XPROV_CONFIG", "/etc/xprov/xprov.toml")
 
@@ -73,6 +73,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     )
     for notice in notices(cfg, inputs.inventory):
         print(f"note: {notice}")
+    for warning in unknown_models(inputs.inventory.models()):
+        print(f"warning: {warning}")
     note = _descriptor_note(cfg)
     if note:
         print(f"note: {note}")

@@ -145,10 +145,9 @@ class Gate:
         if request is None:
             return NotFound("unknown file")
         if not request.spec.per_device:
-            outcome = self.provisioner.render(request)  # no secret in it: for everyone
-            if isinstance(outcome, NotFound):  # a name no model asks for: made up, or new
-                return replace(outcome, charge=self._shared_miss(asker, request, now))
-            return outcome
+            # No secret in it: for everyone. A name no model in the tables asks for is 404
+            # and free: a new model is not an attack, and no name costs a cache entry.
+            return self.provisioner.render(request)
         budget = budget_of(asker)
         refused = self._authorize(asker, request, budget, now)
         if refused is not None:
@@ -248,15 +247,6 @@ class Gate:
         if self.sources.blocked(budget, now):
             return _limited(request, self.sources, budget, now)
         return Refused(status, reason, request, charge=self._miss(budget, request, reason, now))
-
-    def _shared_miss(self, asker: Asker, request: FileRequest, now: float) -> Charge:
-        """A shared file no model has: charged once per name and window, so a flood of
-        made-up names drains its source's budget; once drained, nothing more (not even a
-        log line: a flood must not fill the disk)."""
-        budget = budget_of(asker)
-        if self.sources.blocked(budget, now):
-            return Charge.NONE
-        return self._miss(budget, request, "unknown model", now)
 
     def _miss(self, budget: Budget, request: FileRequest, reason: str, now: float) -> Charge:
         """An unknown device (or a refusal that names one): charged once per MAC and window,

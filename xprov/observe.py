@@ -12,9 +12,12 @@ from collections.abc import Callable
 from xprov.convergence import Convergence
 from xprov.logs import get_logger
 from xprov.provisioning import Answer, Charge, Failed, NotFound, Refused, Served
-from xprov.security_log import SECURITY
+from xprov.security_log import SECURITY, BoundedLog
 
 log = get_logger("xprov.request")
+# A phone of a model xprov does not know yet asks for its model's file: not an attack, but
+# worth an operator's attention; a stranger decides how many, so the lines are bounded.
+UNKNOWN_MODELS = BoundedLog(log, level="info")
 
 
 class Observer:
@@ -58,9 +61,17 @@ class Observer:
             self.refusals[(outcome.status, outcome.reason)] += 1
         else:
             self.requests[(transport, vendor, kind, "not_found")] += 1
+            if request is not None and request.spec.per_model and request.model is None:
+                UNKNOWN_MODELS.write(
+                    "unknown_model",
+                    reason="no model in the table",
+                    file=request.name,
+                    client=client,
+                    transport=transport,
+                )
         if outcome.charge in (Charge.CHARGED, Charge.EXHAUSTED):
             who = {"client": client, "mac": request.mac if request else None}
-            SECURITY.warning("security", **who, transport=transport, reason=outcome.reason)
+            SECURITY.write("security", **who, transport=transport, reason=outcome.reason)
             if outcome.charge is Charge.EXHAUSTED:
                 limited = "rate limited: per-device files refused until its budget refills"
-                SECURITY.warning("security", **who, transport=transport, reason=limited)
+                SECURITY.write("security", **who, transport=transport, reason=limited)

@@ -6,7 +6,8 @@ wrote 10,000 lines in 7 s, forged TFTP sources 21 MB per 100,000 datagrams. So e
 has a token bucket of lines (`BURST` at once, `PER_SECOND` after that); what its bucket
 refuses is counted, and the counts are written as one `security_suppressed` event with the
 next line that passes. A flood from one address has written its address `BURST` times before
-anything is dropped, which is what fail2ban needs.
+anything is dropped, which is what fail2ban needs. Other lines an outsider can cause (a
+request for an unknown model's file) use the same bound at their own level.
 """
 
 from __future__ import annotations
@@ -24,18 +25,20 @@ PER_SECOND = 1.0  # lines per reason and second after that: at most 86,400 a day
 MAX_REASONS = 256  # reasons are a fixed set of phrases; a bound all the same
 
 
-class SecurityLog:
-    """`warning(event, reason=..., **fields)` as a structlog logger, within each reason's
-    budget of lines. `clock` is monotonic seconds."""
+class BoundedLog:
+    """`write(event, reason=..., **fields)` to a structlog logger at `level`, within each
+    reason's budget of lines. `clock` is monotonic seconds."""
 
     def __init__(
         self,
         logger: Any = None,
+        level: str = "warning",
         burst: float = BURST,
         per_second: float = PER_SECOND,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.logger = logger if logger is not None else get_logger("xprov.security")
+        self.level = level
         self.burst, self.per_second, self.clock = burst, per_second, clock
         self.reset()
 
@@ -44,7 +47,7 @@ class SecurityLog:
         self.lines = BadAnswerLimiter(self.burst, self.per_second, max_sources=MAX_REASONS)
         self.suppressed: Counter[str] = Counter()  # reason -> lines not written yet
 
-    def warning(self, event: str, *, reason: str, **fields: Any) -> bool:
+    def write(self, event: str, *, reason: str, **fields: Any) -> bool:
         """Write the event if its reason's budget allows; True if it was written."""
         now = self.clock()
         if self.lines.blocked(reason, now):
@@ -53,9 +56,9 @@ class SecurityLog:
         self.lines.spend(reason, now)
         if self.suppressed:
             counts, self.suppressed = dict(sorted(self.suppressed.items())), Counter()
-            self.logger.warning("security_suppressed", counts=counts)
-        self.logger.warning(event, reason=reason, **fields)
+            getattr(self.logger, self.level)(f"{event}_suppressed", counts=counts)
+        getattr(self.logger, self.level)(event, reason=reason, **fields)
         return True
 
 
-SECURITY = SecurityLog()
+SECURITY = BoundedLog()

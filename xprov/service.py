@@ -39,7 +39,7 @@ from xprov.selection import ActiveSites, Selection
 from xprov.servers import admin, http
 from xprov.servers.tftp import TftpServer
 from xprov.tftp.options import Limits
-from xprov.vendors import all_templates
+from xprov.vendors import all_templates, unknown_models
 
 log = logs.get_logger("xprov.service")
 _generations = itertools.count(1)
@@ -148,6 +148,7 @@ class Service:
         self.reactor = reactor
         self.started = time.time()
         self.reloads = {"ok": 0, "failed": 0, "last": None}
+        self.model_warnings: list[str] = []  # the last `unknown_models` logged
         cfg = inputs.config
         self.active = ActiveSites(cfg.sites, cfg.failover.primary)
         self.provisioner = Provisioner(inputs, self.active)
@@ -213,6 +214,15 @@ class Service:
             policy=notices(cfg, self.provisioner.inputs.inventory),
             **_report_fields(self.load_report),
         )
+        self._warn_unknown_models(self.provisioner.inputs.inventory)
+
+    def _warn_unknown_models(self, inventory: Inventory) -> None:
+        """An `unknown_models` warning when the inventory's models outside the tables
+        change (at start, on reload, on a refresh that changes them): once, not per poll."""
+        warnings = unknown_models(inventory.models())
+        if warnings and warnings != self.model_warnings:
+            log.warning("unknown_models", models=warnings)
+        self.model_warnings = warnings
 
     def stop(self) -> None:
         # The probe and builder threads are daemons: a thread stuck on a hung database ends
@@ -402,6 +412,7 @@ class Service:
             "listen": self._listening(),
         }
         log.info("reloaded", **summary, **_report_fields(built.report))
+        self._warn_unknown_models(inputs.inventory)
         return summary
 
     def _reload_failed(self, reason: Any) -> dict[str, Any]:
@@ -465,6 +476,7 @@ class Service:
                 generation=inventory.generation,
                 **_report_fields(report),
             )
+            self._warn_unknown_models(inventory)
             return True
 
         def failed(reason: Any) -> bool:

@@ -125,7 +125,6 @@ def test_file_name_identifies_the_phone_user_agent_only_hints() -> None:
         "spa9420.cfg.bak",
         "y000000000001.boot",  # every model asks for y000000000000.boot, no other
         "y000000000028.boot",
-        "Y000000000000.boot",
         "00156574b150.cfg/",
         "a" * 200 + ".cfg",
     ],
@@ -216,7 +215,10 @@ def test_a_long_yealink_user_agent_still_gives_its_mac_hint() -> None:
         ("init.cfg", "Linksys/PAP2T-5.1.6(LS) (88019FA42805)", "init.cfg", "PAP2T"),
         ("spa.cfg", "Cisco/SPA999X-7.4.4 (CBT141900G7)", "spa.cfg", "SPA2000"),
         ("spa9999.cfg", None, "spa9999.cfg", None),
-        ("spa504Z.cfg", None, "spa504Z.cfg", None),
+        ("spa504Z.cfg", None, "spa504z.cfg", None),
+        ("Y000000000000.BOOT", None, "y000000000000.boot", None),
+        ("Y000000000123.CFG", None, "y000000000123.cfg", "T31G"),
+        ("Y000000000999.CFG", None, "y000000000999.cfg", None),
         ("0002FDFF2103.XML", None, "0002fdff2103.xml", None),
     ],
 )
@@ -242,12 +244,13 @@ def test_model_files_are_bounded_by_the_model_tables() -> None:
                 names.add((request.name, request.model))
     assert len(names) <= len(yealink.MODEL_CODES)
     spa = set()
-    for psn in [*linksys.SERIES, *(p.lower() for p in linksys.SERIES), "9999", "504Z"]:
-        request = identify(f"spa{psn}.cfg", None)
+    files = [file for model in linksys.MODELS for file in model.files]
+    for file in [*files, *(f.lower() for f in files), *(f.upper() for f in files), "spa504Z.cfg"]:
+        request = identify(file, None)
         assert request is not None
         if request.model is not None:
             spa.add((request.name, request.model))
-    assert len(spa) == len(linksys.SERIES)
+    assert len(spa) == len(files)
 
 
 @pytest.mark.parametrize(

@@ -124,6 +124,11 @@ class Inventory:
     def __len__(self) -> int:
         return len(self.records)
 
+    def models(self) -> Iterator[tuple[str, str, str]]:
+        """(mac, vendor, model) of every phone."""
+        for mac, record in self.records.items():
+            yield mac, record[0], record[1]
+
     def secrets(self) -> Iterator[str]:
         """Every SIP and HTTP password and every secret-named variable, for log redaction."""
         for record in self.records.values():

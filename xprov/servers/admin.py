@@ -110,7 +110,7 @@ def bearer(token: str) -> bytes:
 def _refused(request: Request) -> bytes:
     """401, and a `security` event for fail2ban (the same shape as the phones' listeners)."""
     client = getattr(request.getClientAddress(), "host", "?")
-    SECURITY.warning("security", client=client, transport="admin", reason="wrong admin token")
+    SECURITY.write("security", client=client, transport="admin", reason="wrong admin token")
     return _json(request, 401, {"error": "missing or wrong bearer token"})
 
 

@@ -416,7 +416,7 @@ class PhoneSite(Site):
         if len(self.channels) >= self.max_connections or (
             self.connections[source] >= self.per_source
         ):
-            SECURITY.warning("security", client=source, reason="too many connections")
+            SECURITY.write("security", client=source, reason="too many connections")
             return None
         channel = super().buildProtocol(addr)
         channel.source = source

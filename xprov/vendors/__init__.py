@@ -6,13 +6,22 @@ between vendors, so the first vendor that recognises a name owns the request.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from xprov.vendors import linksys, yealink
 from xprov.vendors.base import FileRequest, FileSpec
 
-__all__ = ["VENDORS", "VENDOR_NAMES", "FileRequest", "FileSpec", "all_templates", "identify"]
+__all__ = [
+    "VENDORS",
+    "VENDOR_NAMES",
+    "FileRequest",
+    "FileSpec",
+    "all_templates",
+    "identify",
+    "unknown_models",
+]
 
 
 class Vendor(Protocol):
@@ -26,6 +35,10 @@ class Vendor(Protocol):
     def context(self, request: FileRequest, model: str | None) -> dict[str, Any]: ...
 
     def credentials_problem(self, user: str, password: str) -> str | None: ...
+
+    def known_model(self, model: str) -> bool: ...
+
+    def unknown_model_effect(self) -> str: ...
 
 
 VENDORS: Mapping[str, Vendor] = {v.NAME: v for v in (yealink, linksys)}  # type: ignore[misc]
@@ -49,3 +62,21 @@ def identify(path: str, user_agent: str | None) -> FileRequest | None:
 
 def all_templates() -> list[str]:
     return sorted({spec.template for v in VENDORS.values() for spec in v.FILES.values()})
+
+
+def unknown_models(phones: Iterable[tuple[str, str, str]], shown: int = 5) -> list[str]:
+    """One warning per (vendor, model) of `phones` ((mac, vendor, model) triples) that is not
+    in its vendor's model table, naming up to `shown` of its phones and what they get.
+    Not an error: the phone's own file is served all the same."""
+    unknown: defaultdict[tuple[str, str], list[str]] = defaultdict(list)
+    for mac, vendor, model in phones:
+        if not VENDORS[vendor].known_model(model):
+            unknown[(vendor, model)].append(mac)
+    warnings = []
+    for (vendor, model), macs in sorted(unknown.items()):
+        named = ", ".join(sorted(macs)[:shown]) + (", ..." if len(macs) > shown else "")
+        warnings.append(
+            f"{vendor} model {model!r} is not in xprov's model table ({len(macs)} phones: "
+            f"{named}): {VENDORS[vendor].unknown_model_effect()}"
+        )
+    return warnings

@@ -11,6 +11,7 @@ from typing import Any
 
 from xprov.mac import normalize_mac
 from xprov.vendors.base import FileRequest, FileSpec, UserAgent
+from xprov.vendors.linksys_models import MODELS
 
 NAME = "linksys"
 _XML = "text/xml; charset=utf-8"
@@ -19,27 +20,19 @@ FILES = {
     "device": FileSpec("linksys/device.xml", _XML, per_device=True),
 }
 
-# $PSN, the product series number each model puts in its default Profile_Rule
-# `/spa$PSN.cfg`, as the firmware spells it (letters in capitals: `spa504G.cfg`). Cisco SPA
-# provisioning guide (macros $PN, $PSN); Cisco Small Business SPA300/SPA500 and SPA100/
-# SPA200 administration guides; Linksys SPA9x2 and PAP2T/SPA2102/SPA3102 admin guides.
-SERIES = (
-    "301", "303",  # SPA301, SPA303
-    "501G", "502G", "504G", "508G", "509G", "512G", "514G", "525G", "525G2",  # SPA500
-    "901", "921", "922", "941", "942", "962",  # Linksys SPA900
-    "112", "122", "2102", "3102", "8000", "3000", "9000",  # ATAs and the IP PBX
-)  # fmt: skip
-_SERIES = {psn.upper(): psn for psn in SERIES}
-# Files named without a series number: the Sipura SPA-2000 asks for `spa.cfg`, the PAP2T for
-# `init.cfg` (Linksys PAP2T administration guide); the User-Agent names a newer model.
-_UNNUMBERED = {"spa.cfg": "SPA2000", "init.cfg": "PAP2T"}
+# Every name a model's factory Profile_Rule asks for, in lower case -> (the name as its
+# firmware spells it, the model).
+_FILES = {file.lower(): (file, model.name) for model in MODELS for file in model.files}
+_NAMES = frozenset(model.name for model in MODELS)
 _MODEL_FILE = re.compile(r"^spa(?P<psn>[0-9a-z]{3,5})\.cfg$", re.IGNORECASE)
+# Files named without a series number: their User-Agent may name a newer model.
+_UNNUMBERED = frozenset(name for name in _FILES if _MODEL_FILE.match(name) is None)
 _DEVICE = re.compile(r"^([0-9a-f]{12})\.xml$", re.IGNORECASE)
 # "Linksys/SPA-942-6.1.5(a) (88019FA42805)": model, firmware, serial number.
 # "Cisco/SPA508G-7.4.4 (0002FDFF2103)(CBT141400UK)": MAC, then serial number.
 # "Cisco/SPA525G-7.4.4 (CBT141900G7)": serial number only.
 _USER_AGENT = re.compile(
-    r"^(?:Linksys|Cisco|Sipura)/(?P<model>[A-Z]+-?\d+[A-Z]*)-(?P<firmware>\S+)(?P<rest>.*)$",
+    r"^(?:Linksys|Cisco|Sipura)/(?P<model>[A-Z]+-?\d+(?:[A-Z]+\d*)?)-(?P<firmware>\S+)(?P<rest>.*)$",
     re.IGNORECASE,
 )
 _GROUP = re.compile(r"\(([^()]*)\)")
@@ -69,27 +62,37 @@ def identify(name: str, user_agent: str | None) -> FileRequest | None:
         # The file name names the phone; its User-Agent adds nothing (and costs a parse).
         mac = match[1].lower()
         return FileRequest(NAME, "device", FILES["device"], f"{mac}.xml", mac, None, None)
-    unnumbered = _UNNUMBERED.get(name.lower())
-    match = _MODEL_FILE.match(name)  # never for an unnumbered name: no series number
-    if unnumbered is None and match is None:
+    known = _FILES.get(name.lower())
+    if known is None and _MODEL_FILE.match(name) is None:
         return None
     ua = parse_user_agent(user_agent)
     ua_mac = ua.mac if ua else None
-    if match is not None:
-        # The file name's series number is exact; a number no model has names nothing.
-        psn = _SERIES.get(match["psn"].upper())
-        if psn is None:
-            return FileRequest(NAME, "model", FILES["model"], name, None, ua_mac, None)
-        return FileRequest(
-            NAME, "model", FILES["model"], f"spa{psn}.cfg", None, ua_mac, "SPA" + psn
-        )
-    known = ua is not None and ua.model.removeprefix("SPA") in _SERIES.values()
-    model = ua.model if known and ua is not None else unnumbered
-    return FileRequest(NAME, "model", FILES["model"], name.lower(), None, ua_mac, model)
+    if known is None:  # a series number no model in the table has: 404, never cached
+        return FileRequest(NAME, "model", FILES["model"], name.lower(), None, ua_mac, None)
+    file, model = known
+    if file.lower() in _UNNUMBERED and ua is not None and ua.model in _NAMES:
+        model = ua.model  # init.cfg, spa.cfg: the name says no model; the User-Agent does
+    return FileRequest(NAME, "model", FILES["model"], file, None, ua_mac, model)
 
 
 def context(request: FileRequest, model: str | None) -> dict[str, Any]:
     return {}
+
+
+def canonical_model(model: str) -> str:
+    """The table's spelling of a model as an inventory may write it: 'spa-942' -> 'SPA942'."""
+    return model.strip().upper().replace("-", "")
+
+
+def known_model(model: str) -> bool:
+    return canonical_model(model) in _NAMES
+
+
+def unknown_model_effect() -> str:
+    return (
+        "its <mac>.xml is served; its factory spa$PSN.cfg is 404 until the table knows the "
+        "model (point its Profile_Rule at a known model's file, or at <mac>.xml)"
+    )
 
 
 # A resync rule's bracketed arguments are macro expanded and then parsed, so credentials

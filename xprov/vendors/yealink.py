@@ -12,6 +12,7 @@ from typing import Any
 
 from xprov.mac import normalize_mac
 from xprov.vendors.base import FileRequest, FileSpec, UserAgent
+from xprov.vendors.yealink_models import MODELS
 
 NAME = "yealink"
 _TEXT = "text/plain; charset=utf-8"
@@ -22,75 +23,25 @@ FILES = {
     "device": FileSpec("yealink/device.cfg", _TEXT, per_device=True),
 }
 
-# Model -> the XX of the common file y0000000000XX.cfg (vendor guides; sources disagree on a
-# few, so a model named by the User-Agent wins over this table).
-MODEL_CODES = {
-    "T28P": 0,
-    "T26P": 4,
-    "T22P": 5,
-    "T20P": 7,
-    "W52P": 25,
-    "W56P": 25,
-    "T46G": 28,
-    "T42G": 29,
-    "T32G": 32,
-    "T48G": 35,
-    "T41P": 36,
-    "CP860": 37,
-    "T38G": 38,
-    "T23P": 44,
-    "T23G": 44,
-    "T27P": 45,
-    "T29G": 46,
-    "T49G": 51,
-    "T21P_E2": 52,
-    "T19P_E2": 53,
-    "T40P": 54,
-    "T56A": 58,
-    "T58": 58,
-    "T48S": 65,
-    "T46S": 66,
-    "T42S": 67,
-    "T41S": 68,
-    "T27G": 69,
-    "T54S": 70,
-    "CP960": 73,
-    "T52S": 74,
-    "T40G": 76,
-    "W60B": 77,
-    "CP920": 78,
-    "T53": 95,
-    "T53W": 95,
-    "T54W": 96,
-    "T57W": 97,
-    "T43U": 107,
-    "T46U": 108,
-    "T48U": 109,
-    "T42U": 116,
-    "T31G": 123,
-    "T33G": 124,
-    "W90": 130,
-    "CP965": 143,
-    "W70B": 146,
-    "CP925": 148,
-    "T58W": 150,
-    "T34W": 171,
-    "T31W": 172,
-    "T44W": 174,
-    "W80": 175,
-}
+# Model -> the XX of the common file its boot file names; XX -> the model that asks for it
+# (the first row of the table with that code).
+MODEL_CODES = {model.name: model.codes[0] for model in MODELS}
 CODE_MODELS: dict[int, str] = {}
-for _model, _code in MODEL_CODES.items():
-    CODE_MODELS.setdefault(_code, _model)
+for _model in MODELS:
+    for _code in _model.codes:
+        CODE_MODELS.setdefault(_code, _model.name)
+# The common file a model outside the table gets in its boot file: the one the common boot
+# file (y000000000000.boot) names for every phone without a boot file of its own.
+GENERIC_COMMON = "y000000000000.cfg"
 
 _DEVICE = re.compile(r"^([0-9a-f]{12})\.(cfg|boot)$", re.IGNORECASE)
-_COMMON = re.compile(r"^y(\d{12})\.cfg$")
+_COMMON = re.compile(r"^y(\d{12})\.cfg$", re.IGNORECASE)
 COMMON_BOOT = "y000000000000.boot"  # the one common boot file every model asks for
 # "Yealink SIP-T46G 28.72.0.1 00:15:65:4a:a9:37", "Yealink SIP VP-T49G 51.80.0.10 ...",
 # "W52P 25.30.0.2 ...", "Yealink-T46G 28.71.0.81 28.1.0.128.0.0.0" (old firmware: no MAC)
 _USER_AGENT = re.compile(
     r"^(?:Yealink[\s-]+)?(?:SIP[\s-]+)?(?:VP-)?"
-    r"(?P<model>[A-Z]{1,3}\d{2,3}[A-Z]?(?:[_\s]E2)?)\s+"
+    r"(?P<model>[A-Z]{1,3}\d{2,3}[A-Z]{0,2}(?:[_\s]E2)?)\s+"
     r"(?P<firmware>\d+(?:\.\d+){2,})"
     r"(?:\s+(?P<mac>\S+))?",
     re.IGNORECASE,
@@ -106,10 +57,28 @@ def parse_user_agent(text: str | None) -> UserAgent | None:
     return UserAgent(model=model, firmware=match["firmware"], mac=mac)
 
 
+def canonical_model(model: str) -> str:
+    """The table's spelling of a model as an inventory may write it: 't21p e2' -> 'T21P_E2',
+    'SIP-T46G' -> 'T46G'."""
+    name = re.sub(r"[\s-]+E2$", "_E2", model.strip().upper())
+    return re.sub(r"^SIP[\s-]+(?:VP-)?", "", name)
+
+
 def common_file(model: str | None) -> str | None:
     """'T46G' -> 'y000000000028.cfg'; None for a model outside the table."""
-    code = MODEL_CODES.get(model.upper()) if model else None
+    code = MODEL_CODES.get(canonical_model(model)) if model else None
     return None if code is None else f"y{code:012d}.cfg"
+
+
+def known_model(model: str) -> bool:
+    return canonical_model(model) in MODEL_CODES
+
+
+def unknown_model_effect() -> str:
+    return (
+        f"its <mac>.cfg is served, and its <mac>.boot includes the generic {GENERIC_COMMON}; "
+        "a request for its own y0000000000XX.cfg is 404 until the table knows the model"
+    )
 
 
 def device_file(mac: str) -> str:
@@ -124,14 +93,16 @@ def identify(name: str, user_agent: str | None) -> FileRequest | None:
         mac, extension = match[1].lower(), match[2].lower()
         kind = "device" if extension == "cfg" else "device_boot"
         return FileRequest(NAME, kind, FILES[kind], f"{mac}.{extension}", mac, None, None)
-    if name == COMMON_BOOT:
+    if name.lower() == COMMON_BOOT:
         ua = parse_user_agent(user_agent)
         spec = FILES["common_boot"]
-        return FileRequest(NAME, "common_boot", spec, name, None, ua.mac if ua else None, None)
+        return FileRequest(
+            NAME, "common_boot", spec, COMMON_BOOT, None, ua.mac if ua else None, None
+        )
     if match := _COMMON.match(name):
         ua = parse_user_agent(user_agent)
         model = common_model(int(match[1]), ua.model if ua else None)
-        canonical = common_file(model) or name  # an unknown model's name is never cached
+        canonical = common_file(model) or name.lower()  # an unknown model's is never cached
         ua_mac = ua.mac if ua else None
         return FileRequest(NAME, "common", FILES["common"], canonical, None, ua_mac, model)
     return None
@@ -147,7 +118,8 @@ def common_model(code: int, ua_model: str | None) -> str | None:
 
 
 def context(request: FileRequest, model: str | None) -> dict[str, Any]:
-    return {"common_file": common_file(model)}
+    """`common_file`: what a boot file includes before the phone's own file."""
+    return {"common_file": common_file(model) or GENERIC_COMMON}
 
 
 def credentials_problem(user: str, password: str) -> str | None:

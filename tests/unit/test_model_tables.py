@@ -1,0 +1,118 @@
+"""Issue 14: the model tables, row by row, against what their sources say.
+
+tests/data/model_sources.toml is a transcript of each cited source, kept apart from the
+tables: a row must cite exactly the sources that mention its model, every code or file it
+serves must be one a cited source gives (unless the row says it is inferred), and its evidence
+level must be what its sources support. Each row's User-Agent form must parse back to it."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from xprov.vendors import identify, linksys, linksys_models, yealink, yealink_models
+from xprov.vendors.linksys_models import Model as SpaModel
+from xprov.vendors.yealink_models import Model as YealinkModel
+
+TRANSCRIPT = tomllib.loads((Path(__file__).parent.parent / "data/model_sources.toml").read_text())
+VENDOR_DOCUMENTS = {
+    "yealink-apg-t4x-71",
+    "yealink-admin-t2-t4-t5",
+    "sipura-spa2000",
+    "linksys-provisioning-3.01",
+    "cisco-spa100-admin",
+    "cisco-spa300-500-admin",
+    "linksys-spa9000-admin",
+}
+MAC = "80:5e:c0:d5:7d:72"
+
+
+def mentions(vendor: str, model: str) -> dict[str, int | str]:
+    """Source -> what it says of `model` (a code, a file, or "" for a mention only)."""
+    return {s: facts[model] for s, facts in TRANSCRIPT[vendor].items() if model in facts}
+
+
+def evidence_from(stated_by: set[str], kind: type) -> object:
+    if stated_by & VENDOR_DOCUMENTS:
+        return kind.VENDOR
+    if len(stated_by) >= 2:
+        return kind.PROJECTS
+    return kind.PROJECT if stated_by else kind.INFERRED
+
+
+@pytest.mark.parametrize("row", yealink_models.MODELS, ids=lambda m: m.name)
+def test_yealink_row_against_its_sources(row: YealinkModel) -> None:
+    said = mentions("yealink", row.name)
+    assert set(row.sources) <= set(yealink_models.SOURCES)
+    stated = {s for s, code in said.items() if code in row.codes}
+    assert stated == set(said), f"sources give {said}, the row serves {row.codes}"
+    assert set(said) <= set(row.sources), "a source that gives this model's file is not cited"
+    backed = set(said.values())
+    if row.evidence is yealink_models.Evidence.INFERRED:
+        assert not said
+        # inferred from a sourced model of the same family that has this file
+        assert any(
+            m.family == row.family and set(row.codes) <= set(m.codes) and m.evidence != row.evidence
+            for m in yealink_models.MODELS
+        )
+    else:
+        assert backed == set(row.codes), f"{set(row.codes) - backed} is served without a source"
+        assert set(row.sources) == set(said)
+    assert row.evidence is evidence_from(set(said), yealink_models.Evidence)
+
+
+@pytest.mark.parametrize("row", yealink_models.MODELS, ids=lambda m: m.name)
+def test_yealink_row_user_agent_names_the_row(row: YealinkModel) -> None:
+    """The model's real User-Agent form parses to the row's model, whose common file each
+    code serves (a User-Agent decides between models that share a code)."""
+    ua = f"{row.form.value.format(model=row.name)} {row.family}.86.0.5 {MAC}"
+    assert yealink.parse_user_agent(ua) == yealink.UserAgent(
+        row.name, f"{row.family}.86.0.5", "805ec0d57d72"
+    )
+    for code in row.codes:
+        request = identify(f"/y{code:012d}.cfg", ua)
+        assert request is not None and request.model == row.name
+        assert request.name == f"y{row.codes[0]:012d}.cfg"  # one name per model
+        assert identify(f"/y{code:012d}.cfg", None).model is not None  # type: ignore[union-attr]
+
+
+def test_every_transcribed_yealink_model_is_in_the_table() -> None:
+    names = {m.name for m in yealink_models.MODELS}
+    transcribed = {model for facts in TRANSCRIPT["yealink"].values() for model in facts}
+    assert transcribed <= names
+    assert len(names) == len(yealink_models.MODELS)  # one row per model
+
+
+@pytest.mark.parametrize("row", linksys_models.MODELS, ids=lambda m: m.name)
+def test_spa_row_against_its_sources(row: SpaModel) -> None:
+    said = mentions("linksys", row.name)
+    assert set(said) <= set(row.sources) <= set(linksys_models.SOURCES)
+    files = {str(f) for f in said.values() if f}
+    assert files <= set(row.files), f"sources give {files}, the row serves {row.files}"
+    if row.evidence is linksys_models.Evidence.INFERRED:
+        assert not files
+        assert all(f == f"spa{row.name[3:]}.cfg" for f in row.files)  # $PSN from its $PN
+    else:
+        assert files == set(row.files), f"{set(row.files) - files} is served without a source"
+        assert set(row.sources) == set(said)
+    stated_by = {s for s, f in said.items() if f}
+    assert row.evidence is evidence_from(stated_by, linksys_models.Evidence)
+
+
+@pytest.mark.parametrize("row", linksys_models.MODELS, ids=lambda m: m.name)
+def test_spa_row_user_agent_names_the_row(row: SpaModel) -> None:
+    ua = row.user_agent.format(MAC="0002FDFF2103")
+    parsed = linksys.parse_user_agent(ua)
+    assert parsed is not None and parsed.model == row.name
+    for file in row.files:
+        request = identify(f"/{file}", ua)
+        assert request is not None and (request.name, request.model) == (file, row.name)
+
+
+def test_every_transcribed_spa_model_is_in_the_table() -> None:
+    names = {m.name for m in linksys_models.MODELS}
+    assert {model for facts in TRANSCRIPT["linksys"].values() for model in facts} <= names
+    files = [f.lower() for m in linksys_models.MODELS for f in m.files]
+    assert len(files) == len(set(files))  # a file names one model
