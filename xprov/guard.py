@@ -29,6 +29,7 @@ from xprov.inventory import Inventory
 from xprov.mac import normalize_mac
 from xprov.provisioning import Answer, Charge, NotFound, Provisioner, Refused
 from xprov.ratelimit import BadAnswerLimiter, RepeatWindow
+from xprov.uri import normalize_path
 from xprov.vendors import VENDORS, FileRequest, identify
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -46,7 +47,10 @@ class Asker(NamedTuple):  # a tuple: made on every request, so cheap to build
 
     transport: Transport
     source: str  # the client's IP address
-    path: str  # the request target's path, or the TFTP file name
+    # HTTP(S): the request-target's path as sent, without its query (Digest's `uri` must
+    # match it; the file is named by its percent-normalised form, `file_path`). TFTP: the
+    # file name as sent.
+    path: str
     user_agent: str | None = None
     method: str = "GET"  # for Digest's HA2 (RFC 7616 section 3.4.3)
     authorization: str | None = None  # the Authorization header (HTTP only)
@@ -88,6 +92,18 @@ class Policy:
         if self.tftp_per_device_from is not None:
             return bool(self.tftp_per_device_from) and allowed(source, self.tftp_per_device_from)
         return not (self.digest or self.bind_mac)
+
+
+def file_path(asker: Asker) -> str | None:
+    """The path whose last segment names the file `asker` asks for; None: it names no file.
+
+    HTTP(S): the request path percent-normalised, once, here (`xprov.uri.normalize_path`,
+    RFC 3986 section 6.2.2.2), so `/%30015...cfg` is `/0015...cfg`, while Digest checks
+    the path as sent (RFC 7616 section 3.4: `uri` is the request-target). TFTP: the file
+    name as sent; it is not a URL (RFC 1350), so `%30` there is three characters."""
+    if asker.transport is Transport.TFTP:
+        return asker.path
+    return normalize_path(asker.path)
 
 
 Budget = tuple[str, str]  # (what the source asked over, its address or IPv6 /64)
@@ -141,7 +157,8 @@ class Gate:
 
     def answer(self, asker: Asker, now: float) -> Answer:
         """The file `asker` asked for, or why not (RFC 9110 status semantics)."""
-        request = identify(asker.path, asker.user_agent)
+        path = file_path(asker)
+        request = identify(path, asker.user_agent) if path is not None else None
         if request is None:
             return NotFound("unknown file")
         if not request.spec.per_device:

@@ -92,7 +92,8 @@ class Provisioner:
 
     def provide(self, path: str, user_agent: str | None = None) -> Outcome:
         """The file at `path`, for anyone: `xprov render` and tests. Phones go through the
-        gate, which decides first who may have it."""
+        gate, which decides first who may have it. `path` is a name as written, not a URL
+        (no percent-decoding: that is the gate's, for HTTP paths only)."""
         request = identify(path, user_agent)
         if request is None:
             return NotFound("unknown file")

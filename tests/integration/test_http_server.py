@@ -104,6 +104,45 @@ def test_not_found(server, path: str) -> None:
     assert (status, body) == (404, b"")
 
 
+# The Yealink's per-device file with the first character of its MAC percent-encoded.
+ENCODED_DEVICE = f"/%{ord(YEALINK_T46G[0]):02X}{YEALINK_T46G[1:]}.cfg"
+
+
+def test_a_percent_encoded_unreserved_character_is_the_character(server) -> None:
+    """RFC 3986 section 6.2.2.2: the same URL, the same file (curl --path-as-is sends the
+    path unchanged)."""
+    _, base = server
+    agent = USER_AGENTS[YEALINK_T46G]
+    status, _, plain = curl(f"{base}/{YEALINK_T46G}.cfg", "-A", agent)
+    assert status == 200 and b"account.1.password = yk-1001-Secret\n" in plain
+    assert curl(base + ENCODED_DEVICE, "--path-as-is", "-A", agent)[::2] == (200, plain)
+    # The query is not the path (twisted.web splits it off): ignored, escapes and all.
+    with_query = curl(f"{base}{ENCODED_DEVICE}?x=%2F%00", "--path-as-is", "-A", agent)
+    assert with_query[::2] == (200, plain)
+    status, _, common = curl(f"{base}/y000000000028.cfg", "-A", agent)
+    assert status == 200 and b"yk-1001-Secret" not in common  # the common file
+    encoded_common = curl(f"{base}/y000000000028%2Ecfg", "--path-as-is", "-A", agent)
+    assert encoded_common[::2] == (200, common)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/dir%2F{YEALINK_T46G}.cfg",
+        f"/{YEALINK_T46G}%00.cfg",
+        f"/dir%5C{YEALINK_T46G}.cfg",
+        f"/%2530{YEALINK_T46G[1:]}.cfg",  # "%30" once decoded: never decoded twice
+    ],
+)
+def test_an_escaped_separator_nul_or_escape_names_no_file(server, path: str) -> None:
+    _, base = server
+    status, headers, body = curl(base + path, "--path-as-is", "-A", USER_AGENTS[YEALINK_T46G])
+    assert (status, headers["content-length"], body) == (404, "0", b"")
+    answer = "\n".join(headers.values()).encode() + body
+    for password in SAMPLE_PASSWORDS:
+        assert password.encode() not in answer
+
+
 def test_healthz(server) -> None:
     _, base = server
     assert curl(f"{base}/healthz")[0] == 200

@@ -209,6 +209,21 @@ def test_digest_with_curl(digest) -> None:
     assert curl(f"http://127.0.0.1:{http}/y000000000028.cfg")[1] == 200  # shared: no secret
 
 
+def test_digest_signs_the_path_as_sent_and_the_file_is_its_normal_form(digest) -> None:
+    """A phone that percent-encodes its path signs that spelling (RFC 7616 section 3.4:
+    `uri` is the request-target); curl --path-as-is sends it and signs it unchanged."""
+    _, http, _ = digest
+    source = "127.0.3.20"  # a budget of its own: a wrong password below costs a token
+    encoded = f"http://127.0.0.1:{http}/%{ord(YEALINK_T46G[0]):02x}{YEALINK_T46G[1:]}%2Ecfg"
+    response = fetch(encoded, "--path-as-is", *digest_as(T46G_USER, T46G_PASSWORD), source=source)
+    assert response.status == 200 and b"account.1.password = yk-1001-Secret\n" in response.body
+    wrong = fetch(encoded, "--path-as-is", *digest_as(T46G_USER, "wrong"), source=source)
+    assert_refused(wrong, 401)
+    other = f"http://127.0.0.1:{http}/%{ord(SPA504G[0]):02x}{SPA504G[1:]}.xml"
+    own = digest_as(T46G_USER, T46G_PASSWORD)
+    assert_refused(fetch(other, "--path-as-is", *own, source=source), 403)
+
+
 def test_basic_only_over_https(digest, pki) -> None:
     _, http, https = digest
     credentials = ["--basic", "-u", f"{T46G_USER}:{T46G_PASSWORD}"]

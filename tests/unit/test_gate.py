@@ -721,3 +721,60 @@ def test_http_sources_share_one_bounded_partition(provisioner: Provisioner) -> N
     for n in range(5):
         gate.answer(Asker(Transport.HTTP, f"192.0.2.{n}", "/001599999999.cfg"), NOW)
     assert len(gate.sources) == 3
+
+
+# "/%300156574B150%2Ecfg": the first character and the "." escaped, the MAC in capitals
+ENCODED = f"/%{ord(YEALINK_T46G[0]):02x}{YEALINK_T46G[1:].upper()}%2Ecfg"
+
+
+def test_an_http_path_is_percent_normalised_before_the_file_is_named(provisioner) -> None:
+    gate = gate_of(provisioner)
+    plain = ask(gate, DEVICE)
+    assert isinstance(plain, Served)
+    for path in (ENCODED, f"/dir/sub{ENCODED}"):
+        for transport in (Transport.HTTP, Transport.HTTPS):
+            served = ask(gate, path, transport, certificate_macs=frozenset())
+            assert isinstance(served, Served), (path, transport)
+            assert (served.body, served.mac) == (plain.body, YEALINK_T46G)
+    common = ask(gate, "/y000000000028%2ecfg", user_agent=USER_AGENTS[YEALINK_T46G])
+    assert isinstance(common, Served) and common.request.name == "y000000000028.cfg"
+    assert provisioner.renders == 2  # one file per spelling: the cache's one entry
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/dir%2F{YEALINK_T46G}.cfg",
+        f"/{YEALINK_T46G}%00.cfg",
+        f"/dir%5C{YEALINK_T46G}.cfg",
+        f"/%2530{YEALINK_T46G[1:]}.cfg",
+        f"/{YEALINK_T46G}%2.cfg",
+        "/%C3%A9.cfg",
+    ],
+)
+def test_a_path_with_another_escape_names_no_file_and_costs_nothing(provisioner, path) -> None:
+    """Like any name no vendor has: 404, uncharged (it names no MAC), nothing rendered."""
+    gate = gate_of(provisioner, digest=True)
+    assert ask(gate, path) == NotFound("unknown file")
+    assert ask(gate, path, authorization=digest(gate, path)) == NotFound("unknown file")
+    assert gate.charged == {} and provisioner.renders == 0
+
+
+def test_digest_checks_the_request_target_as_sent(provisioner) -> None:
+    """RFC 7616 section 3.4: `uri` is the request-target; a phone that percent-encodes its
+    path signs that spelling, and the file is still the one its normal form names."""
+    gate = gate_of(provisioner, digest=True)
+    served = ask(gate, ENCODED, authorization=digest(gate, ENCODED))
+    assert isinstance(served, Served) and served.mac == YEALINK_T46G
+    for sent, signed in ((ENCODED, DEVICE), (DEVICE, ENCODED)):
+        refused = ask(gate, sent, authorization=digest(gate, signed))
+        assert isinstance(refused, Refused), (sent, signed)
+        assert (refused.status, refused.reason) == (401, "uri does not match the request")
+
+
+def test_a_tftp_file_name_is_not_percent_decoded(provisioner) -> None:
+    """A TFTP name is not a URL (RFC 1350): "%30" is three characters of the name."""
+    gate = gate_of(provisioner)
+    assert isinstance(ask(gate, f"{YEALINK_T46G}.cfg", Transport.TFTP), Served)
+    for name in (f"%30{YEALINK_T46G[1:]}.cfg", "y000000000028%2Ecfg"):
+        assert ask(gate, name, Transport.TFTP) == NotFound("unknown file"), name

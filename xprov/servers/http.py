@@ -96,7 +96,9 @@ class PhoneFiles(Resource):
                 assert_never(answer)
 
     def _asker(self, request: Request) -> Asker | None:
-        """What the gate needs to know of `request`; None if its path is not ASCII."""
+        """What the gate needs to know of `request`; None if its path is not ASCII. The path
+        goes as sent (twisted.web's `request.path`: the target up to its `?`, undecoded):
+        Digest checks it so, and the gate percent-normalises it once to name the file."""
         try:
             path = request.path.decode("ascii")
         except UnicodeDecodeError:

@@ -213,6 +213,7 @@ class TftpServer:
         if admission in (Admission.BUSY, Admission.BUSY_SOURCE):
             self.stats.busy += 1
             return self._refuse(listener, peer, codec.NOT_DEFINED, "busy")
+        # The file name as sent: a TFTP name is not a URL, never percent-decoded.
         answer = self.gate.answer(
             Asker(Transport.TFTP, peer[0], packet.filename), self.reactor.seconds()
         )
