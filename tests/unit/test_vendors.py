@@ -127,6 +127,13 @@ def test_file_name_identifies_the_phone_user_agent_only_hints() -> None:
         "y000000000028.boot",
         "00156574b150.cfg/",
         "a" * 200 + ".cfg",
+        # "$" would match before a final newline (a TFTP name may carry one)
+        "00156574b150.cfg\n",
+        "00156574b150.boot\n",
+        "y000000000028.cfg\n",
+        "spa504G.cfg\n",
+        "0002fdff2103.xml\n",
+        "y00000000002\u0668.cfg",  # a non-ASCII digit
     ],
 )
 def test_not_ours(path: str) -> None:

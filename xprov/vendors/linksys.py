@@ -24,10 +24,11 @@ FILES = {
 # firmware spells it, the model).
 _FILES = {file.lower(): (file, model.name) for model in MODELS for file in model.files}
 _NAMES = frozenset(model.name for model in MODELS)
-_MODEL_FILE = re.compile(r"^spa(?P<psn>[0-9a-z]{3,5})\.cfg$", re.IGNORECASE)
+# \Z, not $: "$" also matches before a final newline, and a TFTP name may end in one.
+_MODEL_FILE = re.compile(r"^spa(?P<psn>[0-9a-z]{3,5})\.cfg\Z", re.IGNORECASE)
 # Files named without a series number: their User-Agent may name a newer model.
 _UNNUMBERED = frozenset(name for name in _FILES if _MODEL_FILE.match(name) is None)
-_DEVICE = re.compile(r"^([0-9a-f]{12})\.xml$", re.IGNORECASE)
+_DEVICE = re.compile(r"^([0-9a-f]{12})\.xml\Z", re.IGNORECASE)
 # "Linksys/SPA-942-6.1.5(a) (88019FA42805)": model, firmware, serial number.
 # "Cisco/SPA508G-7.4.4 (0002FDFF2103)(CBT141400UK)": MAC, then serial number.
 # "Cisco/SPA525G-7.4.4 (CBT141900G7)": serial number only.

@@ -34,8 +34,9 @@ for _model in MODELS:
 # file (y000000000000.boot) names for every phone without a boot file of its own.
 GENERIC_COMMON = "y000000000000.cfg"
 
-_DEVICE = re.compile(r"^([0-9a-f]{12})\.(cfg|boot)$", re.IGNORECASE)
-_COMMON = re.compile(r"^y(\d{12})\.cfg$", re.IGNORECASE)
+# \Z, not $: "$" also matches before a final newline, and a TFTP name may end in one.
+_DEVICE = re.compile(r"^([0-9a-f]{12})\.(cfg|boot)\Z", re.IGNORECASE)
+_COMMON = re.compile(r"^y([0-9]{12})\.cfg\Z", re.IGNORECASE)
 COMMON_BOOT = "y000000000000.boot"  # the one common boot file every model asks for
 # "Yealink SIP-T46G 28.72.0.1 00:15:65:4a:a9:37", "Yealink SIP VP-T49G 51.80.0.10 ...",
 # "W52P 25.30.0.2 ...", "Yealink-T46G 28.71.0.81 28.1.0.128.0.0.0" (old firmware: no MAC)
