@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from tests.fuzzing import TFTP_OPCODES, mutations_of
 from tests.helpers import (
     FILES,
+    SPA504G,
     SPA942,
     YEALINK_T46G,
     XprovProcess,
@@ -395,6 +396,72 @@ def flood_request(name: str, size: int) -> bytes:
         request += f"{n}\x00v\x00".encode()
         n += 1
     return bytes(request)
+
+
+def fetch_raw(
+    client: socket.socket, port: int, request: bytes
+) -> tuple[dict[str, str], list[int], bytes]:
+    """`request` sent to the listener, then the OACK (if any) and every DATA block
+    acknowledged until a block shorter than the block size; returns the OACK's options
+    ({}: none came), each block's payload length, and the file. An ERROR fails."""
+    client.sendto(request, ("127.0.0.1", port))
+    transfer: tuple[str, int] | None = None
+    oack: dict[str, str] = {}
+    blksize, sizes, body = 512, [], b""
+    while True:
+        packet, source = client.recvfrom(65535)
+        decoded = codec.decode(packet)
+        assert not isinstance(decoded, codec.Error), decoded
+        transfer = transfer or source  # the first answer comes from the transfer's port
+        assert source == transfer and source[1] != port
+        if isinstance(decoded, codec.Oack):
+            if not sizes and not oack:  # later ones: retransmissions
+                oack = decoded.options
+                blksize = int(oack.get("blksize", blksize))
+                client.sendto(codec.ack(0), transfer)
+            continue
+        assert isinstance(decoded, codec.Data)
+        if decoded.block == len(sizes) + 1:
+            sizes.append(len(decoded.payload))
+            body += decoded.payload
+        client.sendto(codec.ack(decoded.block), transfer)
+        if decoded.block == len(sizes) and sizes[-1] < blksize:
+            return oack, sizes, body
+
+
+def blocks(size: int, blksize: int) -> list[int]:
+    """The payload lengths of a `size`-byte file in blocks of `blksize` (RFC 1350: the
+    last one short, empty if need be)."""
+    return [blksize] * (size // blksize) + [size % blksize]
+
+
+# Issue 14: each of these requests was ERROR 4 "Malformed request" and the phone got no
+# file. RFC 2347 makes them read requests whose odd options the server ignores.
+ODD_REQUESTS = {
+    "vendor-empty-value": (b"tsize\x000\0x-vendor\0\0", {"tsize": "0"}),
+    "blksize-empty-value": (b"blksize\0\0", {}),
+    "name-without-value": (b"tsize\x000\0blksize\0", {"tsize": "0"}),
+    "nul-padding": (b"blksize\x001024\0\0\0\0", {"blksize": "1024"}),
+    "first-valid-blksize": (b"blksize\0\0blksize\x001024\0blksize\x00600\0", {"blksize": "1024"}),
+}
+
+
+@pytest.mark.parametrize("case", list(ODD_REQUESTS))
+def test_odd_options_are_ignored_and_the_file_served(server, fresh, case: str) -> None:
+    """Each odd request gets the same OACK, the same blocks and the same bytes as the
+    request holding only its valid options (and as HTTP serves)."""
+    area, valid = ODD_REQUESTS[case]
+    name = f"{SPA504G}.xml"  # the largest sample file: 1,582 bytes
+    expected = server.expected[name]
+    assert len(expected) > 1024  # several blocks of 512, two of 1,024
+    odd = fetch_raw(fresh[0], server.tftp_port, codec.rrq(name) + area)
+    plain = fetch_raw(fresh[1], server.tftp_port, codec.rrq(name, valid))
+    assert odd == plain
+    oack, sizes, body = odd
+    assert body == expected
+    blksize = int(valid.get("blksize", 512))
+    assert sizes == blocks(len(expected), blksize)
+    assert oack == {k: str(len(expected)) if k == "tsize" else v for k, v in valid.items()}
 
 
 def test_the_peer_flooding_its_transfer_port(server, sockets) -> None:

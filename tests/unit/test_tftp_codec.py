@@ -20,12 +20,14 @@ LIMITS = Limits(max_blksize=1468, max_windowsize=64, timeout=1.0, retries=3)
 @pytest.mark.parametrize(
     ("datagram", "packet"),
     [
-        (b"\0\1f.cfg\0octet\0", codec.Request(codec.RRQ, "f.cfg", "octet", {})),
-        (b"\0\2f.cfg\0octet\0", codec.Request(codec.WRQ, "f.cfg", "octet", {})),
-        (b"\0\1a/b\0NetAscii\0", codec.Request(codec.RRQ, "a/b", "netascii", {})),
+        (b"\0\1f.cfg\0octet\0", codec.Request(codec.RRQ, "f.cfg", "octet", ())),
+        (b"\0\2f.cfg\0octet\0", codec.Request(codec.WRQ, "f.cfg", "octet", ())),
+        (b"\0\1a/b\0NetAscii\0", codec.Request(codec.RRQ, "a/b", "netascii", ())),
+        (b"\0\1f\0mail\0", codec.Request(codec.RRQ, "f", "mail", ())),  # the server judges
+        (b"\0\1f\0\0", codec.Request(codec.RRQ, "f", "", ())),  # modes: ERROR 4 for these
         (
             b"\0\1f\0octet\0BlkSize\x001024\0TSIZE\x000\0",
-            codec.Request(codec.RRQ, "f", "octet", {"blksize": "1024", "tsize": "0"}),
+            codec.Request(codec.RRQ, "f", "octet", (("blksize", "1024"), ("tsize", "0"))),
         ),
         (b"\0\3\0\1", codec.Data(1, b"")),
         (b"\0\3\xff\xffabc", codec.Data(65535, b"abc")),
@@ -59,15 +61,63 @@ def test_decode_accepts_the_largest_data_block() -> None:
         (b"\1\6blksize\x008\0", "TftpException"),  # opcode 262, not OACK
         (b"\0\0\0\0", "TftpException"),
         (b"\0\1f.cfg\0octet", "unterminated string"),  # mode not terminated
-        (b"\0\1f\0octet\0blksize\0", "option without a value"),  # an option without a value
-        (b"\0\1f\0octet\0\0\0", "empty option"),  # an empty option name
+        (b"\0\1f.cfg\0", "unterminated string"),  # no mode
+        (b"\0\2f.cfg", "unterminated string"),  # no terminator at all
         (b"\0\1f\xff\0octet\0", "not ASCII"),
-        (b"\0\6\0\0", "empty option"),  # OACK with an empty option
+        (b"\0\1f\xff\0octet\0blksize\x00512\0", "not ASCII"),  # good options save nothing
+        (b"\0\1f\0oct\xe9t\0", "not ASCII"),  # a mode no RFC has, nor can
+        # an OACK is read strictly (a client's to read; the server ignores one)
+        (b"\0\6\0\0", "empty option"),
+        (b"\0\6blksize\0", "option without a value"),
+        (b"\0\6blksize\x00512", "unterminated string"),
+        (b"\0\6blksize\x00\xe9\0", "not ASCII"),
     ],
 )
 def test_decode_refuses_malformed_datagrams(datagram: bytes, reason: str) -> None:
     with pytest.raises(codec.Malformed, match=f"^{reason}$"):
         codec.decode(datagram)
+
+
+HEAD = b"\0\1f\0octet\0"  # an RRQ's file name and mode: what every request must have
+
+
+@pytest.mark.parametrize(
+    ("area", "options"),
+    [
+        (b"x-vendor\0\0", ()),  # a vendor's option with an empty value (phones send it)
+        (b"x-vendor\0\0blksize\x001024\0", (("blksize", "1024"),)),
+        (b"blksize\0\0", ()),  # empty value
+        (b"blksize\0", ()),  # a name without a value (an odd number of fields)
+        (b"tsize\x000\0blksize\0", (("tsize", "0"),)),
+        (b"\0v\0blksize\x00512\0", (("blksize", "512"),)),  # empty name
+        (b"\0\0", ()),  # empty name and value: NUL padding
+        (b"\0\0blksize\x001024\0", (("blksize", "1024"),)),
+        (b"blksize\x001024\0\0", (("blksize", "1024"),)),  # trailing NULs, odd
+        (b"blksize\x001024\0\0\0\0\0", (("blksize", "1024"),)),  # and even
+        (b"bl\xe9ksize\x001024\0blksize\x00512\0", (("blksize", "512"),)),  # name not ASCII
+        (b"blksize\x00\xd9\xa1\0tsize\x000\0", (("tsize", "0"),)),  # value not ASCII
+        (b"blksize\x001024\0tsize", (("blksize", "1024"),)),  # a last name unterminated
+        (b"blksize\x001024", ()),  # a last value unterminated
+        (b"junk", ()),
+        (b"multicast\0,,1\0", (("multicast", ",,1"),)),  # unknown: negotiation ignores it
+        (  # every occurrence, in order: negotiation takes the first valid one
+            b"BlkSize\0\0blksize\0abc\0BLKSIZE\x001024\0blksize\x002048\0",
+            (("blksize", "abc"), ("blksize", "1024"), ("blksize", "2048")),
+        ),
+    ],
+)
+def test_odd_options_are_skipped_never_malformed(
+    area: bytes, options: tuple[tuple[str, str], ...]
+) -> None:
+    """RFC 2347: what follows the mode is option pairs; a pair that is not one (an empty or
+    non-ASCII name or value, a name alone, an unterminated field, NUL padding) is skipped.
+    Before, each of these was ERROR 4 and the phone got no file."""
+    assert codec.decode(HEAD + area) == codec.Request(codec.RRQ, "f", "octet", options)
+
+
+def names(request: codec.Packet) -> list[str]:
+    assert isinstance(request, codec.Request)
+    return [name for name, _ in request.options]
 
 
 def flood(size: int, first: dict[str, str] | None = None) -> bytes:
@@ -89,32 +139,60 @@ def test_an_option_flood_is_read_up_to_max_options(size: int) -> None:
     request = codec.decode(datagram)
     assert isinstance(request, codec.Request)
     assert len(request.options) == codec.MAX_OPTIONS == 16
-    assert list(request.options)[:3] == ["blksize", "0", "1"]
-    assert request.options["blksize"] == "1024"
+    assert names(request)[:3] == ["blksize", "0", "1"]
+    assert request.options[0] == ("blksize", "1024")
 
 
 def test_options_beyond_the_bound_are_not_read() -> None:
     junk = {str(n): "v" for n in range(codec.MAX_OPTIONS)}
     request = codec.decode(codec.rrq("f", {**junk, "blksize": "1024"}))
-    assert isinstance(request, codec.Request) and "blksize" not in request.options
+    assert "blksize" not in names(request)
     within = codec.decode(codec.rrq("f", {**dict(list(junk.items())[1:]), "blksize": "1024"}))
-    assert isinstance(within, codec.Request) and within.options["blksize"] == "1024"
+    assert names(within)[-1] == "blksize"
     # what follows the bound is not read at all, well formed or not
     for rest in [b"a\x00b\x00", b"a\x00", b"\x00\x00", b"a\x00b", b"\xe9\x00v\x00"]:
         beyond = codec.decode(codec.rrq("f", junk) + rest)
-        assert beyond == codec.Request(codec.RRQ, "f", "octet", junk), rest
-    # within the bound, the same faults are refused
+        assert beyond == codec.Request(codec.RRQ, "f", "octet", tuple(junk.items())), rest
+    # within the bound, the same faults are skipped
     short = dict(list(junk.items())[1:])
+    for rest in [b"a\x00", b"\x00\x00", b"a\x00\x00", b"a\x00b", b"\xe9\x00v", b"a\x00\xe9\x00"]:
+        within = codec.decode(codec.rrq("f", short) + rest)
+        assert within == codec.Request(codec.RRQ, "f", "octet", tuple(short.items())), rest
+
+
+@pytest.mark.parametrize(
+    ("before", "read"),
+    [
+        (b"\0\0" * (codec.MAX_OPTIONS - 1), True),  # NUL padding: 15 empty pairs
+        (b"\0\0" * codec.MAX_OPTIONS, False),  # 16: the 17th pair is not read
+        (b"x\0\0" * (codec.MAX_OPTIONS - 1), True),  # empty values
+        (b"x\0\0" * codec.MAX_OPTIONS, False),
+        (b"blksize\0\0" * (codec.MAX_OPTIONS - 1), True),  # a known option, invalid
+        (b"blksize\0\0" * codec.MAX_OPTIONS, False),
+    ],
+)
+def test_skipped_pairs_count_towards_the_bound(before: bytes, read: bool) -> None:
+    """MAX_OPTIONS bounds the pairs read, skipped ones included, so a valid option counts
+    only within the first 16 pairs, whatever precedes it: the cost stays bounded."""
+    request = codec.decode(HEAD + before + b"blksize\x001024\0")
+    assert names(request) == (["blksize"] if read else [])
+
+
+def test_an_oack_is_read_strictly_up_to_max_options() -> None:
+    """A client reads an OACK as tftpy did, faults refused, within MAX_OPTIONS pairs; what
+    follows them is not read."""
+    full = {str(n): "v" for n in range(codec.MAX_OPTIONS)}
+    for rest in [b"x", b"x\x00", b"\x00", b"\xe9\x00v\x00"]:
+        assert codec.decode(codec.oack(full) + rest) == codec.Oack(full), rest
+    short = dict(list(full.items())[1:])
     for rest, reason in [
-        (b"a\x00", "option without a value"),
+        (b"x", "unterminated string"),
+        (b"x\x00", "option without a value"),
         (b"\x00\x00", "empty option"),
-        (b"a\x00\x00", "empty option"),
-        (b"a\x00b", "unterminated string"),
         (b"\xe9\x00v\x00", "not ASCII"),
-        (b"a\x00\xe9\x00", "not ASCII"),
     ]:
         with pytest.raises(codec.Malformed, match=f"^{reason}$"):
-            codec.decode(codec.rrq("f", short) + rest)
+            codec.decode(codec.oack(short) + rest)
 
 
 def test_is_error_reads_only_the_opcode() -> None:
@@ -135,7 +213,7 @@ def tftpy_decode(datagram: bytes) -> codec.Packet | None:
     if isinstance(packet, TftpPacketInitial):
         if not packet.filename:
             return None
-        options = {str(k).lower(): str(v) for k, v in packet.options.items()}
+        options = tuple((str(k).lower(), str(v)) for k, v in packet.options.items())
         return codec.Request(packet.opcode, packet.filename, packet.mode, options)
     if isinstance(packet, TftpPacketOACK):
         return codec.Oack(dict(packet.options))
@@ -149,34 +227,147 @@ def decoded_or_none(datagram: bytes) -> codec.Packet | None:
         return None
 
 
-# Well-formed fields (names that differ in case only among them), at most one of them
-# spoiled (empty, not ASCII, holding a NUL), and an end: most examples are requests, and
-# every way to refuse one is tried.
+def rfc_2347_pairs(area: bytes) -> tuple[tuple[str, str], ...]:
+    """What follows a request's mode read as RFC 2347 pairs, the plain way: every
+    NUL-terminated field, the first 2 x MAX_OPTIONS of them paired in order, the pairs of
+    non-empty ASCII kept."""
+    *terminated, _ = area.split(b"\0")
+    fields = terminated[: 2 * codec.MAX_OPTIONS]
+    pairs = zip(fields[0::2], fields[1::2], strict=False)
+    return tuple(
+        (name.decode().lower(), value.decode())
+        for name, value in pairs
+        if name and value and name.isascii() and value.isascii()
+    )
+
+
+def reference_decode(datagram: bytes) -> codec.Packet | None:
+    """A request is what tftpy made of its file name and mode alone (None: Malformed),
+    with its RFC 2347 pairs; anything else what tftpy made of it."""
+    if datagram[:2] not in (b"\0\1", b"\0\2"):
+        return tftpy_decode(datagram)
+    parts = datagram[2:].split(b"\0", 2)
+    if len(parts) < 3 or len(datagram) > codec.MAX_DATAGRAM:
+        return None
+    head = tftpy_decode(datagram[:2] + parts[0] + b"\0" + parts[1] + b"\0")
+    return None if head is None else head._replace(options=rfc_2347_pairs(parts[2]))
+
+
+# Well-formed fields (names that differ in case only among them), a few spoiled (empty, not
+# ASCII, holding a NUL) and an end: most examples are requests, every way to refuse an OACK
+# and to skip an option is tried, and requests go past MAX_OPTIONS.
 WORD = st.text("aBz0", min_size=1, max_size=3).map(str.encode) | st.sampled_from(
     [b"octet", b"NetAscii", b"BLKSIZE", b"blksize"]
 )
-SPOILED = st.none() | st.tuples(st.integers(0, 40), st.sampled_from([b"", b"\xe9", b"a\x00"]))
+SPOILED = st.lists(
+    st.tuples(st.integers(0, 40), st.sampled_from([b"", b"\xe9", b"a\x00", b"\x00"])),
+    max_size=3,
+)
 
 
 @settings(max_examples=1500, deadline=None)
 @pytest.mark.fuzz
 @given(
     opcode=st.sampled_from([b"\0\1", b"\0\2", b"\0\6"]),
-    fields=st.lists(WORD, max_size=2 * codec.MAX_OPTIONS + 2),
+    fields=st.lists(WORD, max_size=2 * codec.MAX_OPTIONS + 6),
     spoiled=SPOILED,
     end=st.sampled_from([b"\0", b"\0", b"", b"\0\0", b"x"]),
 )
-def test_requests_decode_as_tftpy_decoded_them(
-    opcode: bytes, fields: list[bytes], spoiled: tuple[int, bytes] | None, end: bytes
+def test_requests_decode_as_the_rfc_reads_them(
+    opcode: bytes, fields: list[bytes], spoiled: list[tuple[int, bytes]], end: bytes
 ) -> None:
-    """Within MAX_OPTIONS options, the codec accepts and refuses exactly what tftpy did,
-    with the same result: bounding the options changed nothing else. (Two NULs end the
-    file name and mode, two more each option.)"""
-    if spoiled is not None and fields:
-        fields[spoiled[0] % len(fields)] = spoiled[1]
+    """A request is Malformed exactly when tftpy refused its file name and mode, and its
+    options are its RFC 2347 pairs among the first MAX_OPTIONS; an OACK (within the bound)
+    is accepted and refused exactly as tftpy did. (Two NULs end the file name and mode, two
+    more each option.)"""
+    for at, field in spoiled:
+        if fields:
+            fields[at % len(fields)] = field
     datagram = opcode + b"\0".join(fields) + end
-    assume(datagram.count(b"\0") <= 2 + 2 * codec.MAX_OPTIONS)  # within the bound
-    assert decoded_or_none(datagram) == tftpy_decode(datagram)
+    if opcode == b"\0\6":
+        assume(datagram.count(b"\0") <= 2 * codec.MAX_OPTIONS)  # within the bound
+    assert decoded_or_none(datagram) == reference_decode(datagram)
+
+
+# Valid values of the options xprov negotiates, and values each one's RFC does not allow.
+VALID_VALUES = {
+    b"blksize": st.integers(8, 65464),
+    b"tsize": st.integers(0, 9_999_999_999),
+    b"timeout": st.integers(1, 255),
+    b"windowsize": st.integers(1, 65535),
+}
+INVALID_VALUES = {
+    b"blksize": [b"", b"abc", b"5", b"7", b"65465", b"-512", b" 512", b"+8", b"\xd9\xa1\xd9\xa2"],
+    b"tsize": [b"", b"-1", b"x", b"12345678901"],
+    b"timeout": [b"", b"0", b"256", b"1.5"],
+    b"windowsize": [b"", b"0", b"65536", b"\xef\xbc\x91"],
+}
+Pair = tuple[bytes, bytes]
+
+
+def spelt(name: bytes) -> st.SearchStrategy[bytes]:
+    """`name` in any of three cases (RFC 2347: case-insensitive)."""
+    return st.sampled_from([name, name.upper(), name.capitalize()])
+
+
+def valid_pair(name: bytes) -> st.SearchStrategy[Pair]:
+    return st.tuples(spelt(name), VALID_VALUES[name].map(lambda n: str(n).encode()))
+
+
+def any_value(name: bytes) -> st.SearchStrategy[bytes]:
+    return VALID_VALUES[name].map(lambda n: str(n).encode()) | st.sampled_from(INVALID_VALUES[name])
+
+
+FIELD = st.binary(max_size=6).map(lambda b: b.replace(b"\0", b""))  # any field, NUL aside
+KNOWN = st.sampled_from(list(VALID_VALUES))
+JUNK: st.SearchStrategy[Pair] = st.one_of(
+    KNOWN.flatmap(lambda n: st.tuples(spelt(n), st.sampled_from(INVALID_VALUES[n]))),
+    st.tuples(st.sampled_from([b"multicast", b"x-vendor", b"blocksize", b"rollover"]), FIELD),
+    st.tuples(st.just(b""), FIELD),  # empty name; (b"", b"") is two NULs of padding
+    st.tuples(KNOWN.map(lambda n: n[:-1] + b"\xe9"), FIELD),  # name not ASCII
+    KNOWN.flatmap(lambda n: st.tuples(spelt(n), st.just(b"1\xe92"))),  # value not ASCII
+)
+
+
+def options_area(pairs: list[Pair]) -> bytes:
+    return b"".join(name + b"\0" + value + b"\0" for name, value in pairs)
+
+
+def with_junk(data: st.DataObject, valid: list[Pair]) -> list[Pair]:
+    """`valid` in its order with junk pairs interleaved, and later duplicates of its names
+    (any value) each somewhere after the first: MAX_OPTIONS pairs at most."""
+    junk = data.draw(st.lists(JUNK, max_size=codec.MAX_OPTIONS - len(valid)))
+    order = data.draw(st.permutations([True] * len(valid) + [False] * len(junk)))
+    first, other = iter(valid), iter(junk)
+    pairs = [next(first) if is_valid else next(other) for is_valid in order]
+    room = codec.MAX_OPTIONS - len(pairs)
+    for original in data.draw(st.lists(st.sampled_from(valid), max_size=room)) if valid else []:
+        name = original[0].lower()
+        later = data.draw(st.integers(pairs.index(original) + 1, len(pairs)))
+        pairs.insert(later, (data.draw(spelt(name)), data.draw(any_value(name))))
+    return pairs
+
+
+@settings(max_examples=1000, deadline=None)
+@pytest.mark.fuzz
+@given(data=st.data())
+def test_junk_options_change_no_negotiation(data: st.DataObject) -> None:
+    """A valid RRQ with junk pairs interleaved (empty, unknown, invalid, non-ASCII, later
+    duplicates, NUL padding, a last name alone) is decoded, and negotiates exactly what its
+    valid pairs alone negotiate, the OACK in the same order. The bound: all of them within
+    MAX_OPTIONS pairs; what trails them may run past it (test_skipped_pairs_count_...)."""
+    known = data.draw(st.lists(KNOWN, unique=True, max_size=len(VALID_VALUES)))
+    valid = [data.draw(valid_pair(name)) for name in known]
+    pairs = with_junk(data, valid)
+    tail = data.draw(st.sampled_from([b"", b"blksize\0", b"x-vendor\0"]))
+    tail += b"\0" * data.draw(st.integers(0, 40))
+    request = codec.decode(HEAD + options_area(pairs) + tail)
+    alone = codec.decode(HEAD + options_area(valid))
+    assert isinstance(request, codec.Request) and isinstance(alone, codec.Request)
+    assert request[:3] == alone[:3] == (codec.RRQ, "f", "octet")
+    got, want = negotiate(request.options, 1234, LIMITS), negotiate(alone.options, 1234, LIMITS)
+    assert got == want and list(got.oack) == list(want.oack)
+    assert list(want.oack) == [name.decode() for name in known]  # each valid one accepted
 
 
 # Encoders are called inside the test, where mutation testing sees which tests use them.
@@ -220,7 +411,7 @@ def test_encoded_packets_decode_to_themselves() -> None:
     assert codec.decode(codec.error(codec.ILLEGAL_OPERATION, "bad")) == codec.Error(4, "bad")
     assert codec.decode(codec.oack({"windowsize": "4"})) == codec.Oack({"windowsize": "4"})
     assert codec.decode(codec.rrq("f", {"timeout": "2"})) == codec.Request(
-        codec.RRQ, "f", "octet", {"timeout": "2"}
+        codec.RRQ, "f", "octet", (("timeout", "2"),)
     )
 
 
@@ -276,15 +467,57 @@ def test_error_codes_are_rfc_1350_and_2347() -> None:
     ],
 )
 def test_negotiated_values_at_their_bounds(requested: dict[str, str], expected: tuple) -> None:
+    assert negotiate(requested.items(), 1234, LIMITS) == Negotiated(*expected)
+
+
+@pytest.mark.parametrize(
+    ("requested", "expected"),
+    [
+        ([("blksize", ""), ("blksize", "1024")], (1024, 1, 1.0, {"blksize": "1024"})),
+        ([("blksize", "1024"), ("blksize", "2048")], (1024, 1, 1.0, {"blksize": "1024"})),
+        ([("blksize", "1024"), ("blksize", "")], (1024, 1, 1.0, {"blksize": "1024"})),
+        (
+            [("blksize", "abc"), ("blksize", "5"), ("blksize", "900"), ("blksize", "8")],
+            (900, 1, 1.0, {"blksize": "900"}),
+        ),
+        ([("timeout", "0"), ("timeout", "3"), ("timeout", "4")], (512, 1, 3.0, {"timeout": "3"})),
+        (
+            [("windowsize", "0"), ("windowsize", "8"), ("windowsize", "2")],
+            (512, 8, 1.0, {"windowsize": "8"}),
+        ),
+        ([("tsize", "x"), ("tsize", "0"), ("tsize", "")], (512, 1, 1.0, {"tsize": "1234"})),
+        (
+            [("x-vendor", ""), ("multicast", "1"), ("blksize", "1468")],
+            (1468, 1, 1.0, {"blksize": "1468"}),
+        ),
+    ],
+)
+def test_the_first_valid_occurrence_of_an_option_counts(
+    requested: list[tuple[str, str]], expected: tuple
+) -> None:
+    """RFC 2347 ignores what the server does not take: an invalid occurrence is as if not
+    sent, a later one of a name already accepted changes nothing."""
     assert negotiate(requested, 1234, LIMITS) == Negotiated(*expected)
+
+
+def test_the_oack_lists_the_accepted_options_in_the_order_sent() -> None:
+    requested = [("tsize", "0"), ("blksize", "x"), ("windowsize", "4"), ("blksize", "8")]
+    oack = negotiate(requested, 7, LIMITS).oack
+    assert list(oack.items()) == [("tsize", "7"), ("windowsize", "4"), ("blksize", "8")]
+
+
+def test_first_valid_wins_through_the_codec() -> None:
+    request = codec.decode(HEAD + b"BLKSIZE\0\0blksize\x001024\0BlkSize\x002048\0")
+    assert isinstance(request, codec.Request)
+    assert negotiate(request.options, 1, LIMITS).blksize == 1024
 
 
 def test_negotiate_uses_the_limits() -> None:
     limits = Limits(max_blksize=100, max_windowsize=3, timeout=2.5, retries=1)
-    assert negotiate({"blksize": "1024", "windowsize": "8"}, 0, limits) == Negotiated(
+    assert negotiate([("blksize", "1024"), ("windowsize", "8")], 0, limits) == Negotiated(
         100, 3, 2.5, {"blksize": "100", "windowsize": "3"}
     )
-    assert negotiate({}, 0, limits).timeout == 2.5
+    assert negotiate((), 0, limits).timeout == 2.5
 
 
 def test_default_limits_fit_an_ethernet_frame() -> None:

@@ -158,6 +158,26 @@ def test_refusals_answer_from_the_listener(server, datagram: bytes, code: int) -
     assert len(reactor.ports) == 1 and tftp.active == 0
 
 
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        (b"", "Unsupported mode"),
+        (b"mail", "Unsupported mode"),
+        (b"Binary", "Unsupported mode"),
+        (b"oct\xe9t", "Malformed request"),
+    ],
+)
+def test_a_bad_mode_is_error_4(server, mode: bytes, message: str) -> None:
+    """RFC 1350 names netascii, octet and mail: the codec reads any ASCII mode (a request
+    needs one), the server serves two and refuses the rest."""
+    _, reactor, listener = server
+    listener.deliver(
+        b"\x00\x01" + f"{YEALINK_T46G}.cfg".encode() + b"\x00" + mode + b"\x00", CLIENT
+    )
+    assert reactor.take() == [(listener.number, CLIENT, codec.Error(4, message))]
+    assert len(reactor.ports) == 1
+
+
 def oversized_request(name: str, size: int = 65500) -> bytes:
     """A `size`-byte RRQ whose first 8,192 bytes (what Twisted reads by default) are a
     valid request on their own: read cut short, it used to be served."""

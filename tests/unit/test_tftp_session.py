@@ -31,7 +31,7 @@ class Peer:
         self.clock = Clock()
         self.sent: list[Any] = []
         self.results: list[Result] = []
-        self.negotiated = negotiate(options or {}, len(body), limits)
+        self.negotiated = negotiate((options or {}).items(), len(body), limits)
         self.transfer = ReadTransfer(
             body,
             self.negotiated,
@@ -97,7 +97,7 @@ def test_blksize_is_acknowledged_and_used() -> None:
     ("requested", "granted"), [("65464", "1468"), ("1468", "1468"), ("8", "8"), ("1500", "1468")]
 )
 def test_blksize_is_clamped(requested: str, granted: str) -> None:
-    assert negotiate({"blksize": requested}, 10, LIMITS).oack == {"blksize": granted}
+    assert negotiate([("blksize", requested)], 10, LIMITS).oack == {"blksize": granted}
 
 
 @pytest.mark.parametrize(
@@ -118,7 +118,7 @@ def test_blksize_is_clamped(requested: str, granted: str) -> None:
     ],
 )
 def test_bad_or_unknown_options_are_ignored_and_no_oack(options: dict[str, str]) -> None:
-    negotiated = negotiate(options, 10, LIMITS)
+    negotiated = negotiate(options.items(), 10, LIMITS)
     assert negotiated.oack == {}
     assert (negotiated.blksize, negotiated.windowsize, negotiated.timeout) == (512, 1, 1.0)
     peer = Peer(b"abc", options)
@@ -159,7 +159,7 @@ def test_windowsize_sends_a_window_per_ack() -> None:
 
 
 def test_windowsize_is_capped() -> None:
-    assert negotiate({"windowsize": "1000"}, 1, LIMITS).oack == {"windowsize": "64"}
+    assert negotiate([("windowsize", "1000")], 1, LIMITS).oack == {"windowsize": "64"}
 
 
 def test_lost_oack_is_resent() -> None:
@@ -361,7 +361,7 @@ def test_cancel_before_start_sends_nothing() -> None:
     def finished(transfer: ReadTransfer, result: Result) -> None:
         results.append(result)
 
-    transfer = ReadTransfer(b"p", negotiate({}, 1, LIMITS), 3, 4.0, sent.append, clock, finished)
+    transfer = ReadTransfer(b"p", negotiate((), 1, LIMITS), 3, 4.0, sent.append, clock, finished)
     transfer.cancel()
     assert results == [Result.CANCELLED] and sent == [] and clock.getDelayedCalls() == []
 

@@ -28,7 +28,8 @@ MAX_DATAGRAM = 65468  # 4-byte header + the largest blksize (RFC 2348)
 # Bytes read per datagram: the UDP length field's limit (IPv4 carries at most 65,507), so no
 # datagram is ever read cut short and judged on its first part (Twisted reads 8,192).
 READ_SIZE = 65535
-# Options read from a request or OACK; any beyond are ignored, not even read. RFC 2347 sets
+# Option pairs read from a request or OACK (well-formed or not: a request's skipped pairs and
+# trailing NULs count); any beyond are ignored, not even read. RFC 2347 sets
 # no number; the options defined (blksize, tsize, timeout, windowsize, multicast) and a few
 # vendors' fit four times over, and xprov negotiates four. The bound keeps a flood of tiny
 # options about as cheap as a normal request (tftpy's per-byte parse: 5 ms for 8 KB of
@@ -49,7 +50,7 @@ class Request(NamedTuple):
     opcode: int  # RRQ or WRQ
     filename: str
     mode: str  # lower case
-    options: dict[str, str]  # names lower case
+    options: tuple[tuple[str, str], ...]  # (name lower case, value), as sent: _request_options
 
 
 class Ack(NamedTuple):
@@ -106,13 +107,13 @@ def decode(datagram: bytes) -> Packet:
 
 
 def _request(opcode: int, datagram: bytes) -> Request:
-    """RRQ/WRQ: file name NUL mode NUL, then option pairs (RFC 1350, RFC 2347).
+    """RRQ/WRQ: file name NUL mode NUL, then option pairs (RFC 1350 section 5, RFC 2347
+    "Packet Formats").
 
-    Refuses what tftpy's decoder refused (a byte beyond ASCII, a missing terminator, an
-    empty file name, option name or value, an option without a value) in all it reads:
-    everything but options beyond MAX_OPTIONS, which are not read at all. Mode and option
-    names lower case (RFC 2347: case-insensitive); of two options of the same name, the
-    later one read counts."""
+    Malformed only without its head: a NUL-terminated, non-empty, ASCII file name and a
+    NUL-terminated ASCII mode (the mode's value is the server's to judge: an empty or
+    unknown one is decoded, then refused). The options after it never make a request
+    malformed: see _request_options."""
     fields = datagram[2:].split(b"\0", 2)
     if len(fields) < 3:
         raise Malformed("unterminated string")
@@ -120,17 +121,37 @@ def _request(opcode: int, datagram: bytes) -> Request:
     filename = _ascii(name)
     if not filename:
         raise Malformed("empty file name")
-    read = _options(options)
-    return Request(opcode, filename, _ascii(mode).lower(), {k.lower(): v for k, v in read.items()})
+    return Request(opcode, filename, _ascii(mode).lower(), _request_options(options))
+
+
+def _request_options(area: bytes) -> tuple[tuple[str, str], ...]:
+    """The readable (name, value) pairs of the first MAX_OPTIONS, in the order sent, names
+    lower case (RFC 2347 "Packet Formats": fields alternate name, value; case-insensitive
+    ASCII, each NUL-terminated).
+
+    A pair is skipped, never fatal, when its name or value is empty or not ASCII; so are a
+    name left without a value and an unterminated last field, and trailing NULs read as
+    empty pairs. RFC 2347 "Negotiation Protocol" has the server ignore options it does not
+    take, and phones send such pairs. Duplicates are all kept: negotiation picks."""
+    fields, _ = _split(area)  # an unterminated last field is no pair
+    return tuple(
+        (fields[i].decode().lower(), fields[i + 1].decode())  # ASCII is UTF-8
+        for i in range(0, len(fields) - 1, 2)  # nor is a last name alone
+        if _readable(fields[i]) and _readable(fields[i + 1])
+    )
+
+
+def _readable(field: bytes) -> bool:
+    """Whether `field` may be an option's name or value: non-empty ASCII (RFC 2347)."""
+    return field != b"" and field.isascii()
 
 
 def _options(area: bytes) -> dict[str, str]:
-    """Option pairs, each name and value non-empty, ASCII and NUL-terminated: the first
-    MAX_OPTIONS; any after them are left unread."""
-    if not area:
-        return {}
-    fields = area.split(b"\0", 2 * MAX_OPTIONS)
-    rest = fields.pop()  # what follows the last NUL split on: nothing, or options unread
+    """An OACK's option pairs (RFC 2347 "Packet Formats"), names as sent, or Malformed
+    unless each name and value is non-empty, ASCII and NUL-terminated: the first
+    MAX_OPTIONS, any after them unread. An OACK is a client's to read (tests, benches; the
+    server ignores one): strict, as tftpy was."""
+    fields, rest = _split(area)
     if len(fields) < 2 * MAX_OPTIONS and rest:
         raise Malformed("unterminated string")
     if not all(fields):
@@ -138,6 +159,14 @@ def _options(area: bytes) -> dict[str, str]:
     if len(fields) % 2:
         raise Malformed("option without a value")
     return {_ascii(fields[i]): _ascii(fields[i + 1]) for i in range(0, len(fields), 2)}
+
+
+def _split(area: bytes) -> tuple[list[bytes], bytes]:
+    """The first 2 x MAX_OPTIONS NUL-terminated fields of `area`, split once, in C, and
+    what follows the last NUL split on: nothing, an unterminated field, or the fields
+    beyond the bound, never read."""
+    *fields, rest = area.split(b"\0", 2 * MAX_OPTIONS)
+    return fields, rest
 
 
 def _ascii(field: bytes) -> str:

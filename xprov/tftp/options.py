@@ -1,10 +1,10 @@
 """TFTP option negotiation (RFC 2347): blksize (2348), tsize and timeout (2349),
-windowsize (7440). Names are case-insensitive; a bad or unknown option is ignored, never
-fatal; no OACK is sent when no option was accepted."""
+windowsize (7440). Names are case-insensitive; a bad, unknown or repeated option is
+ignored, never fatal; no OACK is sent when no option was accepted."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 DEFAULT_BLKSIZE = 512
@@ -38,12 +38,20 @@ def _integer(text: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 10 else None
 
 
-def negotiate(requested: Mapping[str, str], size: int, limits: Limits) -> Negotiated:
+def negotiate(requested: Iterable[tuple[str, str]], size: int, limits: Limits) -> Negotiated:
+    """The transfer's parameters from the (name lower case, value) pairs of a request, in
+    the order sent (codec.Request.options), for a file of `size` bytes.
+
+    RFC 2347 "Negotiation Protocol": options the server does not take are left out of the
+    OACK, never an ERROR. The first valid occurrence of a known option counts and later
+    ones of its name are ignored; one whose value its RFC does not allow (blksize "",
+    "abc" or "5") is skipped as if not sent, so a later valid one counts. The OACK lists
+    the accepted options in the order sent."""
     blksize, windowsize, timeout = DEFAULT_BLKSIZE, 1, limits.timeout
     oack: dict[str, str] = {}
-    for name, text in requested.items():
+    for name, text in requested:
         value = _integer(text)
-        if value is None:
+        if value is None or name in oack:
             continue
         if name == "blksize" and 8 <= value <= 65464:
             blksize = min(value, limits.max_blksize)
