@@ -17,6 +17,7 @@ from tests.helpers import (
     XprovProcess,
     free_port,
     sample_config,
+    wait_for,
     xprov,
 )
 
@@ -86,7 +87,12 @@ def test_status_metrics_and_convergence_after_a_switch(server) -> None:
     for mac in phones[:3]:  # three of four phones poll before we look
         phone_fetch(http, mac)
 
-    status = json.loads(get(admin, "/status")[1])
+    def probed() -> dict | None:  # each target's first probe ends within its timeout
+        status = json.loads(get(admin, "/status")[1])
+        targets = status["monitor"]["targets"].values()
+        return status if all(t["last"] is not None for t in targets) else None
+
+    status = wait_for(probed, 15, "every target probed once")
     assert status["selection"]["active"]["sip"] == "virginia"
     assert status["selection"]["generation"] == 2
     sip = status["monitor"]["services"]["sip"]
