@@ -56,11 +56,9 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory):
 def security_lines_budget_full() -> None:
     """Each test starts with every reason's budget of bounded log lines full (the budget is
     the process's, and a test session is one long process)."""
-    from xprov.observe import UNKNOWN_MODELS
-    from xprov.security_log import SECURITY
+    from xprov.security_log import reset_all
 
-    SECURITY.reset()
-    UNKNOWN_MODELS.reset()
+    reset_all()
 
 
 @pytest.fixture(scope="session", autouse=True)

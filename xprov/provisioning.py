@@ -17,7 +17,7 @@ from xprov.inventory import Inventory, Phone
 from xprov.mac import colon_mac
 from xprov.render import RenderCache, RenderError, Templates
 from xprov.selection import ActiveSites, Selection, service_variables
-from xprov.vendors import VENDORS, FileRequest, identify
+from xprov.vendors import VENDORS, FileRequest, identify, shared_requests
 
 
 @dataclass(frozen=True)
@@ -180,3 +180,25 @@ class Provisioner:
         """The main per-device file name of a known phone (`xprov render MAC`)."""
         phone = self.inputs.inventory.get(mac)
         return None if phone is None else VENDORS[phone.vendor].device_file(phone.mac)
+
+
+def shared_file_problems(inputs: Inputs) -> list[str]:
+    """Why a shared file (a common file, a model profile) would fail for some model of the
+    tables, with each site active for every service: 'template line N: reason (file, model,
+    site)', one per distinct failure. Rendered before a config serves, so a template that
+    fails only in one model's or one site's branch is refused at check-config and reload,
+    never found by phones (break-it pass). Blocking: about 250 renders."""
+    problems: dict[tuple[str, int | None, str], str] = {}
+    for site in sorted(inputs.config.sites):
+        provisioner = Provisioner(inputs, ActiveSites(inputs.config.sites, site))
+        for request in shared_requests():
+            outcome = provisioner.render(request)
+            if isinstance(outcome, Failed):
+                error = outcome.error
+                problems.setdefault(
+                    (error.template, error.line, error.reason),
+                    f"{error.template} line {error.line}: {error.reason} (rendering "
+                    f"{request.name}{f' for a {request.model}' if request.model else ''}, "
+                    f"every service on {site})",
+                )
+    return list(problems.values())

@@ -13,6 +13,7 @@ request for an unknown model's file) use the same bound at their own level.
 from __future__ import annotations
 
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +42,7 @@ class BoundedLog:
         self.level = level
         self.burst, self.per_second, self.clock = burst, per_second, clock
         self.reset()
+        _ALL.add(self)
 
     def reset(self) -> None:
         """Every reason's budget full, nothing suppressed."""
@@ -59,6 +61,15 @@ class BoundedLog:
             getattr(self.logger, self.level)(f"{event}_suppressed", counts=counts)
         getattr(self.logger, self.level)(event, reason=reason, **fields)
         return True
+
+
+_ALL: weakref.WeakSet[BoundedLog] = weakref.WeakSet()
+
+
+def reset_all() -> None:
+    """Every bounded log's budgets full (tests: a test session is one long process)."""
+    for bounded in list(_ALL):
+        bounded.reset()
 
 
 SECURITY = BoundedLog()

@@ -33,7 +33,7 @@ from xprov.monitor.mysql import daemon_pool
 from xprov.monitor.probe import error_detail
 from xprov.observe import Observer
 from xprov.problems import Problems
-from xprov.provisioning import Inputs, Provisioner
+from xprov.provisioning import Inputs, Provisioner, shared_file_problems
 from xprov.render import TemplateProblems, Templates
 from xprov.selection import ActiveSites, Selection
 from xprov.servers import admin, http
@@ -114,6 +114,9 @@ def build(
     if problems or templates is None or inventory is None:
         raise BuildError(problems)
     inputs = Inputs(cfg, generation, templates, inventory)
+    problems = shared_file_problems(inputs)
+    if problems:
+        raise BuildError(problems)
     secrets = redaction(cfg, inventory)
     return Built(inputs, secrets, report)
 
@@ -216,11 +219,11 @@ class Service:
         )
         self._warn_unknown_models(self.provisioner.inputs.inventory)
 
-    def _warn_unknown_models(self, inventory: Inventory) -> None:
-        """An `unknown_models` warning when the inventory's models outside the tables
-        change (at start, on reload, on a refresh that changes them): once, not per poll."""
+    def _warn_unknown_models(self, inventory: Inventory, refresh: bool = False) -> None:
+        """An `unknown_models` warning at start and on every reload (an operator reloading
+        reads what it says), and on an inventory refresh only when the list changed."""
         warnings = unknown_models(inventory.models())
-        if warnings and warnings != self.model_warnings:
+        if warnings and not (refresh and warnings == self.model_warnings):
             log.warning("unknown_models", models=warnings)
         self.model_warnings = warnings
 
@@ -476,7 +479,7 @@ class Service:
                 generation=inventory.generation,
                 **_report_fields(report),
             )
-            self._warn_unknown_models(inventory)
+            self._warn_unknown_models(inventory, refresh=True)
             return True
 
         def failed(reason: Any) -> bool:

@@ -23,7 +23,8 @@ from xprov.inventory import Inventory
 from xprov.provisioning import Failed, NotFound, Provisioner, Served
 from xprov.render import COMPILED, TemplateProblems, Templates
 from xprov.selection import ActiveSites
-from xprov.service import load
+from xprov.service import BuildError, load
+from xprov.vendors import all_templates
 
 
 def yealink_keys(body: bytes) -> dict[str, str]:
@@ -304,8 +305,9 @@ def test_no_secret_reaches_a_shared_file(tmp_path: Path) -> None:
 
 
 def test_a_shared_template_cannot_reach_a_secret(tmp_path: Path) -> None:
-    """A shared template that asks for a secret [vars] entry fails (500, logged) instead of
-    handing it to anyone; a per-device template may use it."""
+    """A shared template that asks for a secret [vars] entry fails instead of handing it to
+    anyone: refused when the config is built (check-config, reload), and, should such a
+    template serve all the same, a 500 at render; a per-device template may use it."""
     templates = copy_templates(tmp_path)
     common = templates / "yealink" / "common.cfg"
     common.write_text(
@@ -315,12 +317,41 @@ def test_a_shared_template_cannot_reach_a_secret(tmp_path: Path) -> None:
     device.write_text(
         device.read_text() + "static.security.user_password = {{ vars.admin_password }}\n"
     )
-    inputs = load(sample_config(tmp_path, templates=templates, replace=SECRET_CONFIG))
+    config = sample_config(tmp_path, templates=templates, replace=SECRET_CONFIG)
+    with pytest.raises(BuildError) as refused:
+        load(config)
+    assert "yealink/common.cfg line 13" in str(refused.value)
+    assert "admin_password" in str(refused.value) and "vars-admin-Secret" not in str(refused.value)
+    (tmp_path / "good").mkdir()
+    inputs = load(sample_config(tmp_path / "good", replace=SECRET_CONFIG))
+    broken = Templates([templates], all_templates(), inputs.templates.generation + 1)
+    inputs = dataclasses.replace(inputs, templates=broken)
     provisioner = Provisioner(inputs, ActiveSites(inputs.config.sites, "chicago"))
     outcome = provisioner.provide("y000000000028.cfg")
     assert isinstance(outcome, Failed) and "admin_password" in outcome.error.reason
     assert "vars-admin-Secret" not in str(outcome.error)
     assert b"vars-admin-Secret" in served(provisioner, f"{YEALINK_T46G}.cfg")
+
+
+def test_a_shared_template_failing_for_one_model_or_site_is_refused(tmp_path: Path) -> None:
+    """Break-it pass: a typo in a model's branch of a shared template passed check-config
+    and answered 500 to every phone of that model. Every shared file of every model of the
+    tables is rendered with each site active before a config serves."""
+    templates = copy_templates(tmp_path)
+    common = templates / "linksys" / "model.xml"
+    common.write_text(
+        common.read_text().replace(
+            "<flat-profile>",
+            '<flat-profile>{% if model == "SPA525G2" and sip.site == "virginia" %}'
+            "{{ vars.dect_base_nmae.x }}{% endif %}",
+        )
+    )
+    with pytest.raises(BuildError) as refused:
+        load(sample_config(tmp_path, templates=templates))
+    (problem,) = refused.value.problems
+    assert problem.startswith("linksys/model.xml line ")
+    assert "dect_base_nmae" in problem
+    assert "(rendering spa525G2.cfg for a SPA525G2, every service on virginia)" in problem
 
 
 def test_with_auth_phones_keep_their_credentials(tmp_path: Path) -> None:

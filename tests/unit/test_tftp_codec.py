@@ -443,7 +443,7 @@ def test_error_codes_are_rfc_1350_and_2347() -> None:
         ({"timeout": "255"}, (512, 1, 255.0, {"timeout": "255"})),
         ({"timeout": "0"}, (512, 1, 1.0, {})),
         ({"timeout": "256"}, (512, 1, 1.0, {})),
-        ({"timeout": "007"}, (512, 1, 7.0, {"timeout": "007"})),  # echoed as asked
+        ({"timeout": "007"}, (512, 1, 7.0, {"timeout": "7"})),  # the number, plainly spelled
         ({"windowsize": "1"}, (512, 1, 1.0, {"windowsize": "1"})),
         ({"windowsize": "63"}, (512, 63, 1.0, {"windowsize": "63"})),
         ({"windowsize": "65"}, (512, 64, 1.0, {"windowsize": "64"})),
@@ -523,3 +523,12 @@ def test_negotiate_uses_the_limits() -> None:
 def test_default_limits_fit_an_ethernet_frame() -> None:
     assert Limits() == Limits(max_blksize=1468, max_windowsize=64, timeout=1.0, retries=5)
     assert DEFAULT_BLKSIZE == 512
+
+
+def test_the_oack_spells_each_value_as_a_number() -> None:
+    """Break-it pass: `timeout 0001` came back as sent while `blksize 0000000512` came back
+    as 512; every acknowledged value is the number's plain spelling."""
+    requested = [("timeout", "0003"), ("blksize", "0000000512"), ("windowsize", "02")]
+    negotiated = negotiate(requested, 7, LIMITS)
+    assert negotiated.oack == {"timeout": "3", "blksize": "512", "windowsize": "2"}
+    assert negotiated.timeout == 3.0

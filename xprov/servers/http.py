@@ -35,9 +35,11 @@ from xprov.guard import Asker, Gate, Transport, allowed, macs_in
 from xprov.logs import get_logger
 from xprov.observe import Observer
 from xprov.provisioning import Failed, NotFound, Refused, Served
-from xprov.security_log import SECURITY
+from xprov.security_log import SECURITY, BoundedLog
 
 log = get_logger("xprov.http")
+# An outsider decides how many bodies are refused: their lines are bounded (security_log).
+REFUSED_BODIES = BoundedLog(log, level="info")
 # Every answer of every listener names xprov, not twisted.web and its version (the way
 # twisted.web.server offers to change it).
 server.version = b"xprov"
@@ -76,7 +78,7 @@ class PhoneFiles(Resource):
         if asker is None:
             return _empty(request, 404)
         answer = self.gate.answer(asker, self.clock())
-        self.observer.outcome(answer, self.transport.value, asker.source)
+        self.observer.outcome(answer, self.transport.value, asker.source, asker.user_agent)
         match answer:
             case Served():
                 request.setHeader(b"content-type", answer.content_type.encode())
@@ -310,7 +312,9 @@ class BoundedChannel(HTTPChannel):
 
     def _refuse(self, refusal: BodyRefused) -> None:
         """Answer `refusal` and close, reading nothing more (no 100 Continue was sent)."""
-        log.info("body_refused", client=self.source, status=refusal.status, reason=refusal.reason)
+        REFUSED_BODIES.write(
+            "body_refused", reason=refusal.reason, client=self.source, status=refusal.status
+        )
         self.refused, self.paused, self.persistent = True, True, False
         self.length = None  # twisted.web would otherwise take a 0 as a complete request
         self.transport.write(refusal_answer(refusal.status))

@@ -60,7 +60,7 @@ def negotiate(requested: Iterable[tuple[str, str]], size: int, limits: Limits) -
             oack[name] = str(size)
         elif name == "timeout" and 1 <= value <= 255:
             timeout = float(value)
-            oack[name] = text
+            oack[name] = str(value)  # "0001" acknowledged as 1, like blksize
         elif name == "windowsize" and 1 <= value <= 65535:
             windowsize = min(value, limits.max_windowsize)
             oack[name] = str(windowsize)

@@ -7,7 +7,7 @@ between vendors, so the first vendor that recognises a name owns the request.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from xprov.vendors import linksys, yealink
@@ -20,6 +20,7 @@ __all__ = [
     "FileSpec",
     "all_templates",
     "identify",
+    "shared_requests",
     "unknown_models",
 ]
 
@@ -37,6 +38,8 @@ class Vendor(Protocol):
     def credentials_problem(self, user: str, password: str) -> str | None: ...
 
     def known_model(self, model: str) -> bool: ...
+
+    def shared_requests(self) -> Iterable[FileRequest]: ...
 
     def unknown_model_effect(self) -> str: ...
 
@@ -58,6 +61,12 @@ def identify(path: str, user_agent: str | None) -> FileRequest | None:
         if request is not None:
             return request
     return None
+
+
+def shared_requests() -> Iterator[FileRequest]:
+    """Every shared file of every model of every vendor, as a phone of that model asks."""
+    for vendor in VENDORS.values():
+        yield from vendor.shared_requests()
 
 
 def all_templates() -> list[str]:

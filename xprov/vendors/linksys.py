@@ -7,6 +7,7 @@ The per-model file (also `spa.cfg` for the SPA-2000 and `init.cfg` for the PAP2T
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from xprov.mac import normalize_mac
@@ -74,6 +75,13 @@ def identify(name: str, user_agent: str | None) -> FileRequest | None:
     if file.lower() in _UNNUMBERED and ua is not None and ua.model in _NAMES:
         model = ua.model  # init.cfg, spa.cfg: the name says no model; the User-Agent does
     return FileRequest(NAME, "model", FILES["model"], file, None, ua_mac, model)
+
+
+def shared_requests() -> Iterator[FileRequest]:
+    """Every model's profile file as its firmware names it (for check-config)."""
+    for model in MODELS:
+        for file in model.files:
+            yield FileRequest(NAME, "model", FILES["model"], file, None, None, model.name)
 
 
 def context(request: FileRequest, model: str | None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ never ours to serve.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from xprov.mac import normalize_mac
@@ -116,6 +117,15 @@ def common_model(code: int, ua_model: str | None) -> str | None:
     if ua_model is not None and ua_model in MODEL_CODES:
         return ua_model
     return CODE_MODELS.get(code)
+
+
+def shared_requests() -> Iterator[FileRequest]:
+    """Every shared file as phones ask for it: the common boot file, and each model's
+    common file (for check-config to render them all)."""
+    yield FileRequest(NAME, "common_boot", FILES["common_boot"], COMMON_BOOT, None, None, None)
+    for model in MODELS:
+        name = common_file(model.name)
+        yield FileRequest(NAME, "common", FILES["common"], name or "", None, None, model.name)
 
 
 def context(request: FileRequest, model: str | None) -> dict[str, Any]:
