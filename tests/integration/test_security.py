@@ -224,6 +224,85 @@ def test_digest_signs_the_path_as_sent_and_the_file_is_its_normal_form(digest) -
     assert_refused(fetch(other, "--path-as-is", *own, source=source), 403)
 
 
+# Spellings the issue 14 break-it pass tried for a phone's file without credentials: none
+# may ever be 200 (a spelling that names the file is 401; one that names none, 404 or 400).
+T = YEALINK_T46G
+SPELLINGS = [
+    f"/{T}.cfg", f"/{T.upper()}.CFG", f"/%30%30{T[2:]}.cfg", f"/%30%30{T[2:]}%2Ecfg",
+    f"/{T}%2ecfg", f"/a/../{T}.cfg", f"/%2E%2E/{T}.cfg", f"//{T}.cfg", f"/./{T}.cfg",
+    f"/{T}.cfg?x=1", f"/{T}.cfg#frag", f"/{T}.cfg%23frag", f"/{T}%252Ecfg",
+    f"/%2530%30{T[2:]}.cfg", f"/dir%2F{T}.cfg", f"/dir%5C{T}.cfg", f"/dir\\{T}.cfg",
+    f"/{T}.cfg%00", f"/{T}%00.cfg", f"/{T}.cfg/", f"/{T}.cfg;x", f"/{T}.cfg%20",
+    f"/%7E/{T}.cfg", f"/{T}.cfg%0A", f"/{T}.cfg%0d%0a", f"/{'a' * 3000}/{T}.cfg",
+    "/00-15-65-74-b1-50.cfg", "/00:15:65:74:b1:50.cfg", f"/{T}.Cfg", f"/{T}.cfg.",
+    f"/{T}.cfg%", f"/{T}.cfg%2", f"/{T}.cfg%zz", f"/%u0030{T[1:]}.cfg", f"/{T}.c%66g",
+    f"/%EF%BC%8F{T}.cfg", "*", f"/{T}.boot", f"/{T}-local.cfg", f"/{T}.xml",
+    f"http://127.0.0.1/{T}.cfg",
+]  # fmt: skip
+
+
+def raw_get(port: int, target: str, source: str, authorization: str | None = None) -> Response:
+    """One GET with `target` exactly as written (curl would normalise some)."""
+    head = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+    head += f"Authorization: {authorization}\r\n" if authorization else ""
+    with socket.create_connection(("127.0.0.1", port), 10, (source, 0)) as sock:
+        sock.sendall(head.encode() + b"\r\n")
+        answer = b"".join(iter(lambda: sock.recv(65536), b""))
+    first, _, body = answer.partition(b"\r\n\r\n")
+    return Response(int(first.split()[1]), first + b"\r\n\r\n", body)
+
+
+@pytest.mark.parametrize("target", SPELLINGS)
+def test_no_spelling_opens_a_phones_file_without_credentials(digest, target: str) -> None:
+    _, http, _ = digest
+    response = raw_get(http, target, "127.0.3.40")
+    assert response.status in (400, 401, 404, 405)  # 405: "*" is OPTIONS's target only
+    assert_refused(response, response.status)
+
+
+def signed(http: int, sent: str, uri: str, source: str) -> Response:
+    """The phone's own credentials, Digest-signed (RFC 7616, MD5, qop=auth) for `uri`,
+    sent with the request-target `sent`."""
+    challenge = raw_get(http, sent, source).head.decode()
+    nonce = re.search(r'nonce="([^"]+)"', challenge)
+    assert nonce is not None, challenge
+    realm = re.search(r'realm="([^"]+)"', challenge)[1]  # type: ignore[index]
+
+    def md5(text: str) -> str:
+        return hashlib.md5(text.encode()).hexdigest()
+
+    ha1, ha2 = md5(f"{T46G_USER}:{realm}:{T46G_PASSWORD}"), md5(f"GET:{uri}")
+    answer = md5(f"{ha1}:{nonce[1]}:00000001:c0ffee:auth:{ha2}")
+    authorization = (
+        f'Digest username="{T46G_USER}", realm="{realm}", nonce="{nonce[1]}", uri="{uri}", '
+        f'qop=auth, nc=00000001, cnonce="c0ffee", response="{answer}", algorithm=MD5'
+    )
+    return raw_get(http, sent, source, authorization)
+
+
+@pytest.mark.parametrize(
+    ("spelling", "source"),
+    [
+        (f"/%30%30{T[2:]}%2Ecfg", "127.0.3.41"),
+        (f"/{T.upper()}.CFG", "127.0.3.42"),
+        (f"/x/{T}.cfg", "127.0.3.43"),
+    ],
+)
+def test_digest_signs_one_spelling_only(digest, spelling: str, source: str) -> None:
+    """Signed for one spelling of the phone's file and sent with another: never the file
+    (RFC 7616 section 3.4.6: the uri must be the request-target)."""
+    _, http, _ = digest
+    source = (
+        f"127.0.3.{50 + SPELLINGS.index(spelling) % 100}" if spelling in SPELLINGS else "127.0.3.49"
+    )
+    canonical = f"/{T}.cfg"
+    assert signed(http, canonical, canonical, source).status == 200  # the signer works
+    for sent, uri in ((spelling, canonical), (canonical, spelling)):
+        response = signed(http, sent, uri, source)
+        assert response.status in (401, 429)
+        assert_refused(response, response.status)
+
+
 def test_basic_only_over_https(digest, pki) -> None:
     _, http, https = digest
     credentials = ["--basic", "-u", f"{T46G_USER}:{T46G_PASSWORD}"]
