@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from xprov.vendors import identify, linksys, linksys_models, yealink, yealink_models
+from xprov.vendors import (
+    identify,
+    linksys,
+    linksys_models,
+    shared_requests,
+    unknown_models,
+    yealink,
+    yealink_models,
+)
 from xprov.vendors.linksys_models import Model as SpaModel
 from xprov.vendors.yealink_models import Model as YealinkModel
 
@@ -116,3 +124,61 @@ def test_every_transcribed_spa_model_is_in_the_table() -> None:
     assert {model for facts in TRANSCRIPT["linksys"].values() for model in facts} <= names
     files = [f.lower() for m in linksys_models.MODELS for f in m.files]
     assert len(files) == len(set(files))  # a file names one model
+
+
+def test_shared_requests_are_every_models_files_as_its_phones_ask() -> None:
+    """What check-config renders: each shared file exactly as the phone of each row asks
+    for it (the same request identify makes of its name and User-Agent)."""
+    expected = [identify(yealink.COMMON_BOOT, None)]
+    for row in yealink_models.MODELS:
+        ua = f"{row.form.value.format(model=row.name)} {row.family}.86.0.5"
+        expected.append(identify(f"y{row.codes[0]:012d}.cfg", ua))
+    for spa in linksys_models.MODELS:
+        expected += [identify(file, spa.user_agent.format(MAC="x")) for file in spa.files]
+    assert list(shared_requests()) == expected
+    assert all(r is not None and r.model is not None for r in expected[1:])
+
+
+def test_unknown_models_name_the_phones_and_what_they_get() -> None:
+    phones = [
+        ("805ec0000001", "yealink", "t21p e2"),  # the table's T21P_E2, as an inventory writes it
+        ("805ec0000002", "yealink", "SIP-T46G"),
+        ("0002fd000001", "linksys", "spa-942"),
+        *((f"805ec00001{n:02x}", "yealink", "T99X") for n in range(7)),
+        ("0002fd000002", "linksys", "SPA999"),
+    ]
+    assert unknown_models(phones, shown=2) == [
+        "linksys model 'SPA999' is not in xprov's model table (1 phones: 0002fd000002): "
+        + linksys.unknown_model_effect(),
+        "yealink model 'T99X' is not in xprov's model table (7 phones: 805ec0000100, "
+        "805ec0000101, ...): " + yealink.unknown_model_effect(),
+    ]
+    assert yealink.unknown_model_effect() == (
+        "its <mac>.cfg is served, and its <mac>.boot includes the generic y000000000000.cfg; "
+        "a request for its own y0000000000XX.cfg is 404 until the table knows the model"
+    )
+    assert linksys.unknown_model_effect() == (
+        "its <mac>.xml is served; its factory spa$PSN.cfg is 404 until the table knows the "
+        "model (point its Profile_Rule at a known model's file, or at <mac>.xml)"
+    )
+    assert unknown_models(phones[:3]) == []
+
+
+@pytest.mark.parametrize(
+    ("written", "canonical"),
+    [("t21p e2", "T21P_E2"), ("T19P-E2", "T19P_E2"), ("SIP-T46G", "T46G"), (" t46g ", "T46G"),
+     ("SIP VP-T49G", "T49G"), ("W80DM", "W80DM")],
+)  # fmt: skip
+def test_an_inventory_model_in_any_spelling(written: str, canonical: str) -> None:
+    assert yealink.canonical_model(written) == canonical
+    assert yealink.known_model(written)
+    assert yealink.common_file(written) == yealink.common_file(canonical)
+
+
+def test_generic_common_file_for_a_model_outside_the_table() -> None:
+    request = identify("805ec0000099.boot", None)
+    assert request is not None
+    assert yealink.context(request, "T99X") == {"common_file": "y000000000000.cfg"}
+    assert yealink.context(request, "T31P") == {"common_file": "y000000000123.cfg"}
+    assert linksys.canonical_model(" spa-504g ") == "SPA504G" and linksys.known_model("spa-504g")
+    assert not linksys.known_model("SPA999") and not yealink.known_model("T99X")

@@ -124,8 +124,8 @@ def shared_requests() -> Iterator[FileRequest]:
     common file (for check-config to render them all)."""
     yield FileRequest(NAME, "common_boot", FILES["common_boot"], COMMON_BOOT, None, None, None)
     for model in MODELS:
-        name = common_file(model.name)
-        yield FileRequest(NAME, "common", FILES["common"], name or "", None, None, model.name)
+        name = f"y{model.codes[0]:012d}.cfg"
+        yield FileRequest(NAME, "common", FILES["common"], name, None, None, model.name)
 
 
 def context(request: FileRequest, model: str | None) -> dict[str, Any]:
