@@ -268,9 +268,8 @@ class Gate:
     def _miss(self, budget: Budget, request: FileRequest, reason: str, now: float) -> Charge:
         """An unknown device (or a refusal that names one): charged once per MAC and window,
         so phones retrying their missing files never lock out the office behind them."""
-        # A shared file has no MAC: its name is what a repeat repeats.
-        seen = request.mac if request.mac is not None else request.name
-        if not self.repeats.first((budget, seen), now):
+        # Only per-device files are charged (a shared file's miss is a new model): a MAC.
+        if not self.repeats.first((budget, request.mac), now):
             return Charge.REPEAT
         return self._charge(budget, reason, now)
 

@@ -182,3 +182,17 @@ def test_generic_common_file_for_a_model_outside_the_table() -> None:
     assert yealink.context(request, "T31P") == {"common_file": "y000000000123.cfg"}
     assert linksys.canonical_model(" spa-504g ") == "SPA504G" and linksys.known_model("spa-504g")
     assert not linksys.known_model("SPA999") and not yealink.known_model("T99X")
+
+
+def test_unknown_models_name_five_phones_then_say_there_are_more() -> None:
+    five = [(f"805ec00002{n:02x}", "yealink", "T99X") for n in range(5)]
+    (warning,) = unknown_models(five)
+    assert (
+        "(5 phones: 805ec0000200, 805ec0000201, 805ec0000202, 805ec0000203, 805ec0000204):"
+        in warning
+    )
+    (warning,) = unknown_models([*five, ("805ec0000205", "yealink", "T99X")])
+    assert (
+        "(6 phones: 805ec0000200, 805ec0000201, 805ec0000202, 805ec0000203, 805ec0000204, ...):"
+        in warning
+    )
