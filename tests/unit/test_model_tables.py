@@ -21,6 +21,7 @@ from xprov.vendors import (
     yealink,
     yealink_models,
 )
+from xprov.vendors.base import Evidence
 from xprov.vendors.linksys_models import Model as SpaModel
 from xprov.vendors.yealink_models import Model as YealinkModel
 
@@ -42,12 +43,12 @@ def mentions(vendor: str, model: str) -> dict[str, int | str]:
     return {s: facts[model] for s, facts in TRANSCRIPT[vendor].items() if model in facts}
 
 
-def evidence_from(stated_by: set[str], kind: type) -> object:
+def evidence_from(stated_by: set[str]) -> Evidence:
     if stated_by & VENDOR_DOCUMENTS:
-        return kind.VENDOR
+        return Evidence.VENDOR
     if len(stated_by) >= 2:
-        return kind.PROJECTS
-    return kind.PROJECT if stated_by else kind.INFERRED
+        return Evidence.PROJECTS
+    return Evidence.PROJECT if stated_by else Evidence.INFERRED
 
 
 @pytest.mark.parametrize("row", yealink_models.MODELS, ids=lambda m: m.name)
@@ -58,7 +59,7 @@ def test_yealink_row_against_its_sources(row: YealinkModel) -> None:
     assert stated == set(said), f"sources give {said}, the row serves {row.codes}"
     assert set(said) <= set(row.sources), "a source that gives this model's file is not cited"
     backed = set(said.values())
-    if row.evidence is yealink_models.Evidence.INFERRED:
+    if row.evidence is Evidence.INFERRED:
         assert not said
         # inferred from a sourced model of the same family that has this file
         assert any(
@@ -68,7 +69,7 @@ def test_yealink_row_against_its_sources(row: YealinkModel) -> None:
     else:
         assert backed == set(row.codes), f"{set(row.codes) - backed} is served without a source"
         assert set(row.sources) == set(said)
-    assert row.evidence is evidence_from(set(said), yealink_models.Evidence)
+    assert row.evidence is evidence_from(set(said))
 
 
 @pytest.mark.parametrize("row", yealink_models.MODELS, ids=lambda m: m.name)
@@ -99,14 +100,14 @@ def test_spa_row_against_its_sources(row: SpaModel) -> None:
     assert set(said) <= set(row.sources) <= set(linksys_models.SOURCES)
     files = {str(f) for f in said.values() if f}
     assert files <= set(row.files), f"sources give {files}, the row serves {row.files}"
-    if row.evidence is linksys_models.Evidence.INFERRED:
+    if row.evidence is Evidence.INFERRED:
         assert not files
         assert all(f == f"spa{row.name[3:]}.cfg" for f in row.files)  # $PSN from its $PN
     else:
         assert files == set(row.files), f"{set(row.files) - files} is served without a source"
         assert set(row.sources) == set(said)
     stated_by = {s for s, f in said.items() if f}
-    assert row.evidence is evidence_from(stated_by, linksys_models.Evidence)
+    assert row.evidence is evidence_from(stated_by)
 
 
 @pytest.mark.parametrize("row", linksys_models.MODELS, ids=lambda m: m.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -34,3 +35,12 @@ class FileRequest(NamedTuple):  # a tuple: made on every request, so cheap to bu
     mac: str | None  # from the file name: identifies the phone
     ua_mac: str | None  # from the User-Agent: a hint, never proof of identity
     model: str | None  # from the file name or User-Agent
+
+
+class Evidence(enum.Enum):
+    """How sure a row of a model table is, from its sources (docs/models.md)."""
+
+    VENDOR = "a vendor document"
+    PROJECTS = "two or more public provisioning projects"
+    PROJECT = "one public provisioning project"
+    INFERRED = "inferred from its family or series, said beside the row"

@@ -9,17 +9,9 @@ PAP2T's `init.cfg` and the `spa.cfg` of early Sipura firmware (docs/models.md, o
 
 from __future__ import annotations
 
-import enum
 from typing import NamedTuple
 
-
-class Evidence(enum.Enum):
-    """How sure a row is, from its sources."""
-
-    VENDOR = "a Linksys, Cisco or Sipura document"
-    PROJECTS = "two or more public provisioning projects"
-    PROJECT = "one public provisioning project"
-    INFERRED = "inferred from its series (see docs/models.md)"
+from xprov.vendors.base import Evidence
 
 
 class Model(NamedTuple):

@@ -13,14 +13,7 @@ from __future__ import annotations
 import enum
 from typing import NamedTuple
 
-
-class Evidence(enum.Enum):
-    """How sure a row is, from its sources."""
-
-    VENDOR = "a Yealink document"
-    PROJECTS = "two or more public provisioning projects"
-    PROJECT = "one public provisioning project"
-    INFERRED = "inferred from its family (see docs/models.md)"
+from xprov.vendors.base import Evidence
 
 
 class Form(enum.Enum):
