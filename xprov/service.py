@@ -152,6 +152,7 @@ class Service:
         self.started = time.time()
         self.reloads = {"ok": 0, "failed": 0, "last": None}
         self.model_warnings: list[str] = []  # the last `unknown_models` logged
+        self.running = False  # between start() and stop()
         cfg = inputs.config
         self.active = ActiveSites(cfg.sites, cfg.failover.primary)
         self.provisioner = Provisioner(inputs, self.active)
@@ -218,6 +219,7 @@ class Service:
             **_report_fields(self.load_report),
         )
         self._warn_unknown_models(self.provisioner.inputs.inventory)
+        self.running = True
 
     def _warn_unknown_models(self, inventory: Inventory, refresh: bool = False) -> None:
         """An `unknown_models` warning at start and on every reload (an operator reloading
@@ -230,6 +232,7 @@ class Service:
     def stop(self) -> None:
         # The probe and builder threads are daemons: a thread stuck on a hung database ends
         # with the process instead of holding the shutdown up.
+        self.running = False
         if self.monitor is not None:
             self.monitor.stop()
         self.lag.stop()
@@ -387,7 +390,8 @@ class Service:
             (self.web, cfg.http.allow, budget.caps.http),
             (self.secure_web, cfg.https.allow if cfg.https else (), budget.caps.https),
         ):
-            web.allow, web.header_timeout = tuple(allow), cfg.security.header_timeout
+            web.allow = tuple(allow)
+            web.set_header_timeout(cfg.security.header_timeout)
             web.max_connections = cap
             web.per_source = cfg.security.max_connections_per_source
         if self.tftp is not None and cfg.tftp is not None:
@@ -398,10 +402,7 @@ class Service:
         self.provisioner.inputs = inputs
         logs.REDACTOR.install(built.secrets)
         self.admin_api.token = admin.bearer(cfg.admin.token if cfg.admin else "")
-        if self.monitor is not None:
-            self.monitor.reconfigure(
-                build_targets(cfg, self.reactor, self.pool), site_order(cfg), cfg.monitor
-            )
+        self._reconfigure_monitor(cfg)
         logs.configure(cfg.logging.format, cfg.logging.level)
         self._announce(budget)
         self._schedule_refresh(cfg)
@@ -417,6 +418,28 @@ class Service:
         log.info("reloaded", **summary, **_report_fields(built.report))
         self._warn_unknown_models(inputs.inventory)
         return summary
+
+    def _reconfigure_monitor(self, cfg: config.Config) -> None:
+        """A reload's [monitor] and sites: `enabled` turned off stops the monitor, turned on
+        starts one (once the service runs); else new targets and settings, each unchanged
+        target keeping its state. The probe pool follows the number of databases."""
+        self.pool.adjustPoolsize(maxthreads=probe_pool(cfg).max)  # a pool not started: free
+        if not cfg.monitor.enabled:
+            if self.monitor is not None:
+                self.monitor.stop()
+                log.info("monitor_stopped", reason="[monitor] enabled = false")
+            self.monitor = None
+            return
+        if self.monitor is not None:
+            targets = build_targets(cfg, self.reactor, self.pool)
+            self.monitor.reconfigure(targets, site_order(cfg), cfg.monitor)
+            return
+        self.monitor = self._monitor(cfg)
+        if self.running and self.monitor is not None:
+            if not self.pool.started:
+                self.pool.start()
+            self.monitor.start()
+            log.info("monitor_started", reason="[monitor] enabled = true")
 
     def _reload_failed(self, reason: Any) -> dict[str, Any]:
         exc = getattr(reason, "value", reason)

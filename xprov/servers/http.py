@@ -398,7 +398,20 @@ class PhoneSite(Site):
     def startFactory(self) -> None:
         super().startFactory()
         if not self.sweeper.running:
-            self.sweeper.start(min(1.0, self.header_timeout / 4), now=False)
+            self.sweeper.start(self.sweep_interval, now=False)
+
+    @property
+    def sweep_interval(self) -> float:
+        """Seconds between sweeps: a quarter of the deadline (at most 1 s), so a request is
+        cut within 25% of `header_timeout` after it."""
+        return min(1.0, self.header_timeout / 4)
+
+    def set_header_timeout(self, seconds: float) -> None:
+        """A reload's deadline, with the sweeps it needs (a shorter deadline, more often)."""
+        self.header_timeout = seconds
+        if self.sweeper.running and self.sweeper.interval != self.sweep_interval:
+            self.sweeper.stop()
+            self.sweeper.start(self.sweep_interval, now=False)
 
     def stopFactory(self) -> None:
         if self.sweeper.running:

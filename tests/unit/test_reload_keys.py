@@ -1,0 +1,92 @@
+"""Issue 15: keys a reload once forgot: `[monitor] enabled`, the probe pool's size, and the
+HTTP deadline's sweep period. The service runs on a memory reactor: no socket, no thread."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twisted.internet.testing import MemoryReactorClock
+
+from tests.helpers import sample_config
+from xprov.descriptors import Limit
+from xprov.monitor import Monitor
+from xprov.service import Service, build
+
+
+class Reactor(MemoryReactorClock):
+    """Twisted's memory reactor, with UDP ports that are never opened (TFTP listeners)."""
+
+    def listenUDP(self, port: int, protocol, interface: str = "", maxPacketSize: int = 8192):
+        return MemoryReactorClock().listenTCP(port, protocol, interface=interface)
+
+
+def running(path: Path, monkeypatch) -> Service:
+    """A service as start() leaves it, without its threads and probe rounds (the memory
+    reactor runs neither): the monitor marked running, the phones' site started."""
+    monkeypatch.setattr(Monitor, "start", lambda self: setattr(self, "_running", True))
+    svc = Service(build(path), Reactor(), Limit(65536, 65536))
+    svc.running = True
+    if svc.monitor is not None:
+        svc.monitor.start()
+    svc.web.startFactory()
+    return svc
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new))
+
+
+def test_monitor_enabled_follows_a_reload(tmp_path: Path, monkeypatch) -> None:
+    path = sample_config(tmp_path)
+    svc = running(path, monkeypatch)
+    try:
+        first = svc.monitor
+        assert first is not None and first._running
+        edit(path, "[monitor]\n", "[monitor]\nenabled = false\n")
+        assert svc._swap(build(path))["ok"] is True
+        assert svc.monitor is None and not first._running  # stopped, not left probing
+        edit(path, "[monitor]\nenabled = false\n", "[monitor]\n")
+        assert svc._swap(build(path))["ok"] is True
+        assert svc.monitor is not None and svc.monitor is not first and svc.monitor._running
+        assert svc.pool.started
+    finally:
+        svc.monitor and svc.monitor.stop()
+        svc.pool.stop()
+
+
+def test_a_monitor_turned_on_before_start_waits_for_it(tmp_path: Path) -> None:
+    path = sample_config(tmp_path, replace={"[monitor]\n": "[monitor]\nenabled = false\n"})
+    svc = Service(build(path), Reactor(), Limit(65536, 65536))
+    assert svc.monitor is None
+    edit(path, "[monitor]\nenabled = false\n", "[monitor]\n")
+    assert svc._swap(build(path))["ok"] is True
+    assert svc.monitor is not None and not svc.monitor._running and not svc.pool.started
+
+
+def test_the_probe_pool_follows_the_databases(tmp_path: Path) -> None:
+    path = sample_config(tmp_path)
+    svc = Service(build(path), Reactor(), Limit(65536, 65536))
+    assert svc.pool.max == 8  # 4 threads per database, two sites
+    text = path.read_text()
+    for site in ("chicago", "virginia"):  # every site has the same services
+        start = text.index(f"[sites.{site}.db]")
+        end = text.index("\n[", start + 1)
+        text = text[:start] + text[end + 1 :]
+    path.write_text(text)
+    assert svc._swap(build(path))["ok"] is True
+    assert svc.pool.max == 2
+
+
+def test_the_sweep_period_follows_the_deadline(tmp_path: Path, monkeypatch) -> None:
+    path = sample_config(tmp_path)
+    svc = running(path, monkeypatch)
+    try:
+        assert svc.web.sweeper.interval == 1.0  # min(1 s, 10 s / 4)
+        edit(path, "header_timeout = 10 ", "header_timeout = 2 ")
+        assert svc._swap(build(path))["ok"] is True
+        assert svc.web.header_timeout == 2 and svc.web.sweeper.interval == 0.5
+        assert svc.web.sweeper.running
+    finally:
+        svc.web.stopFactory()
