@@ -247,13 +247,14 @@ class Service:
     def _site(self, cfg: config.Config, tls: bool) -> http.PhoneSite:
         allow = (cfg.https.allow if cfg.https else ()) if tls else cfg.http.allow
         security = cfg.security
-        files = http.PhoneFiles(self.gate, self.observer, tls=tls)
+        files = http.PhoneFiles(self.gate, self.observer, tls=tls, clock=self.reactor.seconds)
         return http.site(
             files,
             security.header_timeout,
             allow,
             self.budget.caps.https if tls else self.budget.caps.http,
             security.max_connections_per_source,
+            clock=self.reactor,
         )
 
     def _wanted(self, cfg: config.Config) -> dict[tuple[str, config.Listen, Any], Any]:
@@ -276,6 +277,7 @@ class Service:
                 cfg.security.header_timeout,
                 descriptors.ADMIN,
                 descriptors.ADMIN,
+                clock=self.reactor,
             )
             wanted.update({("admin", x, None): api for x in cfg.admin.listen})
         return wanted

@@ -371,35 +371,36 @@ def test_a_full_send_buffer_stops_reading_and_answering_until_it_drains() -> Non
     assert transport.producerState == "producing"
 
 
-def test_a_connection_leaving_its_answers_unread_is_cut_at_the_deadline(monkeypatch) -> None:
-    now = [1000.0]
-    monkeypatch.setattr("xprov.servers.http.time.monotonic", lambda: now[0])
-    web = site(Echo(), header_timeout=10)
+def test_a_connection_leaving_its_answers_unread_is_cut_at_the_deadline() -> None:
+    """On the site's one clock (issue 15): the sweeps run as its LoopingCall schedules them."""
+    clock = Clock()
+    web = site(Echo(), header_timeout=10, clock=clock)
+    web.startFactory()
     channel, transport = connect(web)
     transport.write = lambda data: (
         StringTransport.write(transport, data),
         channel.pauseProducing(),
     )
     channel.dataReceived(pipelined(5))
-    now[0] += 9
-    web.sweep()
+    clock.advance(9)
     assert not transport.disconnecting and transport.producerState == "paused"
-    now[0] += 2
-    web.sweep()
+    clock.advance(2)  # the sweep at 11 s (every 1 s) finds it 11 s old
     assert transport.disconnected  # aborted
+    web.stopFactory()
 
 
-def test_a_body_must_arrive_within_the_deadline(monkeypatch) -> None:
+def test_a_body_must_arrive_within_the_deadline() -> None:
     """The deadline covers the whole request: a complete head does not stop the clock."""
-    now = [1000.0]
-    monkeypatch.setattr("xprov.servers.http.time.monotonic", lambda: now[0])
-    web = admin.AdminSite(Echo(), 30, 10, (), 10, 10)
+    clock = Clock()
+    clock.advance(1000)
+    web = admin.AdminSite(Echo(), 30, 10, (), 10, 10, clock)
+    web.startFactory()
     channel, transport = connect(web)
     channel.dataReceived(b"POST /failover HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
     for _ in range(11):  # a byte a second: the idle timeout never fires
-        now[0] += 1
-        channel.dataReceived(b"{")
-        web.sweep()
+        clock.advance(1)  # the site's sweep runs every second
         if transport.disconnected:  # aborted
             break
-    assert transport.disconnected and now[0] == 1011 and transport.value() == b""
+        channel.dataReceived(b"{")
+    assert transport.disconnected and clock.seconds() == 1011 and transport.value() == b""
+    web.stopFactory()

@@ -13,6 +13,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -135,5 +136,6 @@ def site(
     header_timeout: float = 10.0,
     max_connections: int = 10_000,
     per_source: int = 64,
+    clock: IReactorTime | None = None,
 ) -> AdminSite:
-    return AdminSite(api, 30.0, header_timeout, allow, max_connections, per_source)
+    return AdminSite(api, 30.0, header_timeout, allow, max_connections, per_source, clock)

@@ -21,7 +21,7 @@ from typing import Any, assert_never
 
 from cryptography import x509
 from twisted.internet import ssl
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
@@ -286,7 +286,7 @@ class BoundedChannel(HTTPChannel):
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        self.request_since = time.monotonic()
+        self.request_since = self.site.clock.seconds()
 
     def dataReceived(self, data: bytes) -> None:
         if self.refused:
@@ -330,7 +330,7 @@ class BoundedChannel(HTTPChannel):
         if turn_over:
             self.paused = True  # before twisted.web replays the bytes it held
         super().requestDone(request)
-        self.request_since = time.monotonic()
+        self.request_since = self.site.clock.seconds()
         if turn_over and self.next_turn is None and self.persistent:
             self.next_turn = self.callLater(0, self._next_turn)
             self._settle()
@@ -387,13 +387,18 @@ class PhoneSite(Site):
         allow: Sequence[Network],
         max_connections: int,
         per_source: int,
+        clock: IReactorTime | None = None,
     ) -> None:
         super().__init__(resource, timeout=idle_timeout)
         self.header_timeout, self.allow = header_timeout, tuple(allow)
         self.max_connections, self.per_source = max_connections, per_source
         self.connections: Counter[str] = Counter()  # per source
         self.channels: set[BoundedChannel] = set()
+        # One clock for the deadlines, the sweeps and the channels' timers: the process's
+        # reactor, or a task.Clock in tests.
+        self.clock: IReactorTime = clock if clock is not None else _global_reactor()
         self.sweeper = LoopingCall(self.sweep)
+        self.sweeper.clock = self.clock
 
     def startFactory(self) -> None:
         super().startFactory()
@@ -421,7 +426,7 @@ class PhoneSite(Site):
     def sweep(self) -> None:
         """Cut off connections whose request (head or body) is overdue (slowloris), or that
         left their answers unread as long."""
-        late = time.monotonic() - self.header_timeout
+        late = self.clock.seconds() - self.header_timeout
         for channel in [
             c for c in self.channels if c.request_since is not None and c.request_since < late
         ]:
@@ -439,6 +444,7 @@ class PhoneSite(Site):
             return None
         channel = super().buildProtocol(addr)
         channel.source = source
+        channel.callLater = self.clock.callLater  # its idle timeout and turns on our clock
         self.connections[source] += 1
         self.channels.add(channel)
         return channel
@@ -461,8 +467,17 @@ def site(
     max_connections: int = 10_000,
     per_source: int = 64,
     idle_timeout: float = 30.0,
+    clock: IReactorTime | None = None,
 ) -> PhoneSite:
-    return PhoneSite(resource, idle_timeout, header_timeout, allow, max_connections, per_source)
+    return PhoneSite(
+        resource, idle_timeout, header_timeout, allow, max_connections, per_source, clock
+    )
+
+
+def _global_reactor() -> IReactorTime:
+    from twisted.internet import reactor  # installed by then: imported at first use only
+
+    return reactor  # type: ignore[return-value]
 
 
 class BoundedTLSFactory(TLSMemoryBIOFactory):
