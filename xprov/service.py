@@ -149,7 +149,7 @@ class Service:
     def __init__(self, built: Built, reactor: Any, limit: descriptors.Limit | None = None) -> None:
         inputs = built.inputs
         self.reactor = reactor
-        self.started = time.time()
+        self.started = reactor.seconds()
         self.reloads = {"ok": 0, "failed": 0, "last": None}
         self.model_warnings: list[str] = []  # the last `unknown_models` logged
         self.running = False  # between start() and stop()
@@ -158,7 +158,7 @@ class Service:
         self.provisioner = Provisioner(inputs, self.active)
         self.observer = Observer(reactor.seconds)
         self.active.subscribe(self._switched)
-        self.config_loaded_at = time.time()
+        self.config_loaded_at = reactor.seconds()
         self.pool = probe_pool(cfg)
         self.builder = daemon_pool("xprov-builder", 1)  # reloads
         # Inventory refreshes: one thread per site, so a hung database's read never holds up
@@ -408,9 +408,9 @@ class Service:
         logs.configure(cfg.logging.format, cfg.logging.level)
         self._announce(budget)
         self._schedule_refresh(cfg)
-        self.config_loaded_at = time.time()
+        self.config_loaded_at = self.reactor.seconds()
         self.reloads["ok"] += 1  # type: ignore[operator]
-        self.reloads["last"] = {"at": time.time(), "ok": True}
+        self.reloads["last"] = {"at": self.reactor.seconds(), "ok": True}
         summary = {
             "ok": True,
             "config_generation": inputs.config_generation,
@@ -447,7 +447,7 @@ class Service:
         exc = getattr(reason, "value", reason)
         problems = exc.problems if isinstance(exc, BuildError) else [error_detail(exc)]
         self.reloads["failed"] += 1  # type: ignore[operator]
-        self.reloads["last"] = {"at": time.time(), "ok": False, "problems": problems}
+        self.reloads["last"] = {"at": self.reactor.seconds(), "ok": False, "problems": problems}
         log.error("reload_failed", problems=problems, keeping="the running configuration")
         return {"ok": False, "problems": problems}
 
@@ -534,7 +534,7 @@ class Service:
         selection = self.active.current
         return {
             "version": __version__,
-            "uptime_s": round(time.time() - self.started, 1),
+            "uptime_s": round(self.reactor.seconds() - self.started, 1),
             "config": {
                 "path": str(inputs.config.path),
                 "generation": inputs.config_generation,
