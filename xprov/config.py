@@ -18,9 +18,10 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from xprov.logs import secret_problem
+from xprov.monitor import registry
 from xprov.problems import Problems
 
-SERVICES = ("sip", "stun", "db")
+SERVICES = registry.services()  # the names, for the command line: the registry's table
 MIN_SHARED_PASSWORD = 8
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # [vars] names that hold a secret (a phone's admin password, a PIN): redacted from logs and
@@ -78,12 +79,24 @@ class DbService:
 @dataclass(frozen=True)
 class Site:
     name: str
-    sip: SipService
-    stun: StunService | None
-    db: DbService | None
+    # service name (a row of monitor/registry.py) -> its config dataclass, None: not set
+    services: Mapping[str, Any]
 
-    def service(self, name: str) -> SipService | StunService | DbService | None:
-        return getattr(self, name)
+    def service(self, name: str) -> Any:
+        """The config of service `name` at this site (e.g. a SipService); None: not set."""
+        return self.services.get(name)
+
+    @property
+    def sip(self) -> SipService:
+        return self.services["sip"]  # required: a Site is only built from a valid config
+
+    @property
+    def stun(self) -> StunService | None:
+        return self.services.get("stun")
+
+    @property
+    def db(self) -> DbService | None:
+        return self.services.get("db")
 
 
 @dataclass(frozen=True)
@@ -392,7 +405,7 @@ def _read_secret(table: _Table, base: Path) -> str:
     return password or ""
 
 
-def _sip(t: _Table) -> SipService:
+def read_sip(t: _Table, base: Path) -> SipService:
     transport = t.text("transport", "udp", ("udp", "tcp", "tls"))
     return SipService(
         host=t.text("host"),
@@ -404,11 +417,11 @@ def _sip(t: _Table) -> SipService:
     )
 
 
-def _stun(t: _Table) -> StunService:
+def read_stun(t: _Table, base: Path) -> StunService:
     return StunService(host=t.text("host"), port=t.port("port", 3478))
 
 
-def _db(t: _Table, base: Path) -> DbService:
+def read_db(t: _Table, base: Path) -> DbService:
     return DbService(
         host=t.text("host"),
         port=t.port("port", 3306),
@@ -422,13 +435,13 @@ def _db(t: _Table, base: Path) -> DbService:
 
 def _site(name: str, t: _Table, base: Path) -> Site:
     services: dict[str, Any] = {}
-    for service, read in (("sip", _sip), ("stun", _stun), ("db", lambda s: _db(s, base))):
-        sub = t.table(service, required=service == "sip")
-        services[service] = read(sub) if sub else None
+    for kind in registry.SERVICE_TYPES:
+        sub = t.table(kind.name, required=kind.required)
+        services[kind.name] = kind.reader(sub, base) if sub else None
         if sub:
             sub.finish()
     t.finish()
-    return Site(name=name, **services)
+    return Site(name, MappingProxyType(services))
 
 
 def _sites(root: _Table, base: Path) -> Mapping[str, Site]:
@@ -440,7 +453,7 @@ def _sites(root: _Table, base: Path) -> Mapping[str, Site]:
         sub = table.table(name)
         if sub is not None:
             sites[name] = _site(name, sub, base)
-    for service in ("stun", "db"):
+    for service in (kind.name for kind in registry.SERVICE_TYPES if not kind.required):
         have = sorted(n for n, s in sites.items() if s.service(service) is not None)
         if have and len(have) != len(sites):
             missing = sorted(set(sites) - set(have))

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass
 from types import MappingProxyType
 from typing import Any
 
-from xprov.config import SERVICES, Config
+from xprov.config import Config
+from xprov.monitor import registry
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class ActiveSites:
 
     def __init__(self, sites: Collection[str], primary: str) -> None:
         self.sites = frozenset(sites)
-        self.current = Selection(1, MappingProxyType(dict.fromkeys(SERVICES, primary)))
+        self.current = Selection(1, MappingProxyType(dict.fromkeys(registry.services(), primary)))
         self._listeners: list[Listener] = []
 
     def reconfigure(self, sites: Collection[str], primary: str) -> Selection:
@@ -46,7 +47,7 @@ class ActiveSites:
     def switch(self, changes: Mapping[str, str]) -> Selection:
         """Point each service in `changes` at its site; one new generation for all of them."""
         for service, site in changes.items():
-            if service not in SERVICES:
+            if service not in self.current.active:
                 raise ValueError(f"unknown service {service!r}")
             if site not in self.sites:
                 raise ValueError(f"unknown site {site!r}")
@@ -61,11 +62,11 @@ class ActiveSites:
 
 
 def service_variables(config: Config, selection: Selection) -> dict[str, Any]:
-    """Template variables of each phone-facing service at its active site.
-
-    `db` stays out: phones never need it, and it holds a password."""
+    """Template variables of each phone-facing service at its active site: those the
+    registry's table marks `templates` (`db` stays out: phones never need it, and it holds
+    a password)."""
     out: dict[str, Any] = {}
-    for service in ("sip", "stun"):
+    for service in registry.template_services():
         name = selection.site_of(service)
         values = config.sites[name].service(service)
         out[service] = None if values is None else {**asdict(values), "site": name}

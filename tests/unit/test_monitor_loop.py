@@ -7,7 +7,7 @@ import pytest
 from twisted.internet.task import Clock
 
 from xprov.config import MonitorConfig
-from xprov.monitor import ManualChoiceError, Monitor, Target
+from xprov.monitor.loop import ManualChoiceError, Monitor, Target
 from xprov.monitor.probe import NotMade, run_probe
 from xprov.selection import ActiveSites
 

@@ -19,8 +19,9 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
 from xprov.config import DbService, SipService, StunService
-from xprov.monitor import _never_fails, mysql, sip, stun
+from xprov.monitor import mysql, sip, stun
 from xprov.monitor import probe as probing
+from xprov.monitor.loop import _never_fails
 from xprov.monitor.probe import NotMade, error_detail, failed, local_shortage
 from xprov.monitor.state import Cause, ProbeResult
 

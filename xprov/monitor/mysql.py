@@ -27,7 +27,9 @@ from twisted.python.threadpool import ThreadPool
 
 from xprov import database
 from xprov.config import DbService
+from xprov.monitor.pool import daemon_pool as daemon_pool  # re-exported: service.py uses it
 from xprov.monitor.probe import Outcome, Verdict, failed, run_probe
+from xprov.monitor.registry import ProbeContext
 from xprov.monitor.state import ProbeResult
 
 FRESH_EVERY = 30  # rounds between two checks on a new connection
@@ -100,16 +102,6 @@ class DatabaseProbe:
             self.connection = None
 
 
-def daemon_pool(name: str, size: int) -> ThreadPool:
-    """A thread pool whose threads never hold the process up at exit: a probe stuck on a
-    hung database must not delay a SIGTERM."""
-    pool = ThreadPool(minthreads=0, maxthreads=size, name=name)
-    pool.threadFactory = lambda *args, **kwargs: threading.Thread(  # type: ignore[misc]
-        *args, daemon=True, **kwargs
-    )
-    return pool
-
-
 def probe_database(
     database: DatabaseProbe, timeout: float, reactor: Any, pool: ThreadPool
 ) -> Deferred[ProbeResult]:
@@ -122,3 +114,28 @@ def probe_database(
         return lambda: None  # a thread cannot be stopped; its own timeouts end it
 
     return run_probe(attempt, timeout, reactor)
+
+
+class MysqlProbe:
+    """The database probe as a registry `Probe`, bound to the reactor and the probe pool.
+    One per target: it keeps that database's connection (`DatabaseProbe`) across rounds."""
+
+    settings = None  # nothing from [monitor] but the deadline
+
+    def __init__(self, context: ProbeContext) -> None:
+        self.reactor, self.pool = context.reactor, context.pool
+        self.kept: DatabaseProbe | None = None
+
+    def describe(self, target: DbService) -> str:
+        return f"mysql {target.host}:{target.port}/{target.database}"
+
+    def probe(self, target: DbService, deadline: float) -> Deferred[ProbeResult]:
+        if self.kept is None or (self.kept.db, self.kept.timeout) != (target, deadline):
+            self.close()
+            self.kept = DatabaseProbe(target, deadline)
+        return probe_database(self.kept, deadline, self.reactor, self.pool)
+
+    def close(self) -> None:
+        if self.kept is not None:
+            self.pool.callInThread(self.kept.close)  # a pool thread may be using it
+            self.kept = None

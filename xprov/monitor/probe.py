@@ -5,7 +5,7 @@ work, fires `done` with `(ok, detail)` when it knows (or with `NotMade` when thi
 could not even make the probe), and returns a cleanup to call at the end. The returned
 Deferred always fires with a ProbeResult, never with an error, and never later than
 `timeout` seconds. Without an outcome by then, it is `at_deadline()`: "timeout" by
-default, what the exchange saw for a UDP probe (`probe_udp`).
+default, what the exchange saw for a UDP probe (`probe_udp`). Error text: errors.py.
 """
 
 from __future__ import annotations
@@ -15,31 +15,18 @@ import errno
 import ipaddress
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import udp
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol
 
+from xprov.monitor.errors import NotMade, error_detail, local_shortage
 from xprov.monitor.state import Cause, ProbeResult
 
 Verdict = tuple[bool, str]  # the target's answer, or its lack of one: (up, detail)
-
-
-@dataclass(frozen=True)
-class NotMade:
-    """A probe this process could not make (it is out of file descriptors): it says nothing
-    about the target."""
-
-    detail: str
-
-
 Outcome = Verdict | NotMade
 Attempt = Callable[[Deferred[Outcome]], Callable[[], None]]
-# Our own process (EMFILE) or host (ENFILE) out of descriptors: errors of ours, not a target's.
-LOCAL_ERRNOS = {errno.EMFILE: "EMFILE", errno.ENFILE: "ENFILE"}
-_CAUSES = 8  # exceptions followed down a chain of causes: Twisted and PyMySQL wrap once or twice
 TIMED_OUT: Verdict = (False, "timeout")
 # The errno a connected UDP socket reports, once, for an ICMP error quoting one of its
 # datagrams (Linux icmp_err_convert and icmpv6_err_convert, the "fatal" ones): by the next
@@ -279,44 +266,3 @@ def resolve(host: str, reactor: Any) -> Deferred[str]:
     done: Deferred[str] = Deferred()
     done.callback(host)
     return done
-
-
-def error_detail(reason: Any) -> str:
-    """A short, secret-free description of a failure (a Failure or an exception); "out of
-    file descriptors (EMFILE)" when that is what it comes down to, whatever wraps it."""
-    shortage = local_shortage(reason)
-    if shortage is not None:
-        return shortage
-    exc = getattr(reason, "value", reason)
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    name = type(exc).__name__
-    return f"{name}: {text}"[:200] if text else name
-
-
-def local_shortage(reason: Any) -> str | None:
-    """The label "out of file descriptors (EMFILE)" (or ENFILE) when `reason` (a Failure or an
-    exception) is, or was caused by, an OSError with that errno; None otherwise. Follows
-    what wraps one: Twisted's CannotListenError (`socketError`) and ConnectError
-    (`osError`, the errno itself), PyMySQL's OperationalError (`original_exception`), and
-    Python's `__cause__` and `__context__`."""
-    exc = getattr(reason, "value", reason)
-    for _ in range(_CAUSES):
-        if not isinstance(exc, BaseException):
-            return None
-        number = exc.errno if isinstance(exc, OSError) else getattr(exc, "osError", None)
-        if number in LOCAL_ERRNOS:
-            return f"out of file descriptors ({LOCAL_ERRNOS[number]})"
-        exc = next(
-            (
-                cause
-                for cause in (
-                    getattr(exc, "socketError", None),
-                    getattr(exc, "original_exception", None),
-                    exc.__cause__,
-                    exc.__context__,
-                )
-                if isinstance(cause, BaseException)
-            ),
-            None,
-        )
-    return None

@@ -30,6 +30,7 @@ from xprov.monitor.probe import (
     probe_udp,
     run_probe,
 )
+from xprov.monitor.registry import ProbeContext
 from xprov.monitor.state import ProbeResult
 
 DOWN_CODES = frozenset({408, 500, 503, 504})
@@ -273,3 +274,23 @@ def _connect_error(reason: Any) -> Outcome:
     if isinstance(outcome, NotMade):
         return outcome  # no socket for the connection: ours, not the target's
     return (False, "connection refused") if "refused" in outcome[1].lower() else outcome
+
+
+class SipProbe:
+    """The OPTIONS probe as a registry `Probe`, bound to the reactor and the final replies
+    that mean down (`[monitor] sip_down_codes`)."""
+
+    def __init__(self, context: ProbeContext) -> None:
+        self.reactor = context.reactor
+        self.settings = self.down_codes = context.settings.sip_down_codes
+
+    def describe(self, target: SipService) -> str:
+        return f"sip {target.transport} {target.host}:{target.port}"
+
+    def probe(self, target: SipService, deadline: float) -> Deferred[ProbeResult]:
+        return probe_options(
+            target, deadline, self.reactor, self.down_codes, target.tls_server_name, target.tls_ca
+        )
+
+    def close(self) -> None:
+        pass  # nothing kept between rounds

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
+from xprov.monitor import registry
+
 
 class Health(Enum):
     UNKNOWN = "unknown"  # not yet `rise` successes nor `fall` failures since start
@@ -111,7 +113,8 @@ class TargetState:
 class Policy:
     failback: str  # "manual" or "auto"
     hold_down: float  # seconds of continuous health before an automatic failback
-    never_auto_failback: frozenset[str] = frozenset({"db"})  # a database is failed back by hand
+    # the services failed back by hand only (a database): the registry's table says which
+    never_auto_failback: frozenset[str] = field(default_factory=registry.never_auto_failback)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred
 
 from xprov.config import StunService
 from xprov.monitor.probe import Outcome, UdpExchange, Verdict, probe_udp
+from xprov.monitor.registry import ProbeContext
 from xprov.monitor.state import ProbeResult
 
 MAGIC_COOKIE = 0x2112A442
@@ -103,3 +104,21 @@ def probe_binding(target: StunService, timeout: float, reactor: Any) -> Deferred
         timeout,
         reactor,
     )
+
+
+class StunProbe:
+    """The Binding probe as a registry `Probe`, bound to the reactor."""
+
+    settings = None  # nothing from [monitor] but the deadline
+
+    def __init__(self, context: ProbeContext) -> None:
+        self.reactor = context.reactor
+
+    def describe(self, target: StunService) -> str:
+        return f"stun udp {target.host}:{target.port}"
+
+    def probe(self, target: StunService, deadline: float) -> Deferred[ProbeResult]:
+        return probe_binding(target, deadline, self.reactor)
+
+    def close(self) -> None:
+        pass  # nothing kept between rounds

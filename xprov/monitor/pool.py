@@ -1,0 +1,38 @@
+"""The thread pool blocking probes (PyMySQL) run on, and its size."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from twisted.python.threadpool import ThreadPool
+
+from xprov.monitor import registry
+
+if TYPE_CHECKING:
+    from xprov.config import Config
+
+MIN_THREADS = 2  # the pool's floor, whatever the table asks for
+
+
+def daemon_pool(name: str, size: int) -> ThreadPool:
+    """A thread pool whose threads never hold the process up at exit: a probe stuck on a
+    hung database must not delay a SIGTERM."""
+    pool = ThreadPool(minthreads=0, maxthreads=size, name=name)
+    pool.threadFactory = lambda *args, **kwargs: threading.Thread(  # type: ignore[misc]
+        *args, daemon=True, **kwargs
+    )
+    return pool
+
+
+def probe_pool(config: Config) -> ThreadPool:
+    """Enough threads that a hung target of a blocking probe type (a database: each stuck
+    thread ends on PyMySQL's timeouts, up to three of them) cannot starve the next rounds
+    of the others: each row's `threads` per target it has, at least MIN_THREADS."""
+    wanted = sum(
+        kind.threads
+        for site in config.sites.values()
+        for kind in registry.SERVICE_TYPES
+        if site.service(kind.name) is not None
+    )
+    return daemon_pool("xprov-db-probes", max(MIN_THREADS, wanted))
