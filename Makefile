@@ -21,6 +21,7 @@ debs:
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 test: $(VENV)/.installed debs lint
 	$(PY) -m pytest
@@ -46,4 +47,4 @@ deb:
 	packaging/build-deb.sh
 
 clean:
-	rm -rf $(VENV) mutants *.egg-info .pytest_cache .ruff_cache .hypothesis dist
+	rm -rf $(VENV) mutants *.egg-info .pytest_cache .ruff_cache .mypy_cache .hypothesis dist

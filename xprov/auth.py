@@ -199,7 +199,7 @@ class DigestAuth:
             return _failed("uri does not match the request")
         nonce = params.get("nonce")
         known_nonce = self._issued(nonce, client)
-        if known_nonce is None:
+        if nonce is None or known_nonce is None:
             return _failed("forged or foreign nonce")
         issued, identity = known_nonce
         ha1 = self.md5(f"{user}:{self.realm}:{password}")

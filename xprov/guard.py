@@ -312,7 +312,7 @@ def macs_in(names: Iterable[str]) -> frozenset[str]:
 
 def credential_problems(cfg: Config, inventory: Inventory) -> list[str]:
     """What in the config and the inventory together would lock phones out."""
-    user, problems = cfg.auth.user, []
+    user, problems = cfg.auth.user, list[str]()
     if user is None:
         return problems
     if user in inventory.accounts:

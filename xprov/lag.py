@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 
 class LagMeter:
     """A timer every `interval` seconds that measures how late it fires."""
 
-    def __init__(self, clock: Any, interval: float = 0.025, window: int = 60) -> None:
+    def __init__(self, clock: IReactorTime, interval: float = 0.025, window: int = 60) -> None:
         self.clock, self.interval = clock, interval
         self.max_s = 0.0  # since start
         self._seconds: deque[tuple[int, float]] = deque(maxlen=window)  # (second, max lag)
         self._expected = 0.0
-        self._call: Any = None
+        self._call: IDelayedCall | None = None
 
     def start(self) -> None:
         self._expected = self.clock.seconds() + self.interval

@@ -14,7 +14,14 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
-from twisted.logger import LogLevel, formatEvent, globalLogBeginner, globalLogPublisher
+from twisted.logger import (
+    ILogObserver,
+    LogLevel,
+    formatEvent,
+    globalLogBeginner,
+    globalLogPublisher,
+)
+from zope.interface import provider
 
 MASK = "***"
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|authorization", re.IGNORECASE)
@@ -156,6 +163,7 @@ _TWISTED_LEVELS = {
 _PORT_CHATTER = re.compile(r"^\(\w+ Port \d+ Closed\)$|^\S+ starting on \d+$")
 
 
+@provider(ILogObserver)
 def _twisted_observer(event: dict[str, Any]) -> None:
     message = event.get("message")
     if message and isinstance(message[0], str) and _PORT_CHATTER.match(message[0]):

@@ -106,7 +106,7 @@ class Provisioner:
         # The raw record is enough to check and to find the cached file; the Phone view is
         # built only to render (a view costs more than a cache hit).
         mac = request.mac if request.spec.per_device else request.ua_mac
-        record = records.get(mac) if mac else None  # type: ignore[arg-type]
+        record = records.get(mac) if mac else None
         if request.spec.per_model and request.model is None:
             return NotFound("unknown model", request)
         if request.spec.per_device:
@@ -128,7 +128,7 @@ class Provisioner:
         )
         body = self.cache.get(key, generation)
         if body is None:
-            phone = Phone.of(request.mac, owner) if owner is not None else None  # type: ignore[arg-type]
+            phone = Phone.of(mac, owner) if owner is not None and mac is not None else None
             try:
                 body = inputs.templates.render(
                     request.spec.template, self._context(request, phone, model, selection)

@@ -71,7 +71,7 @@ COMPILED = CompiledTemplates()
 
 
 def _is_xml(name: str | None) -> bool:
-    return bool(name) and name.endswith(".xml")  # type: ignore[union-attr]
+    return name is not None and name.endswith(".xml")
 
 
 class Templates:

@@ -151,11 +151,11 @@ def load(
             mac, record = _record(row_group)
         except BadRecord as exc:
             report.problem(f"phone {raw_mac!r}: {exc}")
-            mac = normalize_mac(raw_mac) if isinstance(raw_mac, str) else None
-            if mac is None:
+            bad_mac = normalize_mac(raw_mac) if isinstance(raw_mac, str) else None
+            if bad_mac is None:
                 report.skipped += 1
             else:
-                bad.add(mac)
+                bad.add(bad_mac)
             continue
         if mac in records or mac in bad:
             # Two rows for one device (different notations): neither can be trusted.

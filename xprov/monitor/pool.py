@@ -19,7 +19,7 @@ def daemon_pool(name: str, size: int) -> ThreadPool:
     """A thread pool whose threads never hold the process up at exit: a probe stuck on a
     hung database must not delay a SIGTERM."""
     pool = ThreadPool(minthreads=0, maxthreads=size, name=name)
-    pool.threadFactory = lambda *args, **kwargs: threading.Thread(  # type: ignore[misc]
+    pool.threadFactory = lambda *args, **kwargs: threading.Thread(  # type: ignore[assignment]
         *args, daemon=True, **kwargs
     )
     return pool

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import IO, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from twisted.internet.defer import Deferred
@@ -60,47 +60,51 @@ class AdminApi(Resource):
         if not self._authorized(request):
             return _refused(request)
         if request.path == b"/reload" and self.reload is not None:
-            return self._reload(request)
-        action = {b"/failover": self._failover, b"/failback": self._failback}.get(request.path)
+            return self._reload(request, self.reload)
+        action = {b"/failover": _failover, b"/failback": _failback}.get(request.path)
         if action is None:
             return _json(request, 404, {"error": "no such resource"})
         if self.monitor is None:
             return _json(request, 409, {"error": "the monitor is disabled"})
         try:
-            body = json.loads(request.content.read(MAX_BODY + 1) or b"{}")
+            content: IO[bytes] | None = request.content  # typed `None` by twisted.web
+            assert content is not None  # the body was read into it before rendering
+            body = json.loads(content.read(MAX_BODY + 1) or b"{}")
             if not isinstance(body, dict) or len(json.dumps(body)) > MAX_BODY:
                 raise ValueError("expected a JSON object")
-            action(body)
+            action(self.monitor, body)
         except (ValueError, KeyError, TypeError) as exc:
             status = 409 if isinstance(exc, ManualChoiceError) else 400
             return _json(request, status, {"error": str(exc)})
         return _json(request, 200, self.status())
 
-    def _reload(self, request: Request) -> Any:
+    def _reload(self, request: Request, reload: Callable[[], Deferred[dict[str, Any]]]) -> Any:
         log.info("operator_reload")
 
         def answer(summary: dict[str, Any]) -> None:
-            if not request.finished and not request._disconnected:  # type: ignore[attr-defined]
+            if not request.finished and not request._disconnected:
                 request.write(_json(request, 200 if summary["ok"] else 409, summary))
                 request.finish()
 
-        self.reload().addCallback(answer)  # type: ignore[misc]
+        reload().addCallback(answer)
         return NOT_DONE_YET
-
-    def _failover(self, body: dict[str, Any]) -> None:
-        service, site, force = body["service"], body["site"], bool(body.get("force", False))
-        log.warning("operator_failover", service=service, site=site, force=force)
-        self.monitor.failover(str(service), str(site), force)  # type: ignore[union-attr]
-
-    def _failback(self, body: dict[str, Any]) -> None:
-        service, force = body["service"], bool(body.get("force", False))
-        log.warning("operator_failback", service=service, force=force)
-        self.monitor.failback(str(service), force)  # type: ignore[union-attr]
 
     def _authorized(self, request: Request) -> bool:
         """`Authorization: Bearer <token>`, the scheme in any case (RFC 9110 section 11.1)."""
         scheme, _, given = (request.getHeader(b"authorization") or b"").partition(b" ")
         return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token)
+
+
+def _failover(monitor: Monitor, body: dict[str, Any]) -> None:
+    service, site, force = body["service"], body["site"], bool(body.get("force", False))
+    log.warning("operator_failover", service=service, site=site, force=force)
+    monitor.failover(str(service), str(site), force)
+
+
+def _failback(monitor: Monitor, body: dict[str, Any]) -> None:
+    service, force = body["service"], bool(body.get("force", False))
+    log.warning("operator_failback", service=service, force=force)
+    monitor.failback(str(service), force)
 
 
 def bearer(token: str) -> bytes:

@@ -17,16 +17,18 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from io import BytesIO
-from typing import Any, assert_never
+from typing import IO, Any, assert_never, cast
 
 from cryptography import x509
 from twisted.internet import ssl
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITCPTransport
+from twisted.internet.protocol import connectionDone
 from twisted.internet.task import LoopingCall
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http import HTTPChannel
+from twisted.web.http import Request as HTTPRequest
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
@@ -130,8 +132,11 @@ def _body(request: Request, body: bytes) -> bytes:
 
 def _client(request: Request) -> str:
     """The client's address, as the connection noted it (a look-up costs a syscall)."""
-    source = getattr(getattr(request, "channel", None), "source", None)
-    return source or getattr(request.getClientAddress(), "host", "?")
+    source: str | None = getattr(getattr(request, "channel", None), "source", None)
+    if source:
+        return source
+    host: str = getattr(request.getClientAddress(), "host", "?")
+    return host
 
 
 def _certificate_macs(request: Request) -> frozenset[str]:
@@ -139,10 +144,11 @@ def _certificate_macs(request: Request) -> frozenset[str]:
     read once per connection: a connection's certificate never changes, and parsing it
     costs more than serving a cached file."""
     channel = request.channel
-    known = getattr(channel, "certificate_macs", None)
+    known: frozenset[str] | None = getattr(channel, "certificate_macs", None)
     if known is None:
         known = _read_certificate_macs(getattr(channel, "transport", None))
-        channel.certificate_macs = known
+        if isinstance(channel, BoundedChannel):  # PhoneSite's: the cache lives there
+            channel.certificate_macs = known
     return known
 
 
@@ -239,6 +245,9 @@ class PhoneRequest(Request):
     `max_body` bytes), and whose unexpected failure is an empty 500, never twisted.web's
     error page."""
 
+    # twisted.web declares `content = None` (unannotated) and documents a binary file.
+    content: IO[bytes] | None = None  # type: ignore[assignment]
+
     def gotLength(self, length: int | None) -> None:
         # twisted.web would spool a body of 100,000 bytes or more, or of unknown length,
         # to a temporary file: never here.
@@ -274,11 +283,13 @@ class BoundedChannel(HTTPChannel):
     `_waitingForTransport`, `_handlingRequest`, `_networkProducer`, and LineReceiver's
     `_busyReceiving`; tests/unit/test_http.py checks the behaviour.)"""
 
+    site: PhoneSite  # set by Site.buildProtocol: the deadlines' clock, the caps
+
     maxHeaders = 50
     totalHeadersSize = 8192
     MAX_LENGTH = 4096
     source = "?"
-    request_since: float | None = None  # waiting for a request's head or body since (monotonic s)
+    request_since: float | None = None  # waiting for a request's head or body since (site clock, s)
     certificate_macs: frozenset[str] | None = None  # HTTPS: read on its first request
     answered = 0  # requests answered in this turn
     next_turn: IDelayedCall | None = None  # starts the next turn, while one is due
@@ -317,6 +328,7 @@ class BoundedChannel(HTTPChannel):
         )
         self.refused, self.paused, self.persistent = True, True, False
         self.length = None  # twisted.web would otherwise take a 0 as a complete request
+        assert self.transport is not None  # a head arrived: the connection is made
         self.transport.write(refusal_answer(refusal.status))
         self.loseConnection()
 
@@ -360,7 +372,7 @@ class BoundedChannel(HTTPChannel):
         if not self.paused and not self._handlingRequest:  # else requestDone resumes reading
             self._networkProducer.resumeProducing()
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self.next_turn is not None:
             self.next_turn.cancel()
             self.next_turn = None
@@ -375,7 +387,8 @@ class PhoneSite(Site):
 
     displayTracebacks = False
     noisy = False
-    protocol = BoundedChannel
+    # Twisted types a Site's protocol as its HTTP/1.1-or-2 switch; ours is HTTP/1.1 only.
+    protocol = BoundedChannel  # type: ignore[assignment]
     requestFactory = PhoneRequest
     max_body = 0  # bytes of content a request may carry: phones send none
 
@@ -431,7 +444,8 @@ class PhoneSite(Site):
             c for c in self.channels if c.request_since is not None and c.request_since < late
         ]:
             channel.request_since = None
-            channel.transport.abortConnection()
+            # TCP's or TLS's: both abort (ITransport itself has no abortConnection)
+            cast(ITCPTransport, channel.transport).abortConnection()
 
     def buildProtocol(self, addr: Any) -> Any:
         source = getattr(addr, "host", "?")
@@ -456,7 +470,7 @@ class PhoneSite(Site):
             if self.connections[channel.source] <= 0:
                 del self.connections[channel.source]
 
-    def log(self, request: Request) -> None:
+    def log(self, request: HTTPRequest) -> None:
         pass
 
 
@@ -477,7 +491,7 @@ def site(
 def _global_reactor() -> IReactorTime:
     from twisted.internet import reactor  # installed by then: imported at first use only
 
-    return reactor  # type: ignore[return-value]
+    return reactor
 
 
 class BoundedTLSFactory(TLSMemoryBIOFactory):

@@ -15,9 +15,10 @@ import ipaddress
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, assert_never
+from typing import assert_never
 
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IListeningPort, IReactorTime, IReactorUDP, IUDPTransport
 from twisted.internet.protocol import DatagramProtocol
 
 from xprov.config import Listen, Network
@@ -68,7 +69,8 @@ class _Listener(DatagramProtocol):
     def __init__(self, server: TftpServer, host: str) -> None:
         self.server, self.host = server, host
 
-    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+    def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
+        assert self.transport is not None  # Twisted delivers only to a started protocol
         self.server.request(datagram, addr[:2], self.host, self.transport)
 
 
@@ -89,11 +91,13 @@ class _TransferPort(DatagramProtocol):
         self.closed()  # Twisted closes the port's socket right after this
 
     def send(self, datagram: bytes) -> None:
+        assert self.transport is not None  # sends start once the port is bound
         self.transport.write(datagram, self.peer)
 
-    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+    def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
         if self.transfer is None or self.transfer.result is not None:
             return  # over: the port is closing
+        assert self.transport is not None  # Twisted delivers only to a started protocol
         source = addr[:2]
         if source != self.peer:
             if self._answers(datagram, source):
@@ -127,13 +131,15 @@ class TftpServer:
         gate: Gate,
         limits: Limits,
         max_transfers: int,
-        reactor: Any,
+        reactor: IReactorUDP,
         observer: Observer | None = None,
         allow: Sequence[Network] = (),
         per_source: int = 8,
     ) -> None:
         self.gate, self.limits = gate, limits
-        self.observer = observer or Observer(reactor.seconds)
+        # One reactor does both: every real one, and test clocks with listenUDP.
+        self.clock = IReactorTime(reactor)
+        self.observer = observer or Observer(self.clock.seconds)
         self.allow, self.per_source = tuple(allow), per_source
         self.max_transfers, self.reactor = max_transfers, reactor
         self.transfers: dict[Address, _TransferPort] = {}
@@ -157,8 +163,8 @@ class TftpServer:
             interface=address.host,
             maxPacketSize=codec.READ_SIZE,
         )
-        local = port.getHost()
-        self._bound.setdefault(local.port, []).append(local.host)
+        host, number = _local(port)
+        self._bound.setdefault(number, []).append(host)
         return port
 
     def ours(self, source: Address) -> bool:
@@ -176,7 +182,7 @@ class TftpServer:
             if port.transfer is not None:
                 port.transfer.cancel()
 
-    def request(self, datagram: bytes, peer: Address, host: str, listener: Any) -> None:
+    def request(self, datagram: bytes, peer: Address, host: str, listener: IUDPTransport) -> None:
         """A datagram on a listening port: a new read request, or an error answer."""
         if peer[1] == 0 or not allowed(peer[0], self.allow) or self.ours(peer):
             return  # nobody to answer, nobody we answer, or ourselves
@@ -196,7 +202,8 @@ class TftpServer:
         if running is not None:
             if running.request == packet:
                 return  # the peer repeated its request: the running transfer answers it
-            running.transfer.cancel()  # type: ignore[union-attr]  # a new request replaces it
+            assert running.transfer is not None  # set before the port joined self.transfers
+            running.transfer.cancel()  # a new request replaces it
         oldest = _oldest_unanswered(self._unanswered)
         oldest_from_source = _oldest_unanswered(self._unanswered_from.get(peer[0], {}))
         admission = admit(
@@ -215,7 +222,7 @@ class TftpServer:
             return self._refuse(listener, peer, codec.NOT_DEFINED, "busy")
         # The file name as sent: a TFTP name is not a URL, never percent-decoded.
         answer = self.gate.answer(
-            Asker(Transport.TFTP, peer[0], packet.filename), self.reactor.seconds()
+            Asker(Transport.TFTP, peer[0], packet.filename), self.clock.seconds()
         )
         self.observer.outcome(answer, "tftp", peer[0])
         match answer:
@@ -240,7 +247,7 @@ class TftpServer:
         """Transfers running for `host` (O(1))."""
         return self._sources[host]
 
-    def _refuse(self, listener: Any, peer: Address, code: int, reason: str) -> None:
+    def _refuse(self, listener: IUDPTransport, peer: Address, code: int, reason: str) -> None:
         self.stats.reject(reason)
         listener.write(codec.error(code, _MESSAGES[reason]), peer)
 
@@ -250,7 +257,7 @@ class TftpServer:
         peer: Address,
         host: str,
         body: bytes,
-        listener: Any,
+        listener: IUDPTransport,
         evicting: bool = False,
     ) -> None:
         # A descriptor each: the cap holds the ports until their sockets close, a reactor turn
@@ -267,9 +274,8 @@ class TftpServer:
         except Exception as exc:  # out of ports or file descriptors
             log.warning("tftp_no_port", peer=peer[0], error=str(exc))
             return self._refuse(listener, peer, codec.NOT_DEFINED, "no_port")
-        local = protocol.port.getHost()
-        protocol.local = (local.host, local.port)
-        self._bound.setdefault(local.port, []).append(local.host)
+        protocol.local = _local(protocol.port)
+        self._bound.setdefault(protocol.local[1], []).append(protocol.local[0])
         self.ports_open += 1
 
         def closed() -> None:
@@ -283,7 +289,7 @@ class TftpServer:
             self.limits.retries,
             self.limits.max_stall,
             protocol.send,
-            self.reactor,
+            self.clock,
             lambda transfer, result: self._finished(protocol, transfer, result),
         )
         self.transfers[peer] = protocol
@@ -327,10 +333,18 @@ def _oldest_unanswered(queue: dict[_TransferPort, None]) -> _TransferPort | None
     any; forgets those that have answered since (amortised O(1): each leaves once)."""
     while queue:
         protocol = next(iter(queue))
-        if not protocol.transfer.answered:  # type: ignore[union-attr]
+        assert protocol.transfer is not None  # set before the port joined a queue
+        if not protocol.transfer.answered:
             return protocol
         del queue[protocol]
     return None
+
+
+def _local(port: IListeningPort) -> Address:
+    """The (host, port number) a UDP port is bound to."""
+    local = port.getHost()
+    assert isinstance(local, IPv4Address | IPv6Address)  # a UDP port's address is IP
+    return local.host, local.port
 
 
 def _loopback(host: str) -> bool:

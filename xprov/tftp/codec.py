@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from tftpy.TftpPacketFactory import TftpPacketFactory
 from tftpy.TftpPacketTypes import (
@@ -175,23 +175,29 @@ def _ascii(field: bytes) -> str:
     return field.decode()  # ASCII is UTF-8
 
 
+def _wire(packet: Any) -> bytes:
+    """The bytes of a tftpy packet (tftpy is untyped: its `buffer` is bytes)."""
+    wire: bytes = packet.encode().buffer
+    return wire
+
+
 def data(block: int, payload: bytes) -> bytes:
     packet = TftpPacketDAT()
     packet.blocknumber = block & 0xFFFF
     packet.data = payload
-    return packet.encode().buffer
+    return _wire(packet)
 
 
 def oack(options: dict[str, str]) -> bytes:
     packet = TftpPacketOACK()
     packet.options = options
-    return packet.encode().buffer
+    return _wire(packet)
 
 
 def ack(block: int) -> bytes:
     packet = TftpPacketACK()
     packet.blocknumber = block & 0xFFFF
-    return packet.encode().buffer
+    return _wire(packet)
 
 
 def rrq(filename: str, options: dict[str, str] | None = None, mode: str = "octet") -> bytes:

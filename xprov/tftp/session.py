@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
-from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from xprov.tftp import codec
 from xprov.tftp.options import Negotiated
@@ -40,7 +41,7 @@ class ReadTransfer:
         retries: int,
         max_stall: float,
         send: Callable[[bytes], None],
-        clock: Any,
+        clock: IReactorTime,
         finished: Callable[[ReadTransfer, Result], None],
     ) -> None:
         self.body = body
@@ -58,8 +59,8 @@ class ReadTransfer:
         self.bytes_sent = 0
         self.result: Result | None = None
         self.answered = False  # an ACK moved the transfer on: the peer receives what we send
-        self._timer: Any = None  # the retransmission timer
-        self._stall: Any = None  # the give-up timer, pushed back on progress
+        self._timer: IDelayedCall | None = None  # the retransmission timer
+        self._stall: IDelayedCall | None = None  # the give-up timer, pushed back on progress
 
     @property
     def waiting_for_oack_ack(self) -> bool:
@@ -111,6 +112,7 @@ class ReadTransfer:
 
     def _progress(self) -> None:
         self.tries, self.answered = 0, True
+        assert self._stall is not None  # start() set it before any packet could arrive
         self._stall.reset(self.max_stall)
 
     def _absolute(self, block: int) -> int | None:

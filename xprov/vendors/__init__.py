@@ -44,7 +44,7 @@ class Vendor(Protocol):
     def unknown_model_effect(self) -> str: ...
 
 
-VENDORS: Mapping[str, Vendor] = {v.NAME: v for v in (yealink, linksys)}  # type: ignore[misc]
+VENDORS: Mapping[str, Vendor] = {v.NAME: v for v in (yealink, linksys)}
 VENDOR_NAMES = tuple(sorted(VENDORS))
 MAX_NAME = 64
 MAX_USER_AGENT = 256
