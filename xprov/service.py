@@ -150,7 +150,7 @@ class Service:
         inputs = built.inputs
         self.reactor = reactor
         self.started = reactor.seconds()
-        self.reloads = {"ok": 0, "failed": 0, "last": None}
+        self.reloads: dict[str, Any] = {"ok": 0, "failed": 0, "last": None}
         self.model_warnings: list[str] = []  # the last `unknown_models` logged
         self.running = False  # between start() and stop()
         cfg = inputs.config
@@ -409,7 +409,7 @@ class Service:
         self._announce(budget)
         self._schedule_refresh(cfg)
         self.config_loaded_at = self.reactor.seconds()
-        self.reloads["ok"] += 1  # type: ignore[operator]
+        self.reloads["ok"] += 1
         self.reloads["last"] = {"at": self.reactor.seconds(), "ok": True}
         summary = {
             "ok": True,
@@ -446,7 +446,7 @@ class Service:
     def _reload_failed(self, reason: Any) -> dict[str, Any]:
         exc = getattr(reason, "value", reason)
         problems = exc.problems if isinstance(exc, BuildError) else [error_detail(exc)]
-        self.reloads["failed"] += 1  # type: ignore[operator]
+        self.reloads["failed"] += 1
         self.reloads["last"] = {"at": self.reactor.seconds(), "ok": False, "problems": problems}
         log.error("reload_failed", problems=problems, keeping="the running configuration")
         return {"ok": False, "problems": problems}
