@@ -558,6 +558,7 @@ class Service:
             active=lambda: self.active,
             convergence=self.convergence_report,
             lag=lambda: self.lag.recent_max_s(),
+            now=self.reactor.seconds,  # the service's one clock (time.time on a real reactor)
         )
 
 
