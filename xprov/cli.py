@@ -1,4 +1,6 @@
-"""The `xprov` command: serve, check-config, render, probe, status, failover, failback."""
+"""The `xprov` command: parse the arguments, call the module that does the work, print what
+it answers (serve, check-config, render, probe, status, failover, failback, reload, db init,
+drill)."""
 
 from __future__ import annotations
 
@@ -6,19 +8,16 @@ import argparse
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
-from collections import Counter
 from typing import Any
 
-from xprov import __version__, config, descriptors, logs
+from xprov import __version__, config, descriptors, logs, status_text
+from xprov.admin_client import AdminClient, AdminError, Answer
 from xprov.config import SERVICES
-from xprov.guard import notices
 from xprov.mac import normalize_mac
 from xprov.provisioning import Failed, NotFound, Provisioner
 from xprov.selection import ActiveSites
 from xprov.service import BuildError, Service, build, load
-from xprov.vendors import identify, unknown_models
+from xprov.vendors import identify
 
 DEFAULT_CONFIG = os.environ.get("XPROV_CONFIG", "/etc/xprov/xprov.toml")
 
@@ -66,36 +65,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except BuildError as exc:
         _print_problems(exc.problems)
         return 1
-    cfg = inputs.config
-    print(
-        f"{cfg.path}: OK ({len(inputs.inventory)} phones, sites {', '.join(cfg.sites)}, "
-        f"primary {cfg.failover.primary}, backup {cfg.failover.backup})"
-    )
-    for notice in notices(cfg, inputs.inventory):
-        print(f"note: {notice}")
-    for warning in unknown_models(inputs.inventory.models()):
-        print(f"warning: {warning}")
-    note = _descriptor_note(cfg)
-    if note:
-        print(f"note: {note}")
+    print("\n".join(status_text.check_lines(inputs, descriptors.current_limit())))
     return 0
-
-
-def _descriptor_note(cfg: config.Config) -> str | None:
-    """What `serve` would do about the descriptor limit if started from this shell (it
-    raises the soft limit to the hard one); None if the caps fit."""
-    limit = descriptors.current_limit()
-    budget = descriptors.budget_of(cfg, limit.hard)
-    if budget.fit is descriptors.Fit.FITS:
-        return None
-    if budget.fit is descriptors.Fit.SHORT:
-        return f"serve would refuse to start here: {budget.problem()}"
-    caps = ", ".join(f"{kind} {cap}" for kind, cap in budget.caps.fields().items())
-    return (
-        f"RLIMIT_NOFILE here is {limit.hard} (hard): serve would lower the caps to {caps} "
-        f"to keep {budget.reserve} descriptors for the monitor and the rest; "
-        f"raise it to at least {budget.needed} (the packaged unit sets LimitNOFILE=65536)"
-    )
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -149,24 +120,11 @@ def cmd_probe(args: argparse.Namespace) -> int:
         targets = build_targets(cfg, reactor, pool)
 
         def report(results: list[Any]) -> None:
-            rows = [
-                {
-                    "target": t.name,
-                    "probe": t.description,
-                    "ok": r.ok,
-                    "cause": r.cause.value,
-                    "latency_ms": round(r.latency * 1000, 1),
-                    "detail": r.detail,
-                }
-                for t, r in zip(targets, results, strict=True)
-            ]
-            print(json.dumps(rows, indent=2) if args.json else _table(rows))
-            primary_ok = all(
-                row["ok"]
-                for t, row in zip(targets, rows, strict=True)
-                if t.site == cfg.failover.primary
-            )
-            raise SystemExit(0 if primary_ok else 1)
+            rows = status_text.probe_rows(targets, results)
+            print(json.dumps(rows, indent=2) if args.json else status_text.probe_table(rows))
+            primary = cfg.failover.primary
+            up = all(r.ok for t, r in zip(targets, results, strict=True) if t.site == primary)
+            raise SystemExit(0 if up else 1)  # 0 only if every primary target is up
 
         return gatherResults([t.probe() for t in targets]).addCallback(report)
 
@@ -174,112 +132,32 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0  # not reached: react exits
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
-    header = ("TARGET", "PROBE", "VERDICT", "LATENCY", "DETAIL")
-    lines = [
-        (r["target"], r["probe"], _verdict(r), f"{r['latency_ms']} ms", r["detail"]) for r in rows
-    ]
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *lines, strict=False)]
-    return "\n".join(
-        "  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip()
-        for line in [header, *lines]
-    )
-
-
-def _verdict(row: dict[str, Any]) -> str:
-    if row["ok"]:
-        return "up"
-    return "NOT MADE" if row["cause"] == "local" else "DOWN"  # ours: says nothing of the target
-
-
-def _admin_call(
-    args: argparse.Namespace, path: str, body: dict[str, Any] | None
-) -> tuple[int, dict[str, Any]] | None:
-    """Ask the running server's admin API: (HTTP status, JSON answer), or None after saying
-    why it could not be asked."""
+def _admin_call(args: argparse.Namespace, path: str, body: dict[str, Any] | None) -> Answer | None:
+    """Ask the running server's admin API (GET if no body); None after saying why it
+    could not be asked."""
     cfg = _config(args)
     if cfg is None:
         return None
-    if cfg.admin is None:
-        print(f"{cfg.path}: no [admin] section: the server has no admin API", file=sys.stderr)
-        return None
-    listen = cfg.admin.listen[0]
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(listen.host, listen.host)
-    url = f"http://{f'[{host}]' if ':' in host else host}:{listen.port}{path}"
-    request = urllib.request.Request(
-        url,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {cfg.admin.token}", "Content-Type": "application/json"},
-        method="GET" if body is None else "POST",
-    )
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read() or b"{}")
-        except ValueError:
-            return exc.code, {"error": exc.reason}
-    except (OSError, ValueError) as exc:
-        print(f"cannot reach the admin API at {url}: {exc}", file=sys.stderr)
+        client = AdminClient.of(cfg)
+        return client.get(path) if body is None else client.post(path, body)
+    except AdminError as exc:
+        print(exc, file=sys.stderr)
         return None
 
 
-def _show(args: argparse.Namespace, answer: tuple[int, dict[str, Any]] | None) -> int:
+def _show(args: argparse.Namespace, answer: Answer | None) -> int:
     """Print a status answer (or the refusal); 0 if the server agreed."""
     if answer is None:
         return 1
-    code, body = answer
-    if code != 200:
-        print(f"refused ({code}): {body.get('error')}", file=sys.stderr)
+    if not answer.agreed:
+        print(status_text.refusal_line(answer.status, answer.body), file=sys.stderr)
         return 1
-    print(json.dumps(body, indent=2, sort_keys=True) if args.json else _describe(body))
+    if args.json:
+        print(json.dumps(answer.body, indent=2, sort_keys=True))
+    else:
+        print("\n".join(status_text.status_lines(answer.body)))
     return 0
-
-
-def _describe(status: dict[str, Any]) -> str:
-    """The status document for people."""
-    monitor = status.get("monitor") or {}
-    lines = [
-        f"xprov {status.get('version')}, up {status.get('uptime_s')} s, selection "
-        f"generation {status.get('selection', {}).get('generation')}"
-    ]
-    inventory = status.get("inventory")
-    if inventory:
-        lines.append(
-            f"inventory: {inventory['phones']} phones from {inventory['source']} "
-            f"(generation {inventory['generation']}, {inventory['age_s']} s old)"
-        )
-    reloads = (status.get("config") or {}).get("reloads") or {}
-    last = reloads.get("last")
-    if last and not last.get("ok"):
-        lines.append(f"LAST RELOAD FAILED: {'; '.join(last.get('problems', []))}")
-    if monitor.get("switching_suspended"):
-        lines.append("SWITCHING SUSPENDED: every target fails at once")
-    services = monitor.get("services") or {}
-    for service in [s for s in SERVICES if s in services]:
-        info = services[service]
-        manual = f" (manual: {info['manual']})" if info.get("manual") else ""
-        lines.append(f"{service:5} active at {info['active']}{manual}: {info['why']}")
-        if info.get("holding"):
-            lines.append(f"      cannot switch: {info['holding']}")
-    for name, target in sorted((monitor.get("targets") or {}).items()):
-        last_probe = target.get("last") or {}
-        lines.append(
-            f"  {name:20} {target['state']:8} {last_probe.get('detail', '-')} "
-            f"({last_probe.get('latency_ms', '-')} ms)"
-        )
-    convergence = status.get("convergence")
-    if convergence:
-        slowest = convergence.get("slowest_s")
-        lines.append(
-            f"convergence: {convergence['fetched']} of {convergence['regular_phones']} phones "
-            f"polling regularly fetched generation {convergence['generation']} "
-            f"({convergence['percent']}%, {convergence['pending']} pending"
-            + (f", slowest after {slowest} s" if slowest is not None else "")
-            + ")"
-        )
-    return "\n".join(lines)
 
 
 def cmd_failover(args: argparse.Namespace) -> int:
@@ -300,18 +178,14 @@ def cmd_reload(args: argparse.Namespace) -> int:
     answer = _admin_call(args, "/reload", {})
     if answer is None:
         return 1
-    code, body = answer
+    body = answer.body
     if args.json:
         print(json.dumps(body, indent=2, sort_keys=True))
     elif body.get("ok"):
-        print(
-            f"reloaded: config generation {body['config_generation']}, "
-            f"{body['phones']} phones, listening on {body['listen']}"
-        )
+        print(status_text.reloaded_line(body))
     else:
-        print("reload failed, the server keeps its running configuration:", file=sys.stderr)
-        _print_problems([f"  {p}" for p in body.get("problems") or [body.get("error")]])
-    return 0 if code == 200 and body.get("ok") else 1
+        _print_problems(status_text.reload_failed_lines(body))
+    return 0 if answer.agreed and body.get("ok") else 1
 
 
 def cmd_db_init(args: argparse.Namespace) -> int:
@@ -340,112 +214,28 @@ def cmd_drill(args: argparse.Namespace) -> int:
         return 1
     from twisted.internet import task
 
-    from xprov.drill import report
+    from xprov.drill import outcome, report
     from xprov.drill.phones import simulate
-    from xprov.drill.run import Drill, summary, switches
+    from xprov.drill.run import against
     from xprov.service import load_inventory, site_order
 
     inventory, _ = load_inventory(cfg, 0, site_order(cfg))
     phones = list(inventory.phones.values())[: args.phones or None]
     sim = simulate(phones, args.tftp_share, args.poll)
     low, high = (float(x) for x in args.spa_reboot.split("-"))
-    admin = None
-    if cfg.admin is not None:
-        listen = cfg.admin.listen[0]
-        admin = (_local(listen.host), listen.port, cfg.admin.token)
-    tftp_port = cfg.tftp.listen[0].port if cfg.tftp else None
-    result: dict[str, Any] = {}
+    settings = outcome.Settings(args.poll, args.jitter, (low, high))
 
     def run(reactor: Any) -> Any:
-        drill = Drill(
-            sim,
-            cfg,
-            args.host,
-            cfg.http.listen[0].port,
-            tftp_port,
-            args.poll,
-            args.jitter,
-            reactor,
-            admin=admin,
-        )
+        drill = against(cfg, sim, args.host, args.poll, args.jitter, reactor)
 
         def done(record: Any) -> None:
-            result.update(
-                summary(record),
-                phones=len(sim),
-                poll_s=args.poll,
-                jitter_pct=round(args.jitter * 100),
-                seconds=record.ended - record.started,
-                mix=_mix(sim),
-            )
-            seen = switches(record)
-            marks = _read_events(args.events) or [
-                {
-                    "at": s["at"],
-                    "what": f"switch to generation {s['generation']}",
-                    "services": list(s["moved"]),
-                }
-                for s in seen
-            ]
-            result["events"] = [
-                _event(mark, seen, record, sim, (low, high), args.poll) for mark in marks
-            ]
+            result = outcome.result(record, sim, outcome.read_events(args.events), settings)
             print(json.dumps(result, indent=2) if args.json else report.describe(result))
 
         return drill.run(args.duration).addCallback(done)
 
     task.react(run)  # exits when the drill is over
     return 0
-
-
-def _read_events(path: str | None) -> list[dict[str, Any]]:
-    """Events written by whoever broke something during the drill: one JSON object per
-    line, with `at` (epoch seconds), `what` and the `services` expected to move."""
-    if not path or not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def _event(
-    mark: dict[str, Any],
-    seen: list[dict[str, Any]],
-    record: Any,
-    sim: list[Any],
-    reboot: tuple[float, float],
-    poll: float,
-) -> dict[str, Any]:
-    """Convergence of the phones from an event to where its services went."""
-    from xprov.drill import report
-    from xprov.drill.run import convergence
-
-    after = [s for s in seen if s["at"] >= mark["at"] - 1.0]
-    figures, detection = {}, None
-    for service in mark.get("services", []):
-        moved = next((s for s in after if service in s["moved"]), None)
-        if moved is None:
-            continue
-        detection = round(moved["at"] - mark["at"], 2) if detection is None else detection
-        if service != "db":  # the database is xprov's own: phones see no change
-            figures[service] = convergence(
-                record, sim, mark["at"], [service], moved["moved"][service], reboot
-            )
-    return {
-        "what": mark["what"],
-        "at": mark["at"],
-        "detection_s": detection,
-        "convergence": figures,
-        "seed": report.seed_comparison(len(sim)),
-    }
-
-
-def _local(host: str) -> str:
-    return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-
-
-def _mix(phones: list[Any]) -> str:
-    kinds = Counter(f"{p.vendor}/{p.transport}" for p in phones)
-    return ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
 
 
 def _active_item(text: str) -> str:

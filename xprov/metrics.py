@@ -4,19 +4,41 @@ nothing on the request path beyond a counter increment."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 if TYPE_CHECKING:
-    from xprov.service import Service
+    from xprov.guard import Gate
+    from xprov.monitor import Monitor
+    from xprov.observe import Observer
+    from xprov.provisioning import Provisioner
+    from xprov.selection import ActiveSites
+    from xprov.servers.tftp import TftpServer
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What the collector reads, asked again at every scrape: a reload replaces the objects
+    behind these callables, so the collector never keeps one."""
+
+    observer: Callable[[], Observer]  # request and refusal counters
+    gate: Callable[[], Gate]  # bad answers charged, the limiter's sources, digest nonces
+    provisioner: Callable[[], Provisioner]  # renders, cache; inputs: inventory, config
+    tftp: Callable[[], TftpServer | None]  # None: no TFTP listener
+    monitor: Callable[[], Monitor | None]  # probe states, switches; None: no monitor
+    active: Callable[[], ActiveSites]  # the selection
+    convergence: Callable[[], dict[str, Any]]  # `Convergence.report` of the selection
+    lag: Callable[[], float]  # the event loop's longest lateness in the last minute, s
+    now: Callable[[], float] = time.time  # epoch seconds, for the inventory's age
 
 
 class XprovCollector:
-    def __init__(self, service: Service) -> None:
-        self.service = service
+    def __init__(self, sources: Sources) -> None:
+        self.sources = sources
 
     def collect(self) -> Iterator[Metric]:
         yield from self._requests()
@@ -33,7 +55,7 @@ class XprovCollector:
             "Phone requests answered",
             labels=["transport", "vendor", "kind", "status"],
         )
-        for labels, count in sorted(self.service.observer.requests.items()):
+        for labels, count in sorted(self.sources.observer().requests.items()):
             family.add_metric(list(labels), count)
         yield family
 
@@ -43,7 +65,7 @@ class XprovCollector:
             "Unknown devices and failed logins charged to their source",
             labels=["reason"],
         )
-        gate = self.service.gate
+        gate = self.sources.gate()
         for reason, count in sorted(gate.charged.items()):
             charged.add_metric([reason], count)
         yield charged
@@ -52,7 +74,7 @@ class XprovCollector:
             "Requests for per-device files refused by the gate",
             labels=["status", "reason"],
         )
-        for (status, reason), count in sorted(self.service.observer.refusals.items()):
+        for (status, reason), count in sorted(self.sources.observer().refusals.items()):
             refusals.add_metric([str(status), reason], count)
         yield refusals
         yield GaugeMetricFamily(
@@ -67,7 +89,7 @@ class XprovCollector:
         )
 
     def _render(self) -> Iterator[Metric]:
-        provisioner = self.service.provisioner
+        provisioner = self.sources.provisioner()
         yield CounterMetricFamily(
             "xprov_renders", "Files rendered from a template", value=provisioner.renders
         )
@@ -84,7 +106,7 @@ class XprovCollector:
         )
 
     def _tftp(self) -> Iterator[Metric]:
-        tftp = self.service.tftp
+        tftp = self.sources.tftp()
         if tftp is None:
             return
         stats = tftp.stats
@@ -116,7 +138,7 @@ class XprovCollector:
         yield rejected
 
     def _monitor(self) -> Iterator[Metric]:
-        monitor = self.service.monitor
+        monitor = self.sources.monitor()
         if monitor is None:
             return
         up = GaugeMetricFamily(
@@ -147,13 +169,13 @@ class XprovCollector:
         yield switches
 
     def _selection(self) -> Iterator[Metric]:
-        service = self.service
-        selection = service.active.current
+        sites = self.sources.active()
+        selection = sites.current
         active = GaugeMetricFamily(
             "xprov_active_site", "1 for the site active for a service", labels=["service", "site"]
         )
         for name in selection.active:
-            for site in sorted(service.active.sites):
+            for site in sorted(sites.sites):
                 active.add_metric([name, site], 1.0 if selection.site_of(name) == site else 0.0)
         yield active
         yield GaugeMetricFamily(
@@ -161,7 +183,7 @@ class XprovCollector:
             "Generation of the active sites",
             value=selection.generation,
         )
-        report = service.convergence_report()
+        report = self.sources.convergence()
         yield GaugeMetricFamily(
             "xprov_convergence_ratio",
             "Share of regularly polling phones that fetched the current selection",
@@ -174,14 +196,14 @@ class XprovCollector:
         )
 
     def _inventory(self) -> Iterator[Metric]:
-        inputs = self.service.provisioner.inputs
+        inputs = self.sources.provisioner().inputs
         yield GaugeMetricFamily(
             "xprov_inventory_phones", "Phones in the inventory", value=len(inputs.inventory)
         )
         yield GaugeMetricFamily(
             "xprov_inventory_age_seconds",
             "Age of the inventory snapshot",
-            value=time.time() - inputs.inventory.loaded_at,
+            value=self.sources.now() - inputs.inventory.loaded_at,
         )
         yield GaugeMetricFamily(
             "xprov_inventory_generation", "Inventory generation", value=inputs.inventory.generation
@@ -192,13 +214,14 @@ class XprovCollector:
         yield GaugeMetricFamily(
             "xprov_reactor_lag_seconds",
             "Longest lateness of the event loop in the last minute",
-            value=self.service.lag.recent_max_s(),
+            value=self.sources.lag(),
         )
 
 
-def registry(service: Any) -> CollectorRegistry:
+def registry(sources: Sources) -> CollectorRegistry:
+    """A registry of one collector reading `sources` when scraped."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(XprovCollector(service))  # type: ignore[arg-type]
+    registry.register(XprovCollector(sources))
     return registry
 
 

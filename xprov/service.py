@@ -166,7 +166,7 @@ class Service:
         self.readers = daemon_pool("xprov-inventory", len(cfg.sites))
         self.reads = InventoryReads()
         self.monitor = self._monitor(cfg)
-        self.registry = metrics.registry(self)
+        self.registry = metrics.registry(self._metric_sources())
         self.admin_api = admin.AdminApi(
             cfg.admin.token if cfg.admin else "",
             self.monitor,
@@ -571,6 +571,20 @@ class Service:
 
     def metrics(self) -> bytes:
         return metrics.exposition(self.registry)
+
+    def _metric_sources(self) -> metrics.Sources:
+        """Looked up at each scrape: a reload replaces the objects behind these."""
+        return metrics.Sources(
+            observer=lambda: self.observer,
+            gate=lambda: self.gate,
+            provisioner=lambda: self.provisioner,
+            tftp=lambda: self.tftp,
+            monitor=lambda: self.monitor,
+            active=lambda: self.active,
+            convergence=self.convergence_report,
+            lag=lambda: self.lag.recent_max_s(),
+            now=self.reactor.seconds,  # the service's one clock (time.time on a real reactor)
+        )
 
 
 def _limits(cfg: config.Config) -> Limits:

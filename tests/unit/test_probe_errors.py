@@ -196,7 +196,7 @@ def test_a_probe_that_raises_is_labelled_too() -> None:
 
 
 def test_xprov_probe_says_a_probe_was_not_made_rather_than_down() -> None:
-    from xprov import cli
+    from xprov import status_text
 
     rows = [
         {"target": "sip@chicago", "probe": "sip udp 127.0.0.1:5060", "ok": False}
@@ -206,7 +206,7 @@ def test_xprov_probe_says_a_probe_was_not_made_rather_than_down() -> None:
         {"target": "stun@chicago", "probe": "stun udp 127.0.0.1:3478", "ok": True}
         | {"cause": "target", "latency_ms": 0.6, "detail": "mapped 127.0.0.1:4000"},
     ]
-    lines = cli._table(rows).splitlines()
+    lines = status_text.probe_table(rows).splitlines()
     assert lines[1].split()[:5] == ["sip@chicago", "sip", "udp", "127.0.0.1:5060", "NOT"]
     assert lines[1].endswith(OUT)
     assert lines[2].split()[4] == "DOWN" and lines[3].split()[4] == "up"

@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.web.client import readBody
 from twisted.web.http_headers import Headers
 
+from xprov.admin_client import local_host
 from xprov.config import Config
 from xprov.drill import report
 from xprov.drill.clients import HttpFetcher, tftp_get
@@ -164,6 +165,20 @@ class Drill:
                 STATUS_EVERY, self._watch_selection, generation
             )
         )
+
+
+def against(
+    config: Config, phones: list[SimPhone], host: str, poll: float, jitter: float, reactor: Any
+) -> Drill:
+    """A drill of `phones` against the server `config` configures, at `host`: its first HTTP
+    and TFTP listeners' ports, and its admin API (watched on this machine) if it has one."""
+    admin = None
+    if config.admin is not None:
+        listen = config.admin.listen[0]
+        admin = (local_host(listen.host), listen.port, config.admin.token)
+    tftp_port = config.tftp.listen[0].port if config.tftp else None
+    http_port = config.http.listen[0].port
+    return Drill(phones, config, host, http_port, tftp_port, poll, jitter, reactor, admin=admin)
 
 
 def _headers(values: dict[str, str]) -> Headers:
