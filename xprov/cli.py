@@ -112,7 +112,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from twisted.internet import task
     from twisted.internet.defer import gatherResults
 
-    from xprov.monitor import build_targets, probe_pool
+    from xprov.monitor.loop import build_targets
+    from xprov.monitor.pool import probe_pool
 
     def run(reactor: Any) -> Any:
         pool = probe_pool(cfg)

@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 if TYPE_CHECKING:
     from xprov.guard import Gate
-    from xprov.monitor import Monitor
+    from xprov.monitor.loop import Monitor
     from xprov.observe import Observer
     from xprov.provisioning import Provisioner
     from xprov.selection import ActiveSites

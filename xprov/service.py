@@ -28,9 +28,10 @@ from xprov.inventory import Inventory, InventoryError, mysql_source
 from xprov.inventory.file_source import load_file
 from xprov.inventory.reads import InventoryReads, Verdict
 from xprov.lag import LagMeter
-from xprov.monitor import Monitor, build_targets, probe_pool
-from xprov.monitor.mysql import daemon_pool
-from xprov.monitor.probe import error_detail
+from xprov.metrics import Sources as MetricSources
+from xprov.monitor.errors import error_detail
+from xprov.monitor.loop import Monitor, build_targets
+from xprov.monitor.pool import daemon_pool, probe_pool
 from xprov.observe import Observer
 from xprov.problems import Problems
 from xprov.provisioning import Inputs, Provisioner, shared_file_problems
@@ -572,9 +573,9 @@ class Service:
     def metrics(self) -> bytes:
         return metrics.exposition(self.registry)
 
-    def _metric_sources(self) -> metrics.Sources:
+    def _metric_sources(self) -> MetricSources:
         """Looked up at each scrape: a reload replaces the objects behind these."""
-        return metrics.Sources(
+        return MetricSources(
             observer=lambda: self.observer,
             gate=lambda: self.gate,
             provisioner=lambda: self.provisioner,

@@ -9,7 +9,7 @@ from twisted.internet.testing import MemoryReactorClock
 
 from tests.helpers import sample_config
 from xprov.descriptors import Limit
-from xprov.monitor import Monitor
+from xprov.monitor.loop import Monitor
 from xprov.service import Service, build
 
 

@@ -19,7 +19,6 @@ from twisted.python.threadpool import ThreadPool
 
 from xprov.logs import get_logger
 from xprov.monitor import registry
-from xprov.monitor.pool import probe_pool as probe_pool  # re-exported: cli.py uses it
 from xprov.monitor.probe import failed, result_of
 from xprov.monitor.registry import Probe, ProbeContext, ServiceType
 from xprov.monitor.state import (

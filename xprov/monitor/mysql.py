@@ -27,7 +27,6 @@ from twisted.python.threadpool import ThreadPool
 
 from xprov import database
 from xprov.config import DbService
-from xprov.monitor.pool import daemon_pool as daemon_pool  # re-exported: service.py uses it
 from xprov.monitor.probe import Outcome, Verdict, failed, run_probe
 from xprov.monitor.registry import ProbeContext
 from xprov.monitor.state import ProbeResult

@@ -19,7 +19,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from xprov.config import Network
 from xprov.logs import get_logger
-from xprov.monitor import ManualChoiceError, Monitor
+from xprov.monitor.loop import ManualChoiceError, Monitor
 from xprov.security_log import SECURITY
 from xprov.servers.http import PhoneSite
 
