@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from typing import Any
 
@@ -46,6 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logs.configure(args.log_format or cfg.logging.format, cfg.logging.level)
     logs.begin_twisted_logging()
     from twisted.internet import reactor
+    from twisted.internet.interfaces import IReactorThreads
 
     service = Service(built, reactor, descriptors.raise_soft_limit())
     try:
@@ -53,6 +55,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except Exception as exc:
         logs.get_logger("xprov.service").error("cannot_start", error=str(exc))
         return 1
+    # SIGHUP (systemctl reload) reloads, on the reactor: installed by the command, not by
+    # the service, so building services in a test never takes the process's signal.
+    threads = IReactorThreads(reactor)
+    signal.signal(signal.SIGHUP, lambda *_: threads.callFromThread(service.reload))
     reactor.addSystemEventTrigger("before", "shutdown", service.stop)
     reactor.run()  # SIGTERM and SIGINT stop the reactor (Twisted's own handlers)
     logs.get_logger("xprov.service").info("stopped")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,7 +206,6 @@ class Service:
             self.pool.start()
             self.monitor.start()
         self._schedule_refresh(cfg)
-        signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload))
         log.info(
             "started",
             version=__version__,
