@@ -180,6 +180,16 @@ class Service:
         self.tftp = self._tftp_server(cfg)
         self.web = self._site(cfg, tls=False)
         self.secure_web = self._site(cfg, tls=True)
+        # The admin API's connections come out of the descriptor reserve: capped to it, so
+        # no client of the admin port can take the monitor's descriptors.
+        self.admin_web = admin.site(
+            self.admin_api,
+            cfg.admin.allow if cfg.admin else (),
+            cfg.security.header_timeout,
+            descriptors.ADMIN,
+            descriptors.ADMIN,
+            clock=self.reactor,
+        )
         self.ports: dict[tuple[str, config.Listen, Any], IListeningPort] = {}
         self.refresher: LoopingCall | None = None
         self.lag = LagMeter(reactor)
@@ -268,16 +278,7 @@ class Service:
         if cfg.tftp is not None:
             wanted.update({("tftp", x, None): None for x in cfg.tftp.listen})
         if cfg.admin is not None:
-            # The admin API's connections come out of the descriptor reserve: capped to it,
-            # so no client of the admin port can take the monitor's descriptors.
-            api = admin.site(
-                self.admin_api,
-                cfg.admin.allow,
-                cfg.security.header_timeout,
-                descriptors.ADMIN,
-                descriptors.ADMIN,
-                clock=self.reactor,
-            )
+            api = self.admin_web
             wanted.update({("admin", x, None): api for x in cfg.admin.listen})
         return wanted
 
@@ -403,6 +404,8 @@ class Service:
         self.provisioner.inputs = inputs
         logs.REDACTOR.install(built.secrets)
         self.admin_api.token = admin.bearer(cfg.admin.token if cfg.admin else "")
+        self.admin_web.allow = tuple(cfg.admin.allow) if cfg.admin else ()
+        self.admin_web.set_header_timeout(cfg.security.header_timeout)
         self._reconfigure_monitor(cfg)
         logs.configure(cfg.logging.format, cfg.logging.level)
         self._announce(budget)
@@ -429,13 +432,13 @@ class Service:
             if self.monitor is not None:
                 self.monitor.stop()
                 log.info("monitor_stopped", reason="[monitor] enabled = false")
-            self.monitor = None
+            self.monitor = self.admin_api.monitor = None
             return
         if self.monitor is not None:
             targets = build_targets(cfg, self.reactor, self.pool)
             self.monitor.reconfigure(targets, site_order(cfg), cfg.monitor)
             return
-        self.monitor = self._monitor(cfg)
+        self.monitor = self.admin_api.monitor = self._monitor(cfg)
         if self.running and self.monitor is not None:
             if not self.pool.started:
                 self.pool.start()

@@ -47,9 +47,11 @@ def test_monitor_enabled_follows_a_reload(tmp_path: Path, monkeypatch) -> None:
         edit(path, "[monitor]\n", "[monitor]\nenabled = false\n")
         assert svc._swap(build(path))["ok"] is True
         assert svc.monitor is None and not first._running  # stopped, not left probing
+        assert svc.admin_api.monitor is None  # manual failover: "the monitor is disabled"
         edit(path, "[monitor]\nenabled = false\n", "[monitor]\n")
         assert svc._swap(build(path))["ok"] is True
         assert svc.monitor is not None and svc.monitor is not first and svc.monitor._running
+        assert svc.admin_api.monitor is svc.monitor
         assert svc.pool.started
     finally:
         svc.monitor and svc.monitor.stop()
@@ -90,3 +92,21 @@ def test_the_sweep_period_follows_the_deadline(tmp_path: Path, monkeypatch) -> N
         assert svc.web.sweeper.running
     finally:
         svc.web.stopFactory()
+
+
+def test_the_admin_listeners_bounds_follow_a_reload(tmp_path: Path) -> None:
+    """Its allow-list and deadline were the start's until its address changed."""
+    path = sample_config(tmp_path)
+    svc = Service(build(path), Reactor(), Limit(65536, 65536))
+    assert svc.admin_web.allow == () and svc.admin_web.header_timeout == 10
+    edit(path, "[admin]\n", '[admin]\nallow = ["127.0.0.1/32"]\n')
+    edit(path, "header_timeout = 10 ", "header_timeout = 4 ")
+    assert svc._swap(build(path))["ok"] is True
+    assert [str(n) for n in svc.admin_web.allow] == ["127.0.0.1/32"]
+    assert svc.admin_web.header_timeout == 4
+    assert (
+        svc._wanted(svc.provisioner.inputs.config)[
+            ("admin", svc.provisioner.inputs.config.admin.listen[0], None)  # type: ignore[union-attr]
+        ]
+        is svc.admin_web
+    )
