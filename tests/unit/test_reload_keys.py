@@ -9,6 +9,7 @@ from twisted.internet.testing import MemoryReactorClock
 
 from tests.helpers import sample_config
 from xprov.descriptors import Limit
+from xprov.guard import Asker, Transport
 from xprov.monitor.loop import Monitor
 from xprov.service import Service, build
 
@@ -110,3 +111,25 @@ def test_the_admin_listeners_bounds_follow_a_reload(tmp_path: Path) -> None:
         ]
         is svc.admin_web
     )
+
+
+def test_every_counter_survives_a_reload(tmp_path: Path) -> None:
+    """The counters behind /metrics (requests, bad answers, refusals, reloads) belong to
+    objects a reload keeps: the issue saw xprov_bad_answers_total vanish after one."""
+    path = sample_config(tmp_path, replace={"[monitor]\n": "[monitor]\nenabled = false\n"})
+    svc = Service(build(path), Reactor(), Limit(65536, 65536))
+    for name in ("/001565000001.cfg", "/y000000000028.cfg"):  # an unknown MAC, a shared file
+        asker = Asker(Transport.HTTP, "192.0.2.1", name)
+        svc.observer.outcome(svc.gate.answer(asker, 1000.0), "http", "192.0.2.1")
+    before = svc.metrics().decode()
+    counters = [
+        'xprov_bad_answers_total{reason="unknown device"} 1.0',
+        'xprov_requests_total{kind="device",status="not_found",transport="http",'
+        'vendor="yealink"} 1.0',
+        'xprov_requests_total{kind="common",status="served",transport="http",vendor="yealink"} 1.0',
+    ]
+    assert all(c in before for c in counters), before
+    assert svc._swap(build(path))["ok"] is True
+    after = svc.metrics().decode()
+    assert all(c in after for c in counters), after
+    assert svc.reloads["ok"] == 1
