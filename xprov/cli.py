@@ -44,12 +44,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _print_problems(exc.problems)
         return 1
     cfg = built.inputs.config
-    logs.configure(args.log_format or cfg.logging.format, cfg.logging.level)
+    process_logs = logs.ProcessLogs(args.log_format)
+    process_logs.apply(cfg.logging.format, cfg.logging.level, built.secrets)
     logs.begin_twisted_logging()
     from twisted.internet import reactor
     from twisted.internet.interfaces import IReactorThreads
 
-    service = Service(built, reactor, descriptors.raise_soft_limit())
+    service = Service(built, reactor, descriptors.raise_soft_limit(), process_logs)
     try:
         service.start()
     except Exception as exc:

@@ -109,6 +109,19 @@ REDACTOR = Redactor()
 _bridged = False
 
 
+class ProcessLogs:
+    """The process's log settings, owned by the command that runs it: the format it was
+    given on the command line wins over the config's; `apply` is the one call that changes
+    them afterwards (a reload's [logging], its secrets for the redactor)."""
+
+    def __init__(self, format_override: str | None = None) -> None:
+        self.format_override = format_override
+
+    def apply(self, fmt: str, level: str, secrets: dict[int, frozenset[str]]) -> None:
+        configure(self.format_override or fmt, level)
+        REDACTOR.install(secrets)
+
+
 def configure(fmt: str = "json", level: str = "info", stream: TextIO | None = None) -> None:
     """Send every log event (ours, Twisted's, the standard library's) to `stream`."""
     renderer: Any = (

@@ -146,8 +146,18 @@ def _report_fields(report: mysql_source.LoadReport | None) -> dict[str, Any]:
 class Service:
     """One xprov process: the provisioning core, its listeners, the monitor, reloads."""
 
-    def __init__(self, built: Built, reactor: Any, limit: descriptors.Limit | None = None) -> None:
+    def __init__(
+        self,
+        built: Built,
+        reactor: Any,
+        limit: descriptors.Limit | None = None,
+        process_logs: logs.ProcessLogs | None = None,
+    ) -> None:
+        """`process_logs`: the process's log settings, which this service updates on a reload
+        and a refresh (its secrets, its [logging]); None, as in tests: it never touches
+        them, so two services in one process leave the logs alone."""
         inputs = built.inputs
+        self.process_logs = process_logs
         self.reactor = reactor
         self.started = reactor.seconds()
         self.reloads: dict[str, Any] = {"ok": 0, "failed": 0, "last": None}
@@ -194,7 +204,11 @@ class Service:
         self.refresher: LoopingCall | None = None
         self.lag = LagMeter(reactor)
         self.load_report = built.report
-        logs.REDACTOR.install(built.secrets)
+        self._apply_logs(inputs.config, built.secrets)
+
+    def _apply_logs(self, cfg: config.Config, secrets: dict[int, frozenset[str]]) -> None:
+        if self.process_logs is not None:
+            self.process_logs.apply(cfg.logging.format, cfg.logging.level, secrets)
 
     # Start and stop ----------------------------------------------------------------
 
@@ -402,12 +416,11 @@ class Service:
         self.active.reconfigure(cfg.sites, cfg.failover.primary)
         self.readers.adjustPoolsize(maxthreads=len(cfg.sites))
         self.provisioner.inputs = inputs
-        logs.REDACTOR.install(built.secrets)
         self.admin_api.token = admin.bearer(cfg.admin.token if cfg.admin else "")
         self.admin_web.allow = tuple(cfg.admin.allow) if cfg.admin else ()
         self.admin_web.set_header_timeout(cfg.security.header_timeout)
         self._reconfigure_monitor(cfg)
-        logs.configure(cfg.logging.format, cfg.logging.level)
+        self._apply_logs(cfg, built.secrets)
         self._announce(budget)
         self._schedule_refresh(cfg)
         self.config_loaded_at = self.reactor.seconds()
@@ -498,7 +511,7 @@ class Service:
                 return False  # a reload replaced the config meanwhile: its inventory wins
             self.reads.applying(ticket)
             self.provisioner.inputs = dataclasses.replace(live, inventory=inventory)
-            logs.REDACTOR.install(secrets)
+            self._apply_logs(live.config, secrets)
             log.info(
                 "inventory_refreshed",
                 source=inventory.source,

@@ -8,6 +8,7 @@ from pathlib import Path
 from twisted.internet.testing import MemoryReactorClock
 
 from tests.helpers import sample_config
+from xprov import logs
 from xprov.descriptors import Limit
 from xprov.guard import Asker, Transport
 from xprov.monitor.loop import Monitor
@@ -133,3 +134,26 @@ def test_every_counter_survives_a_reload(tmp_path: Path) -> None:
     after = svc.metrics().decode()
     assert all(c in after for c in counters), after
     assert svc.reloads["ok"] == 1
+
+
+def test_logs_follow_a_reload_through_one_call_and_the_command_lines_format_wins(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """`serve --log-format console` then a reload: the config's "json" once replaced the
+    command line's format. And a service built without the process's logs (tests) never
+    changes them."""
+    configured: list[tuple[str, str]] = []
+    installed: list[dict] = []
+    monkeypatch.setattr(
+        logs, "configure", lambda fmt, level, stream=None: configured.append((fmt, level))
+    )
+    monkeypatch.setattr(logs.REDACTOR, "install", installed.append)
+    path = sample_config(tmp_path, replace={"[monitor]\n": "[monitor]\nenabled = false\n"})
+    quiet = Service(build(path), Reactor(), Limit(65536, 65536))
+    assert quiet._swap(build(path))["ok"] is True
+    assert (configured, installed) == ([], [])
+    svc = Service(build(path), Reactor(), Limit(65536, 65536), logs.ProcessLogs("console"))
+    edit(path, 'level = "info"', 'level = "debug"')
+    assert svc._swap(build(path))["ok"] is True
+    assert configured == [("console", "info"), ("console", "debug")]
+    assert len(installed) == 2 and all(isinstance(groups, dict) for groups in installed)
