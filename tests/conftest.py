@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import sample_config
+from xprov.build import load
 from xprov.guard import Gate, Policy
 from xprov.provisioning import Provisioner
 from xprov.selection import ActiveSites
-from xprov.service import load
 
 
 @pytest.fixture

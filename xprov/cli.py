@@ -13,11 +13,12 @@ from typing import Any
 
 from xprov import __version__, config, descriptors, logs, status_text
 from xprov.admin_client import AdminClient, AdminError, Answer
+from xprov.build import BuildError, build, load
 from xprov.config import SERVICES
 from xprov.mac import normalize_mac
 from xprov.provisioning import Failed, NotFound, Provisioner
 from xprov.selection import ActiveSites
-from xprov.service import BuildError, Service, build, load
+from xprov.service import Service
 from xprov.vendors import identify
 
 DEFAULT_CONFIG = os.environ.get("XPROV_CONFIG", "/etc/xprov/xprov.toml")
@@ -222,10 +223,10 @@ def cmd_drill(args: argparse.Namespace) -> int:
         return 1
     from twisted.internet import task
 
+    from xprov.build import load_inventory, site_order
     from xprov.drill import outcome, report
     from xprov.drill.phones import simulate
     from xprov.drill.run import against
-    from xprov.service import load_inventory, site_order
 
     inventory, _ = load_inventory(cfg, 0, site_order(cfg))
     phones = list(inventory.phones.values())[: args.phones or None]

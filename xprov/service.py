@@ -1,19 +1,16 @@
-"""Wiring: build everything from a config, listen, monitor, reload, refresh, stop.
+"""Wiring: listen, monitor, reload, refresh, stop (the inputs come from xprov.build).
 
 Reload is build-then-swap: the new config, templates and inventory are built on a worker
-thread, to the side of everything live; only if all of it succeeds are the listeners
-rebound and the new state swapped in, on the reactor, in one step. Anything that fails
-leaves the running state untouched.
+thread, to the side of everything live (xprov.build); only if all of it succeeds are the
+listeners rebound and the new state swapped in, on the reactor, in one step. Anything that
+fails leaves the running state untouched.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -22,9 +19,18 @@ from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 
 from xprov import __version__, config, descriptors, logs, metrics
-from xprov.guard import Gate, Policy, credential_problems, notices
-from xprov.inventory import Inventory, InventoryError, mysql_source
-from xprov.inventory.file_source import load_file
+from xprov.build import (
+    BuildError,
+    Built,
+    build,
+    load_inventory,
+    next_generation,
+    redaction,
+    report_fields,
+    site_order,
+)
+from xprov.guard import Gate, Policy, notices
+from xprov.inventory import Inventory, InventoryError
 from xprov.inventory.reads import InventoryReads, Verdict
 from xprov.lag import LagMeter
 from xprov.metrics import Sources as MetricSources
@@ -32,115 +38,17 @@ from xprov.monitor.errors import error_detail
 from xprov.monitor.loop import Monitor, build_targets
 from xprov.monitor.pool import daemon_pool, probe_pool
 from xprov.observe import Observer
-from xprov.problems import Problems
-from xprov.provisioning import Inputs, Provisioner, shared_file_problems
-from xprov.render import TemplateProblems, Templates
+from xprov.provisioning import Provisioner
 from xprov.selection import ActiveSites, Selection
 from xprov.servers import admin, http
 from xprov.servers.tftp import TftpServer
 from xprov.tftp.options import Limits
-from xprov.vendors import all_templates, unknown_models
+from xprov.vendors import unknown_models
 
 log = logs.get_logger("xprov.service")
-_generations = itertools.count(1)
 # Twisted's default accept backlog is 50: a few hundred phones rebooting at once after a
 # switch overflowed it and waited out SYN retransmissions (p99 2.7 s at 256 connections).
 BACKLOG = 1024
-
-
-class BuildError(Problems):
-    """The config, templates or inventory are not usable; `problems` says why."""
-
-
-@dataclass(frozen=True)
-class Built:
-    """Everything a reload swaps in, built off the reactor."""
-
-    inputs: Inputs
-    secrets: dict[int, frozenset[str]]  # prepared for the log redactor
-    report: mysql_source.LoadReport | None = None
-
-
-def site_order(cfg: config.Config) -> list[str]:
-    order = [cfg.failover.primary, cfg.failover.backup]
-    return order + sorted(set(cfg.sites) - set(order))
-
-
-def load_inventory(
-    cfg: config.Config, generation: int, sites: list[str], previous: Inventory | None = None
-) -> tuple[Inventory, mysql_source.LoadReport | None]:
-    """The inventory from the file, or from the first of `sites` whose database answers
-    (blocking). InventoryError lists what failed."""
-    if cfg.inventory.source == "file":
-        assert cfg.inventory.path is not None
-        return load_file(cfg.inventory.path, generation), None
-    problems = []
-    for name in sites:
-        db = cfg.sites[name].db
-        assert db is not None
-        source = f"mysql:{name} {db.host}:{db.port}/{db.database}"
-        try:
-            return mysql_source.load(db, cfg.inventory.timeout, generation, source, previous)
-        except Exception as exc:  # PyMySQL raises assorted errors; none may escape
-            problems.append(f"inventory from {name} ({db.host}:{db.port}): {error_detail(exc)}")
-    raise InventoryError(problems)
-
-
-def build(
-    path: str | Path, sites: list[str] | None = None, previous: Inventory | None = None
-) -> Built:
-    """Read the config file and build everything it names (blocking; no shared state is
-    touched). BuildError lists every problem. `sites`: where to read a MySQL inventory,
-    in order (default: the primary, then the others)."""
-    try:
-        cfg = config.load(path)
-    except config.ConfigError as exc:
-        raise BuildError(exc.problems) from None
-    generation = next(_generations)
-    problems: list[str] = []
-    templates = inventory = report = None
-    try:
-        templates = Templates(cfg.templates.dirs, all_templates(), generation)
-    except TemplateProblems as exc:
-        problems += exc.problems
-    first = [s for s in (sites or []) if s in cfg.sites]
-    order = first + [s for s in site_order(cfg) if s not in first]
-    try:
-        inventory, report = load_inventory(cfg, generation, order, previous)
-    except InventoryError as exc:
-        problems += exc.problems
-    if inventory is not None:
-        problems += credential_problems(cfg, inventory)
-    if problems or templates is None or inventory is None:
-        raise BuildError(problems)
-    inputs = Inputs(cfg, generation, templates, inventory)
-    problems = shared_file_problems(inputs)
-    if problems:
-        raise BuildError(problems)
-    secrets = redaction(cfg, inventory)
-    return Built(inputs, secrets, report)
-
-
-def redaction(cfg: config.Config, inventory: Inventory) -> dict[int, frozenset[str]]:
-    """Every secret of a config and an inventory, prepared for the log redactor (slow for
-    100,000 phones: done off the reactor)."""
-    return logs.Redactor.prepare(itertools.chain(cfg.secrets(), inventory.secrets()))
-
-
-def load(path: str | Path) -> Inputs:
-    """Everything a config file names, built now (blocking)."""
-    return build(path).inputs
-
-
-def _report_fields(report: mysql_source.LoadReport | None) -> dict[str, Any]:
-    if report is None:
-        return {}
-    return {
-        "skipped": report.skipped,
-        "kept_previous": report.kept_previous,
-        "problems": report.problems,
-        "load_s": round(report.seconds, 3),
-    }
 
 
 class Service:
@@ -239,7 +147,7 @@ class Service:
             active=dict(self.active.current.active),
             monitor=self.monitor is not None,
             policy=notices(cfg, self.provisioner.inputs.inventory),
-            **_report_fields(self.load_report),
+            **report_fields(self.load_report),
         )
         self._warn_unknown_models(self.provisioner.inputs.inventory)
         self.running = True
@@ -432,7 +340,7 @@ class Service:
             "phones": len(inputs.inventory),
             "listen": self._listening(),
         }
-        log.info("reloaded", **summary, **_report_fields(built.report))
+        log.info("reloaded", **summary, **report_fields(built.report))
         self._warn_unknown_models(inputs.inventory)
         return summary
 
@@ -492,7 +400,7 @@ class Service:
         if ticket is None:
             return succeed(False)  # this site's read is still running: its answer will do
         current = self.provisioner.inputs
-        generation = next(_generations)
+        generation = next_generation()
 
         def work() -> tuple[Inventory, Any, dict[int, frozenset[str]]]:
             inventory, report = load_inventory(
@@ -517,7 +425,7 @@ class Service:
                 source=inventory.source,
                 phones=len(inventory),
                 generation=inventory.generation,
-                **_report_fields(report),
+                **report_fields(report),
             )
             self._warn_unknown_models(inventory, refresh=True)
             return True

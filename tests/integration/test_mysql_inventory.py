@@ -9,9 +9,9 @@ import pytest
 from tests.helpers import SPA504G, YEALINK_T46G, sample_config, xprov
 from tests.inventory_db import db_service, execute, insert, reset, sample_phones
 from tests.peers import SilentListener, free_udp_tcp_port
+from xprov.build import load_inventory
 from xprov.inventory import InventoryError, mysql_source
 from xprov.inventory.file_source import load_file
-from xprov.service import load_inventory
 
 
 @pytest.fixture

@@ -14,8 +14,9 @@ from twisted.internet.testing import MemoryReactorClock
 
 from tests.helpers import ROOT, XPROV, sample_config
 from xprov import config, descriptors
+from xprov.build import build
 from xprov.descriptors import Budget, Caps, Fit, Limit, plan
-from xprov.service import Service, build
+from xprov.service import Service
 
 # The sample config: HTTP, TFTP and admin listeners; two sites with SIP, STUN and a database.
 SAMPLE_RESERVE = 16 + 20 + 16 + 3 * 1 + 4 * 2 + 2 * 6 + 16  # the last: TFTP_CLOSING

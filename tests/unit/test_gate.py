@@ -20,10 +20,10 @@ from tests.helpers import (
     sample_config,
 )
 from xprov.auth import Credentials
+from xprov.build import load
 from xprov.guard import Asker, Gate, Policy, Transport, allowed, budget_of, notices
 from xprov.provisioning import Charge, NotFound, Provisioner, Refused, Served
 from xprov.selection import ActiveSites
-from xprov.service import load
 from xprov.vendors import yealink
 
 T46G_USER, T46G_PASSWORD = "t46g", "http-T46G-Secret"

@@ -11,10 +11,10 @@ import pytest
 
 from tests.helpers import sample_config
 from xprov.auth import Credentials
+from xprov.build import load
 from xprov.config import AuthConfig, Config, HttpsConfig
 from xprov.guard import Policy, credential_problems, notices
 from xprov.inventory.snapshot import Inventory, Phone
-from xprov.service import load
 
 OPEN = (
     "per-device files (SIP passwords) go to anyone who names a MAC over {}: "

@@ -21,6 +21,7 @@ from tests.helpers import (
     copy_templates,
     sample_config,
 )
+from xprov.build import load
 from xprov.guard import Gate, Policy
 from xprov.observe import Observer
 from xprov.provisioning import Provisioner
@@ -38,7 +39,6 @@ from xprov.servers.http import (
     request_body,
     site,
 )
-from xprov.service import load
 
 
 def request(

@@ -15,13 +15,13 @@ from twisted.python.failure import Failure
 
 from tests.helpers import USER_AGENTS, YEALINK_T46G, copy_templates, sample_config
 from xprov import observe
+from xprov.build import load
 from xprov.guard import Asker, Gate, Policy, Transport
 from xprov.observe import Observer
 from xprov.provisioning import Provisioner
 from xprov.security_log import BURST, BoundedLog
 from xprov.selection import ActiveSites
 from xprov.servers import http
-from xprov.service import load
 
 NOW = 1_000.0
 

@@ -19,11 +19,11 @@ from tests.helpers import (
     inventory_with_accounts,
     sample_config,
 )
+from xprov.build import BuildError, load
 from xprov.inventory import Inventory
 from xprov.provisioning import Failed, NotFound, Provisioner, Served
 from xprov.render import COMPILED, TemplateProblems, Templates
 from xprov.selection import ActiveSites
-from xprov.service import BuildError, load
 from xprov.vendors import all_templates
 
 

@@ -9,10 +9,11 @@ from twisted.internet.testing import MemoryReactorClock
 
 from tests.helpers import sample_config
 from xprov import logs
+from xprov.build import build
 from xprov.descriptors import Limit
 from xprov.guard import Asker, Transport
 from xprov.monitor.loop import Monitor
-from xprov.service import Service, build
+from xprov.service import Service
 
 
 class Reactor(MemoryReactorClock):

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from xprov import descriptors, status_text
+from xprov.build import load
 from xprov.monitor.state import Cause, ProbeResult
-from xprov.service import load
 
 STATUS: dict[str, Any] = {
     "version": "1.2.0",

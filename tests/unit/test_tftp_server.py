@@ -12,12 +12,12 @@ from twisted.internet.task import Clock
 
 from tests.fuzzing import TFTP_OPCODES, mutations_of
 from tests.helpers import SPA942, YEALINK_T46G, copy_templates, sample_config
+from xprov.build import load
 from xprov.descriptors import TFTP_CLOSING
 from xprov.guard import Gate, Policy
 from xprov.provisioning import Provisioner, Served
 from xprov.selection import ActiveSites
 from xprov.servers.tftp import UNKNOWN_TID_ANSWERS, TftpServer, netascii
-from xprov.service import load
 from xprov.tftp import codec
 from xprov.tftp.admission import Admission, admit
 from xprov.tftp.options import Limits
