@@ -53,7 +53,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     service = Service(built, reactor, descriptors.raise_soft_limit(), process_logs)
     try:
-        service.start()
+        service.startService()
     except Exception as exc:
         logs.get_logger("xprov.service").error("cannot_start", error=str(exc))
         return 1
@@ -61,7 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # the service, so building services in a test never takes the process's signal.
     threads = IReactorThreads(reactor)
     signal.signal(signal.SIGHUP, lambda *_: threads.callFromThread(service.reload))
-    reactor.addSystemEventTrigger("before", "shutdown", service.stop)
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()  # SIGTERM and SIGINT stop the reactor (Twisted's own handlers)
     logs.get_logger("xprov.service").info("stopped")
     return 0

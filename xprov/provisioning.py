@@ -90,6 +90,11 @@ class Provisioner:
         self.cache = cache or RenderCache()
         self.renders = 0
 
+    def use(self, inputs: Inputs) -> None:
+        """Serve from `inputs` from now on (a reload, an inventory refresh): one reference
+        swapped on the reactor; the cache's generation stamps retire the old entries."""
+        self.inputs = inputs
+
     def provide(self, path: str, user_agent: str | None = None) -> Outcome:
         """The file at `path`, for anyone: `xprov render` and tests. Phones go through the
         gate, which decides first who may have it. `path` is a name as written, not a URL

@@ -164,8 +164,8 @@ def service(path: Path, limit: Limit) -> Service:
 def test_the_service_lowers_its_caps_and_says_so(config_path: Path, log_events) -> None:
     svc = service(config_path, Limit(256, 256, raised_from=200))
     # room 165: 1 each, then 163 * 9999 // 10998 = 148 and 163 * 999 // 10998 = 14
-    assert (svc.web.max_connections, svc.tftp.max_transfers) == (149, 15)
-    svc._announce(svc.budget)
+    assert (svc.listeners.web.max_connections, svc.tftp.server.max_transfers) == (149, 15)
+    svc.listeners.announce(svc.listeners.budget)
     [event] = [e for e in log_events() if e["event"] == "descriptor_caps_lowered"]
     assert event["level"] == "warning"
     assert {k: event[k] for k in ("limit", "raised_from", "reserve", "phones", "needed")} == {
@@ -178,14 +178,14 @@ def test_the_service_lowers_its_caps_and_says_so(config_path: Path, log_events) 
     assert event["wanted"] == {"http": 10_000, "tftp": 1000}
     assert event["caps"] == {"http": 149, "tftp": 15}
     assert "at least 11091" in event["fix"]
-    status = svc._descriptors()
+    status = svc.listeners.descriptors()
     assert status["held"] == {"http": 0, "tftp": 0} and status["caps"] == event["caps"]
 
 
 def test_caps_that_fit_are_announced_quietly(config_path: Path, log_events) -> None:
     svc = service(config_path, Limit(65536, 65536))
-    assert (svc.web.max_connections, svc.tftp.max_transfers) == (10_000, 1000)
-    svc._announce(svc.budget)
+    assert (svc.listeners.web.max_connections, svc.tftp.server.max_transfers) == (10_000, 1000)
+    svc.listeners.announce(svc.listeners.budget)
     events = [e for e in log_events() if e["event"].startswith("descriptor")]
     assert [(e["event"], e["level"], e["caps"]) for e in events] == [
         ("descriptors", "info", {"http": 10_000, "tftp": 1000})
@@ -195,37 +195,43 @@ def test_caps_that_fit_are_announced_quietly(config_path: Path, log_events) -> N
 def test_a_limit_too_low_refuses_to_start(config_path: Path) -> None:
     svc = service(config_path, Limit(64, 64))
     with pytest.raises(descriptors.Shortage, match="RLIMIT_NOFILE is 64"):
-        svc.start()
-    assert svc.ports == {}  # nothing was bound
+        svc.startService()
+    assert svc.listeners.ports == {}  # nothing was bound
 
 
 def test_a_reload_applies_the_budget_to_the_new_caps(tmp_path: Path) -> None:
     path = sample_config(tmp_path)
     svc = service(path, Limit(256, 256))
-    assert (svc.web.max_connections, svc.tftp.max_transfers) == (149, 15)
+    assert (svc.listeners.web.max_connections, svc.tftp.server.max_transfers) == (149, 15)
     text = path.read_text().replace("max_transfers = 1000", "max_transfers = 10")
     path.write_text(text.replace(PER_SOURCE, PER_SOURCE + "\nmax_connections = 100"))
-    summary = svc._swap(build(path))
+    summary = svc.reloader._swap(build(path))
     assert summary["ok"] is True, summary
-    assert (svc.web.max_connections, svc.tftp.max_transfers) == (100, 10)  # 110 fit in 165
-    assert svc.budget.fit is Fit.FITS and svc._descriptors()["caps"] == {"http": 100, "tftp": 10}
+    assert (svc.listeners.web.max_connections, svc.tftp.server.max_transfers) == (
+        100,
+        10,
+    )  # 110 fit in 165
+    assert svc.listeners.budget.fit is Fit.FITS and svc.listeners.descriptors()["caps"] == {
+        "http": 100,
+        "tftp": 10,
+    }
 
 
 def test_a_reload_that_cannot_fit_keeps_the_running_caps(tmp_path: Path) -> None:
     path = sample_config(tmp_path, admin_port=8081)
     svc = service(path, Limit(96, 96))  # room 5: 1 each, then 3 * 9999 // 10998 = 2 and 0
-    assert (svc.web.max_connections, svc.tftp.max_transfers) == (3, 1)
+    assert (svc.listeners.web.max_connections, svc.tftp.server.max_transfers) == (3, 1)
     more = ", ".join(f'"127.0.0.{n}:8081"' for n in range(1, 6))  # four more listeners
     path.write_text(path.read_text().replace('listen = ["127.0.0.1:8081"]', f"listen = [{more}]"))
-    summary = svc._swap(build(path))
+    summary = svc.reloader._swap(build(path))
     assert summary["ok"] is False
     assert summary["problems"] == [
         "RLIMIT_NOFILE is 96: after the reserve of 95 descriptors (monitor, "
         "inventory, listeners, logs) phones would get 1, fewer than one per kind of listener "
         "(2); raise it (LimitNOFILE=, ulimit -n) to at least 11095"
     ]
-    assert (svc.web.max_connections, svc.tftp.max_transfers) == (3, 1)
-    assert svc.budget.reserve == SAMPLE_RESERVE
+    assert (svc.listeners.web.max_connections, svc.tftp.server.max_transfers) == (3, 1)
+    assert svc.listeners.budget.reserve == SAMPLE_RESERVE
 
 
 def check_config_under(soft: int, path: Path) -> str:

@@ -28,10 +28,10 @@ def running(path: Path, monkeypatch) -> Service:
     reactor runs neither): the monitor marked running, the phones' site started."""
     monkeypatch.setattr(Monitor, "start", lambda self: setattr(self, "_running", True))
     svc = Service(build(path), Reactor(), Limit(65536, 65536))
-    svc.running = True
-    if svc.monitor is not None:
-        svc.monitor.start()
-    svc.web.startFactory()
+    svc.monitoring.running = True
+    if svc.monitoring.monitor is not None:
+        svc.monitoring.monitor.start()
+    svc.listeners.web.startFactory()
     return svc
 
 
@@ -45,73 +45,81 @@ def test_monitor_enabled_follows_a_reload(tmp_path: Path, monkeypatch) -> None:
     path = sample_config(tmp_path)
     svc = running(path, monkeypatch)
     try:
-        first = svc.monitor
+        first = svc.monitoring.monitor
         assert first is not None and first._running
         edit(path, "[monitor]\n", "[monitor]\nenabled = false\n")
-        assert svc._swap(build(path))["ok"] is True
-        assert svc.monitor is None and not first._running  # stopped, not left probing
+        assert svc.reloader._swap(build(path))["ok"] is True
+        assert svc.monitoring.monitor is None and not first._running  # stopped, not left probing
         assert svc.admin_api.monitor is None  # manual failover: "the monitor is disabled"
         edit(path, "[monitor]\nenabled = false\n", "[monitor]\n")
-        assert svc._swap(build(path))["ok"] is True
-        assert svc.monitor is not None and svc.monitor is not first and svc.monitor._running
-        assert svc.admin_api.monitor is svc.monitor
-        assert svc.pool.started
+        assert svc.reloader._swap(build(path))["ok"] is True
+        assert (
+            svc.monitoring.monitor is not None
+            and svc.monitoring.monitor is not first
+            and svc.monitoring.monitor._running
+        )
+        assert svc.admin_api.monitor is svc.monitoring.monitor
+        assert svc.monitoring.pool.started
     finally:
-        svc.monitor and svc.monitor.stop()
-        svc.pool.stop()
+        svc.monitoring.monitor and svc.monitoring.monitor.stop()
+        svc.monitoring.pool.stop()
 
 
 def test_a_monitor_turned_on_before_start_waits_for_it(tmp_path: Path) -> None:
     path = sample_config(tmp_path, replace={"[monitor]\n": "[monitor]\nenabled = false\n"})
     svc = Service(build(path), Reactor(), Limit(65536, 65536))
-    assert svc.monitor is None
+    assert svc.monitoring.monitor is None
     edit(path, "[monitor]\nenabled = false\n", "[monitor]\n")
-    assert svc._swap(build(path))["ok"] is True
-    assert svc.monitor is not None and not svc.monitor._running and not svc.pool.started
+    assert svc.reloader._swap(build(path))["ok"] is True
+    assert (
+        svc.monitoring.monitor is not None
+        and not svc.monitoring.monitor._running
+        and not svc.monitoring.pool.started
+    )
 
 
 def test_the_probe_pool_follows_the_databases(tmp_path: Path) -> None:
     path = sample_config(tmp_path)
     svc = Service(build(path), Reactor(), Limit(65536, 65536))
-    assert svc.pool.max == 8  # 4 threads per database, two sites
+    assert svc.monitoring.pool.max == 8  # 4 threads per database, two sites
     text = path.read_text()
     for site in ("chicago", "virginia"):  # every site has the same services
         start = text.index(f"[sites.{site}.db]")
         end = text.index("\n[", start + 1)
         text = text[:start] + text[end + 1 :]
     path.write_text(text)
-    assert svc._swap(build(path))["ok"] is True
-    assert svc.pool.max == 2
+    assert svc.reloader._swap(build(path))["ok"] is True
+    assert svc.monitoring.pool.max == 2
 
 
 def test_the_sweep_period_follows_the_deadline(tmp_path: Path, monkeypatch) -> None:
     path = sample_config(tmp_path)
     svc = running(path, monkeypatch)
     try:
-        assert svc.web.sweeper.interval == 1.0  # min(1 s, 10 s / 4)
+        assert svc.listeners.web.sweeper.interval == 1.0  # min(1 s, 10 s / 4)
         edit(path, "header_timeout = 10 ", "header_timeout = 2 ")
-        assert svc._swap(build(path))["ok"] is True
-        assert svc.web.header_timeout == 2 and svc.web.sweeper.interval == 0.5
-        assert svc.web.sweeper.running
+        assert svc.reloader._swap(build(path))["ok"] is True
+        assert svc.listeners.web.header_timeout == 2 and svc.listeners.web.sweeper.interval == 0.5
+        assert svc.listeners.web.sweeper.running
     finally:
-        svc.web.stopFactory()
+        svc.listeners.web.stopFactory()
 
 
 def test_the_admin_listeners_bounds_follow_a_reload(tmp_path: Path) -> None:
     """Its allow-list and deadline were the start's until its address changed."""
     path = sample_config(tmp_path)
     svc = Service(build(path), Reactor(), Limit(65536, 65536))
-    assert svc.admin_web.allow == () and svc.admin_web.header_timeout == 10
+    assert svc.listeners.admin_web.allow == () and svc.listeners.admin_web.header_timeout == 10
     edit(path, "[admin]\n", '[admin]\nallow = ["127.0.0.1/32"]\n')
     edit(path, "header_timeout = 10 ", "header_timeout = 4 ")
-    assert svc._swap(build(path))["ok"] is True
-    assert [str(n) for n in svc.admin_web.allow] == ["127.0.0.1/32"]
-    assert svc.admin_web.header_timeout == 4
+    assert svc.reloader._swap(build(path))["ok"] is True
+    assert [str(n) for n in svc.listeners.admin_web.allow] == ["127.0.0.1/32"]
+    assert svc.listeners.admin_web.header_timeout == 4
     assert (
-        svc._wanted(svc.provisioner.inputs.config)[
-            ("admin", svc.provisioner.inputs.config.admin.listen[0], None)  # type: ignore[union-attr]
+        svc.listeners._wanted(svc.core.provisioner.inputs.config)[
+            ("admin", svc.core.provisioner.inputs.config.admin.listen[0], None)  # type: ignore[union-attr]
         ]
-        is svc.admin_web
+        is svc.listeners.admin_web
     )
 
 
@@ -122,7 +130,7 @@ def test_every_counter_survives_a_reload(tmp_path: Path) -> None:
     svc = Service(build(path), Reactor(), Limit(65536, 65536))
     for name in ("/001565000001.cfg", "/y000000000028.cfg"):  # an unknown MAC, a shared file
         asker = Asker(Transport.HTTP, "192.0.2.1", name)
-        svc.observer.outcome(svc.gate.answer(asker, 1000.0), "http", "192.0.2.1")
+        svc.core.observer.outcome(svc.core.gate.answer(asker, 1000.0), "http", "192.0.2.1")
     before = svc.metrics().decode()
     counters = [
         'xprov_bad_answers_total{reason="unknown device"} 1.0',
@@ -131,10 +139,10 @@ def test_every_counter_survives_a_reload(tmp_path: Path) -> None:
         'xprov_requests_total{kind="common",status="served",transport="http",vendor="yealink"} 1.0',
     ]
     assert all(c in before for c in counters), before
-    assert svc._swap(build(path))["ok"] is True
+    assert svc.reloader._swap(build(path))["ok"] is True
     after = svc.metrics().decode()
     assert all(c in after for c in counters), after
-    assert svc.reloads["ok"] == 1
+    assert svc.reloader.reloads["ok"] == 1
 
 
 def test_logs_follow_a_reload_through_one_call_and_the_command_lines_format_wins(
@@ -151,10 +159,10 @@ def test_logs_follow_a_reload_through_one_call_and_the_command_lines_format_wins
     monkeypatch.setattr(logs.REDACTOR, "install", installed.append)
     path = sample_config(tmp_path, replace={"[monitor]\n": "[monitor]\nenabled = false\n"})
     quiet = Service(build(path), Reactor(), Limit(65536, 65536))
-    assert quiet._swap(build(path))["ok"] is True
+    assert quiet.reloader._swap(build(path))["ok"] is True
     assert (configured, installed) == ([], [])
     svc = Service(build(path), Reactor(), Limit(65536, 65536), logs.ProcessLogs("console"))
     edit(path, 'level = "info"', 'level = "debug"')
-    assert svc._swap(build(path))["ok"] is True
+    assert svc.reloader._swap(build(path))["ok"] is True
     assert configured == [("console", "info"), ("console", "debug")]
     assert len(installed) == 2 and all(isinstance(groups, dict) for groups in installed)

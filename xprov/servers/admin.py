@@ -44,6 +44,14 @@ class AdminApi(Resource):
         self.token = bearer(token)
         self.monitor, self.status, self.reload, self.metrics = monitor, status, reload, metrics
 
+    def reconfigure(self, token: str) -> None:
+        """A reload's `[admin]` token (empty: every request refused but /healthz)."""
+        self.token = bearer(token)
+
+    def use_monitor(self, monitor: Monitor | None) -> None:
+        """The monitor failover/failback act on; None: disabled (they answer 409)."""
+        self.monitor = monitor
+
     def render_GET(self, request: Request) -> bytes:
         if request.path == b"/healthz":
             return _json(request, 200, {"status": "ok"})

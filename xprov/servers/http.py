@@ -424,6 +424,17 @@ class PhoneSite(Site):
         cut within 25% of `header_timeout` after it."""
         return min(1.0, self.header_timeout / 4)
 
+    def reconfigure(
+        self, allow: Sequence[Network], header_timeout: float, max_connections: int, per_source: int
+    ) -> None:
+        """A reload's bounds: for new connections; open ones keep their deadline timers."""
+        self.allow, self.max_connections, self.per_source = (
+            tuple(allow),
+            max_connections,
+            per_source,
+        )
+        self.set_header_timeout(header_timeout)
+
     def set_header_timeout(self, seconds: float) -> None:
         """A reload's deadline, with the sweeps it needs (a shorter deadline, more often)."""
         self.header_timeout = seconds

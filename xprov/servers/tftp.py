@@ -152,6 +152,13 @@ class TftpServer:
         self._bound: dict[int, list[str]] = {}  # our sockets: port number -> hosts bound
         self.stats = TftpStats()
 
+    def reconfigure(
+        self, limits: Limits, max_transfers: int, allow: Sequence[Network], per_source: int
+    ) -> None:
+        """A reload's limits: for new transfers; running ones finish under their own."""
+        self.limits, self.max_transfers = limits, max_transfers
+        self.allow, self.per_source = tuple(allow), per_source
+
     @property
     def active(self) -> int:
         return len(self.transfers)

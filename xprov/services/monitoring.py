@@ -1,0 +1,74 @@
+"""The monitor as a service: the probe pool and the loop that fails services over."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.application import service
+
+from xprov import config, logs
+from xprov.build import site_order
+from xprov.monitor.loop import Monitor, build_targets
+from xprov.monitor.pool import probe_pool
+from xprov.services.core import Core
+
+log = logs.get_logger("xprov.service")
+
+
+class Monitoring(service.Service):
+    """Owns `[monitor]` (enabled, interval, timeout, fall, rise, failback, hold_down,
+    sip_down_codes), the sites' probe targets and the probe pool's size. `monitor` is None
+    while `[monitor] enabled = false`; `on_monitor` hears of every replacement (the admin
+    API's failover and failback act on the current one)."""
+
+    def __init__(self, core: Core, on_monitor: Callable[[Monitor | None], None]) -> None:
+        cfg = core.inputs.config
+        self.core, self.on_monitor = core, on_monitor
+        self.pool = probe_pool(cfg)
+        self.monitor = self._monitor(cfg)
+        on_monitor(self.monitor)
+
+    def startService(self) -> None:
+        super().startService()
+        if self.monitor is not None:
+            self.pool.start()
+            self.monitor.start()
+
+    def stopService(self) -> None:
+        # The probe threads are daemons: one stuck on a hung database ends with the process.
+        super().stopService()
+        if self.monitor is not None:
+            self.monitor.stop()
+
+    def reconfigure(self, cfg: config.Config) -> None:
+        """`enabled` turned off stops the monitor, turned on starts one (once the service
+        runs); else new targets and settings, each unchanged target keeping its state. The
+        probe pool follows the number of databases."""
+        self.pool.adjustPoolsize(maxthreads=probe_pool(cfg).max)  # a pool not started: free
+        if not cfg.monitor.enabled:
+            if self.monitor is not None:
+                self.monitor.stop()
+                log.info("monitor_stopped", reason="[monitor] enabled = false")
+            self._use(None)
+            return
+        if self.monitor is not None:
+            targets = build_targets(cfg, self.core.reactor, self.pool)
+            self.monitor.reconfigure(targets, site_order(cfg), cfg.monitor)
+            return
+        self._use(self._monitor(cfg))
+        if self.running and self.monitor is not None:
+            if not self.pool.started:
+                self.pool.start()
+            self.monitor.start()
+            log.info("monitor_started", reason="[monitor] enabled = true")
+
+    def _use(self, monitor: Monitor | None) -> None:
+        self.monitor = monitor
+        self.on_monitor(monitor)
+
+    def _monitor(self, cfg: config.Config) -> Monitor | None:
+        if not cfg.monitor.enabled:
+            return None
+        core = self.core
+        targets = build_targets(cfg, core.reactor, self.pool)
+        return Monitor(targets, core.active, site_order(cfg), cfg.monitor, core.reactor)
