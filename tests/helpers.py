@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from twisted.internet.testing import MemoryReactorClock
+
 ROOT = Path(__file__).resolve().parent.parent
 ETC = ROOT / "etc"
 TEMPLATES = ROOT / "vendor_templates"
@@ -254,3 +256,11 @@ class XprovProcess:
             self.proc.kill()
             self.proc.wait(5)
         self.log_file.close()
+
+
+class MemoryReactor(MemoryReactorClock):
+    """Twisted's memory reactor, with UDP ports that are never opened (TFTP listeners): a
+    whole Service runs on it without a socket."""
+
+    def listenUDP(self, port: int, protocol, interface: str = "", maxPacketSize: int = 8192):
+        return MemoryReactorClock().listenTCP(port, protocol, interface=interface)

@@ -119,6 +119,10 @@ class ProcessLogs:
 
     def apply(self, fmt: str, level: str, secrets: dict[int, frozenset[str]]) -> None:
         configure(self.format_override or fmt, level)
+        self.redact(secrets)
+
+    def redact(self, secrets: dict[int, frozenset[str]]) -> None:
+        """New secrets alone (an inventory refresh): the renderer stays as it is."""
         REDACTOR.install(secrets)
 
 

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from twisted.internet.testing import MemoryReactorClock
 
-from tests.helpers import ROOT, XPROV, sample_config
+from tests.helpers import ROOT, XPROV, MemoryReactor, sample_config
 from xprov import config, descriptors
 from xprov.build import build
 from xprov.descriptors import Budget, Caps, Fit, Limit, plan
@@ -150,15 +149,8 @@ def test_the_soft_limit_is_raised_to_the_hard_one() -> None:
     )
 
 
-class Reactor(MemoryReactorClock):
-    """Twisted's memory reactor, with UDP ports that are never opened (TFTP listeners)."""
-
-    def listenUDP(self, port: int, protocol, interface: str = "", maxPacketSize: int = 8192):
-        return MemoryReactorClock().listenTCP(port, protocol, interface=interface)
-
-
 def service(path: Path, limit: Limit) -> Service:
-    return Service(build(path), Reactor(), limit)
+    return Service(build(path), MemoryReactor(), limit)
 
 
 def test_the_service_lowers_its_caps_and_says_so(config_path: Path, log_events) -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from twisted.internet.testing import MemoryReactorClock
-
-from tests.helpers import sample_config
+from tests.helpers import MemoryReactor, sample_config
 from xprov import logs
 from xprov.build import build
 from xprov.descriptors import Limit
@@ -16,18 +14,11 @@ from xprov.monitor.loop import Monitor
 from xprov.service import Service
 
 
-class Reactor(MemoryReactorClock):
-    """Twisted's memory reactor, with UDP ports that are never opened (TFTP listeners)."""
-
-    def listenUDP(self, port: int, protocol, interface: str = "", maxPacketSize: int = 8192):
-        return MemoryReactorClock().listenTCP(port, protocol, interface=interface)
-
-
 def running(path: Path, monkeypatch) -> Service:
     """A service as start() leaves it, without its threads and probe rounds (the memory
     reactor runs neither): the monitor marked running, the phones' site started."""
     monkeypatch.setattr(Monitor, "start", lambda self: setattr(self, "_running", True))
-    svc = Service(build(path), Reactor(), Limit(65536, 65536))
+    svc = Service(build(path), MemoryReactor(), Limit(65536, 65536))
     svc.monitoring.running = True
     if svc.monitoring.monitor is not None:
         svc.monitoring.monitor.start()
@@ -67,7 +58,7 @@ def test_monitor_enabled_follows_a_reload(tmp_path: Path, monkeypatch) -> None:
 
 def test_a_monitor_turned_on_before_start_waits_for_it(tmp_path: Path) -> None:
     path = sample_config(tmp_path, replace={"[monitor]\n": "[monitor]\nenabled = false\n"})
-    svc = Service(build(path), Reactor(), Limit(65536, 65536))
+    svc = Service(build(path), MemoryReactor(), Limit(65536, 65536))
     assert svc.monitoring.monitor is None
     edit(path, "[monitor]\nenabled = false\n", "[monitor]\n")
     assert svc.reloader._swap(build(path))["ok"] is True
@@ -80,7 +71,7 @@ def test_a_monitor_turned_on_before_start_waits_for_it(tmp_path: Path) -> None:
 
 def test_the_probe_pool_follows_the_databases(tmp_path: Path) -> None:
     path = sample_config(tmp_path)
-    svc = Service(build(path), Reactor(), Limit(65536, 65536))
+    svc = Service(build(path), MemoryReactor(), Limit(65536, 65536))
     assert svc.monitoring.pool.max == 8  # 4 threads per database, two sites
     text = path.read_text()
     for site in ("chicago", "virginia"):  # every site has the same services
@@ -108,7 +99,7 @@ def test_the_sweep_period_follows_the_deadline(tmp_path: Path, monkeypatch) -> N
 def test_the_admin_listeners_bounds_follow_a_reload(tmp_path: Path) -> None:
     """Its allow-list and deadline were the start's until its address changed."""
     path = sample_config(tmp_path)
-    svc = Service(build(path), Reactor(), Limit(65536, 65536))
+    svc = Service(build(path), MemoryReactor(), Limit(65536, 65536))
     assert svc.listeners.admin_web.allow == () and svc.listeners.admin_web.header_timeout == 10
     edit(path, "[admin]\n", '[admin]\nallow = ["127.0.0.1/32"]\n')
     edit(path, "header_timeout = 10 ", "header_timeout = 4 ")
@@ -127,7 +118,7 @@ def test_every_counter_survives_a_reload(tmp_path: Path) -> None:
     """The counters behind /metrics (requests, bad answers, refusals, reloads) belong to
     objects a reload keeps: the issue saw xprov_bad_answers_total vanish after one."""
     path = sample_config(tmp_path, replace={"[monitor]\n": "[monitor]\nenabled = false\n"})
-    svc = Service(build(path), Reactor(), Limit(65536, 65536))
+    svc = Service(build(path), MemoryReactor(), Limit(65536, 65536))
     for name in ("/001565000001.cfg", "/y000000000028.cfg"):  # an unknown MAC, a shared file
         asker = Asker(Transport.HTTP, "192.0.2.1", name)
         svc.core.observer.outcome(svc.core.gate.answer(asker, 1000.0), "http", "192.0.2.1")
@@ -158,11 +149,29 @@ def test_logs_follow_a_reload_through_one_call_and_the_command_lines_format_wins
     )
     monkeypatch.setattr(logs.REDACTOR, "install", installed.append)
     path = sample_config(tmp_path, replace={"[monitor]\n": "[monitor]\nenabled = false\n"})
-    quiet = Service(build(path), Reactor(), Limit(65536, 65536))
+    quiet = Service(build(path), MemoryReactor(), Limit(65536, 65536))
     assert quiet.reloader._swap(build(path))["ok"] is True
     assert (configured, installed) == ([], [])
-    svc = Service(build(path), Reactor(), Limit(65536, 65536), logs.ProcessLogs("console"))
+    svc = Service(build(path), MemoryReactor(), Limit(65536, 65536), logs.ProcessLogs("console"))
     edit(path, 'level = "info"', 'level = "debug"')
     assert svc.reloader._swap(build(path))["ok"] is True
     assert configured == [("console", "info"), ("console", "debug")]
     assert len(installed) == 2 and all(isinstance(groups, dict) for groups in installed)
+
+
+def test_an_inventory_refresh_redacts_its_secrets_without_reconfiguring_the_logs(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A refresh (every `[inventory] refresh` seconds) changes the secrets alone: the
+    renderer and level are not rebuilt for it."""
+    configured: list[tuple[str, str]] = []
+    installed: list[dict] = []
+    monkeypatch.setattr(
+        logs, "configure", lambda fmt, level, stream=None: configured.append((fmt, level))
+    )
+    monkeypatch.setattr(logs.REDACTOR, "install", installed.append)
+    path = sample_config(tmp_path, replace={"[monitor]\n": "[monitor]\nenabled = false\n"})
+    svc = Service(build(path), MemoryReactor(), Limit(65536, 65536), logs.ProcessLogs())
+    configured.clear(), installed.clear()
+    svc.core.redact({4: frozenset({"abcd"})})
+    assert (configured, installed) == ([], [{4: frozenset({"abcd"})}])

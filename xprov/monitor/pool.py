@@ -25,7 +25,7 @@ def daemon_pool(name: str, size: int) -> ThreadPool:
     return pool
 
 
-def probe_pool(config: Config) -> ThreadPool:
+def probe_threads(config: Config) -> int:
     """Enough threads that a hung target of a blocking probe type (a database: each stuck
     thread ends on PyMySQL's timeouts, up to three of them) cannot starve the next rounds
     of the others: each row's `threads` per target it has, at least MIN_THREADS."""
@@ -35,4 +35,9 @@ def probe_pool(config: Config) -> ThreadPool:
         for kind in registry.SERVICE_TYPES
         if site.service(kind.name) is not None
     )
-    return daemon_pool("xprov-db-probes", max(MIN_THREADS, wanted))
+    return max(MIN_THREADS, wanted)
+
+
+def probe_pool(config: Config) -> ThreadPool:
+    """The pool blocking probes run on, `probe_threads` strong (a reload resizes it)."""
+    return daemon_pool("xprov-db-probes", probe_threads(config))

@@ -427,17 +427,11 @@ class PhoneSite(Site):
     def reconfigure(
         self, allow: Sequence[Network], header_timeout: float, max_connections: int, per_source: int
     ) -> None:
-        """A reload's bounds: for new connections; open ones keep their deadline timers."""
-        self.allow, self.max_connections, self.per_source = (
-            tuple(allow),
-            max_connections,
-            per_source,
-        )
-        self.set_header_timeout(header_timeout)
-
-    def set_header_timeout(self, seconds: float) -> None:
-        """A reload's deadline, with the sweeps it needs (a shorter deadline, more often)."""
-        self.header_timeout = seconds
+        """A reload's bounds, for new connections; the deadline applies to open ones at the
+        next sweep, and the sweeps follow it (a shorter deadline, more often)."""
+        self.allow = tuple(allow)
+        self.max_connections, self.per_source = max_connections, per_source
+        self.header_timeout = header_timeout
         if self.sweeper.running and self.sweeper.interval != self.sweep_interval:
             self.sweeper.stop()
             self.sweeper.start(self.sweep_interval, now=False)

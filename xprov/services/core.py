@@ -42,6 +42,11 @@ class Core:
         if self.process_logs is not None:
             self.process_logs.apply(cfg.logging.format, cfg.logging.level, secrets)
 
+    def redact(self, secrets: dict[int, frozenset[str]]) -> None:
+        """The secrets to redact, alone (an inventory refresh changes nothing else)."""
+        if self.process_logs is not None:
+            self.process_logs.redact(secrets)
+
     def warn_unknown_models(self, inventory: Inventory, refresh: bool = False) -> None:
         """An `unknown_models` warning at start and on every reload (an operator reloading
         reads what it says), and on an inventory refresh only when the list changed."""

@@ -9,7 +9,7 @@ from twisted.application import service
 from xprov import config, logs
 from xprov.build import site_order
 from xprov.monitor.loop import Monitor, build_targets
-from xprov.monitor.pool import probe_pool
+from xprov.monitor.pool import probe_pool, probe_threads
 from xprov.services.core import Core
 
 log = logs.get_logger("xprov.service")
@@ -25,14 +25,12 @@ class Monitoring(service.Service):
         cfg = core.inputs.config
         self.core, self.on_monitor = core, on_monitor
         self.pool = probe_pool(cfg)
-        self.monitor = self._monitor(cfg)
+        self.monitor = self._monitor(cfg) if cfg.monitor.enabled else None
         on_monitor(self.monitor)
 
     def startService(self) -> None:
         super().startService()
-        if self.monitor is not None:
-            self.pool.start()
-            self.monitor.start()
+        self._start()
 
     def stopService(self) -> None:
         # The probe threads are daemons: one stuck on a hung database ends with the process.
@@ -44,7 +42,7 @@ class Monitoring(service.Service):
         """`enabled` turned off stops the monitor, turned on starts one (once the service
         runs); else new targets and settings, each unchanged target keeping its state. The
         probe pool follows the number of databases."""
-        self.pool.adjustPoolsize(maxthreads=probe_pool(cfg).max)  # a pool not started: free
+        self.pool.adjustPoolsize(maxthreads=probe_threads(cfg))
         if not cfg.monitor.enabled:
             if self.monitor is not None:
                 self.monitor.stop()
@@ -56,19 +54,23 @@ class Monitoring(service.Service):
             self.monitor.reconfigure(targets, site_order(cfg), cfg.monitor)
             return
         self._use(self._monitor(cfg))
-        if self.running and self.monitor is not None:
-            if not self.pool.started:
-                self.pool.start()
-            self.monitor.start()
+        if self.running:
+            self._start()
             log.info("monitor_started", reason="[monitor] enabled = true")
+
+    def _start(self) -> None:
+        """The probe pool (once) and the monitor's rounds, if there is a monitor."""
+        if self.monitor is None:
+            return
+        if not self.pool.started:
+            self.pool.start()
+        self.monitor.start()
 
     def _use(self, monitor: Monitor | None) -> None:
         self.monitor = monitor
         self.on_monitor(monitor)
 
-    def _monitor(self, cfg: config.Config) -> Monitor | None:
-        if not cfg.monitor.enabled:
-            return None
+    def _monitor(self, cfg: config.Config) -> Monitor:
         core = self.core
         targets = build_targets(cfg, core.reactor, self.pool)
         return Monitor(targets, core.active, site_order(cfg), cfg.monitor, core.reactor)

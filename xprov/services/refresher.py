@@ -87,7 +87,7 @@ class InventoryRefresher(service.Service):
                 return False  # a reload replaced the config meanwhile: its inventory wins
             self.reads.applying(ticket)
             core.provisioner.use(dataclasses.replace(live, inventory=inventory))
-            core.apply_logs(live.config, secrets)
+            core.redact(secrets)
             log.info(
                 "inventory_refreshed",
                 source=inventory.source,

@@ -69,7 +69,11 @@ def canonical_model(model: str) -> str:
 def common_file(model: str | None) -> str | None:
     """'T46G' -> 'y000000000028.cfg'; None for a model outside the table."""
     code = MODEL_CODES.get(canonical_model(model)) if model else None
-    return None if code is None else f"y{code:012d}.cfg"
+    return None if code is None else _common_name(code)
+
+
+def _common_name(code: int) -> str:
+    return f"y{code:012d}.cfg"
 
 
 def known_model(model: str) -> bool:
@@ -124,7 +128,7 @@ def shared_requests() -> Iterator[FileRequest]:
     common file (for check-config to render them all)."""
     yield FileRequest(NAME, "common_boot", FILES["common_boot"], COMMON_BOOT, None, None, None)
     for model in MODELS:
-        name = f"y{model.codes[0]:012d}.cfg"
+        name = _common_name(model.codes[0])
         yield FileRequest(NAME, "common", FILES["common"], name, None, None, model.name)
 
 
