@@ -44,9 +44,10 @@ class Service(service.MultiService):
         limit: descriptors.Limit | None = None,
         process_logs: logs.ProcessLogs | None = None,
     ) -> None:
-        """`process_logs`: the process's log settings, which this service updates on a reload
-        and a refresh (its secrets, its [logging]); None, as in tests: it never touches
-        them, so two services in one process leave the logs alone."""
+        """`process_logs`: the process's log settings, applied once by the command line
+        before it builds the service; the service updates them on a reload and a refresh
+        (its secrets, its [logging]). None, as in tests: it never touches them, so two
+        services in one process leave the logs alone."""
         super().__init__()
         cfg = built.inputs.config
         self.reactor, self.started = reactor, reactor.seconds()
@@ -69,7 +70,6 @@ class Service(service.MultiService):
         self.registry = metrics.registry(self._metric_sources())
         self.lag = LagMeter(reactor)
         self.load_report = built.report
-        core.apply_logs(cfg, built.secrets)
 
     def startService(self) -> None:
         """Bind every listener, or none (a failure stops what started and raises), then
