@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Protocol
 
 from xprov.monitor import registry
 
@@ -94,6 +95,11 @@ class TargetState:
                 return self._enter(Health.DOWN, now, reason)
         return None
 
+    @property
+    def reason(self) -> str:
+        """Why the target is in its health: its last transition's reason ("" before one)."""
+        return self.transitions[-1].reason if self.transitions else ""
+
     def in_transition(self) -> bool:
         """Counting towards a change of state: worth probing faster."""
         return (
@@ -107,6 +113,18 @@ class TargetState:
         self.health, self.since = health, now
         self.transitions.append(transition)
         return transition
+
+
+class SiteView(Protocol):
+    """What the switch rule reads of a service's target at one site: one observer's
+    `TargetState` (standalone), or the observers' majority (`cluster.agreement.Agreed`)."""
+
+    @property
+    def health(self) -> Health: ...
+    @property
+    def healthy_since(self) -> float | None: ...  # start of its unbroken health, seconds
+    @property
+    def reason(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -136,7 +154,7 @@ def decide(
     service: str,
     active: str,
     order: Sequence[str],
-    states: Mapping[str, TargetState],
+    states: Mapping[str, SiteView],
     policy: Policy,
     now: float,
     manual: bool = False,
@@ -152,7 +170,7 @@ def decide(
                 return Decision(
                     service,
                     site,
-                    f"{service} at {active} down ({current.transitions[-1].reason}); {site} up",
+                    f"{service} at {active} down ({current.reason}); {site} up",
                 )
         return Decision(service, None, f"{service} at {active} down and no other site is up")
     primary = order[0]

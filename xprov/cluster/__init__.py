@@ -1,0 +1,1 @@
+"""Two data centres as one system: the agreement between xprov instances through etcd."""
