@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.python.threadpool import ThreadPool
 
+from xprov.cluster.agreement import Verdict
 from xprov.logs import get_logger
 from xprov.monitor import registry
 from xprov.monitor.probe import failed, result_of
@@ -111,6 +112,9 @@ class Monitor:
         self.blind = False
         self.not_made: frozenset[str] = frozenset()  # targets whose last probe was not made
         self._holding: dict[str, str] = {}
+        # cluster mode: each round's verdicts go to the agreement (cluster.node), whose
+        # majority decides; this monitor then switches nothing by itself
+        self.agreement: Callable[[dict[str, Verdict]], None] | None = None
         self._next: Any = None
         self._running = False
 
@@ -181,6 +185,9 @@ class Monitor:
                 )
             else:
                 log.info("switching_resumed", reason="a target answers again")
+        if self.agreement is not None:
+            self.agreement({t.name: Verdict.of(self.states[t.name], blind) for t in self.targets})
+            return
         if blind:
             return
         for service in self.services:
@@ -209,7 +216,7 @@ class Monitor:
         decision = decide(
             service,
             current,
-            self._order_of(service),
+            self.order_of(service),
             self._states_of(service),
             self.policy,
             now,
@@ -220,7 +227,7 @@ class Monitor:
             return
         self._holding.pop(service, None)
         failing_since = self._states_of(service)[current].failing_since
-        self._switch(
+        self.switch(
             service,
             decision.to,
             decision.reason,
@@ -238,9 +245,11 @@ class Monitor:
         else:
             self._holding.pop(service, None)
 
-    def _switch(
+    def switch(
         self, service: str, site: str, reason: str, by: str, detection: float | None = None
     ) -> None:
+        """Point `service` at `site`, count it and log it (by the rule, an operator or,
+        in cluster mode, the agreed decision)."""
         before = self.active.current.site_of(service)
         selection = self.active.switch({service: site})
         self.reasons[service] = reason
@@ -263,7 +272,7 @@ class Monitor:
             return None
         return {"consecutive": state.failures, "last": state.last.detail}
 
-    def _order_of(self, service: str) -> list[str]:
+    def order_of(self, service: str) -> list[str]:
         sites = {t.site for t in self.targets if t.service == service}
         return [site for site in self.order if site in sites]
 
@@ -297,19 +306,19 @@ class Monitor:
                 f"{service} at {site} is {states[site].health.value}; use force to switch anyway"
             )
         self.manual[service] = site
-        self._switch(service, site, f"operator chose {site}", "operator")
+        self.switch(service, site, f"operator chose {site}", "operator")
 
     def failback(self, service: str, force: bool = False) -> None:
         """Return `service` to its primary and hand it back to the automatic rule."""
         states = self._known(service)
-        primary = self._order_of(service)[0]
+        primary = self.order_of(service)[0]
         if states[primary].health is not Health.UP and not force:
             raise ManualChoiceError(
                 f"{service} at {primary} is {states[primary].health.value}; "
                 "use force to fail back anyway"
             )
         self.manual.pop(service, None)
-        self._switch(service, primary, f"operator failed back to {primary}", "operator")
+        self.switch(service, primary, f"operator failed back to {primary}", "operator")
 
     def _known(self, service: str) -> dict[str, TargetState]:
         states = self._states_of(service)

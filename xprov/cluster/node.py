@@ -1,0 +1,397 @@
+"""One observer in the cluster (issue 16): its lease, its published verdicts, the decision
+keys it watches, applies and, when the majority says so, writes.
+
+Keys under `[cluster] prefix`:
+- `observer/<name>`: the observer's verdicts on every target, its role and the content hash
+  of the inventory it serves, under its lease (gone when it stops renewing it);
+- `decision/<service>`: a `Choice` (site, epoch, reason, by, manual), written only by
+  compare-and-swap on the revision this node last saw, so concurrent writers make one change.
+
+Every instance applies every decision it sees; none switches by itself. Without etcd (no
+reply within the timeout, no quorum) the node keeps the last decision it saw, says so once
+(`agreement_lost`) and in its status, and writes nothing until the link is back.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import LoopingCall
+
+from xprov.cluster.agreement import (
+    Choice,
+    Verdict,
+    agree,
+    manual_choice,
+    next_choice,
+    publishable,
+    read_verdicts,
+)
+from xprov.cluster.etcd import Event, EventKind, KeyValue, Snapshot
+from xprov.logs import get_logger
+from xprov.monitor.errors import error_detail
+from xprov.monitor.loop import ManualChoiceError
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+    from xprov.cluster.etcd import Etcd, Watch
+    from xprov.config import ClusterConfig
+    from xprov.monitor.loop import Monitor
+
+log = get_logger("xprov.cluster")
+OBSERVER, DECISION = b"observer/", b"decision/"
+
+
+class Link(enum.Enum):
+    STARTING = "starting"  # no reply from etcd yet: the primary, or the last decision seen
+    OK = "ok"
+    LOST = "lost"  # etcd unreachable or without quorum: the last decision stands
+
+
+class Observed:
+    """What one observer published."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.verdicts = read_verdicts(data["targets"])
+        self.role, self.inventory = str(data.get("role", "")), data.get("inventory")
+        self.at = float(data.get("at", 0.0))
+
+
+class Node:
+    def __init__(
+        self,
+        etcd: Etcd,
+        settings: ClusterConfig,
+        monitor: Monitor,
+        clock: IReactorTime,
+        role: str,
+        inventory: Callable[[], str | None] = lambda: None,
+    ) -> None:
+        """`role`: "instance" (serves phones) or "witness". `inventory`: the content hash of
+        the inventory served (None for a witness)."""
+        self.etcd, self.settings, self.monitor, self.clock = etcd, settings, monitor, clock
+        self.role, self.inventory, self.name = role, inventory, settings.name
+        self.prefix = settings.prefix.encode()
+        self.link, self.link_since = Link.STARTING, clock.seconds()
+        self.lease: int | None = None
+        self.watch: Watch | None = None
+        self.observers: dict[str, Observed] = {}
+        self.choices: dict[str, tuple[Choice, int]] = {}  # service -> (choice, mod_revision)
+        self.local: dict[str, str] = {}  # service -> site an operator forced on this node only
+        self.mine: dict[str, Verdict] = {}
+        self.published: bytes | None = None
+        self.writing: set[str] = set()
+        self.problem = ""
+        self.renewal = LoopingCall(self._renew)
+        self.renewal.clock = clock
+        self._retry: IDelayedCall | None = None
+        self.running = False
+
+    # -- life ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.running = True
+        self.monitor.agreement = self.observed
+        self._connect()
+
+    def stop(self) -> Deferred[None]:
+        self.running = False
+        self.monitor.agreement = None
+        if self.renewal.running:
+            self.renewal.stop()
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        if self.watch is not None:
+            self.watch.cancel()
+        lease, self.lease = self.lease, None
+        done: Deferred[Any] = self.etcd.revoke(lease) if lease is not None else succeed(None)
+        done.addErrback(lambda _: None)  # stopping without etcd: the lease expires by itself
+        return done.addBoth(lambda _: self.etcd.close())
+
+    def _connect(self) -> None:
+        """Lease, read, watch, publish; on a failure, try again a lease TTL later."""
+        self._retry = None
+
+        def leased(lease: int) -> Deferred[Snapshot]:
+            self.lease, self.published = lease, None
+            return self.etcd.read_prefix(self.prefix)
+
+        def read(snapshot: Snapshot) -> None:
+            self.observers.clear()
+            self.choices.clear()
+            self._take([Event(EventKind.PUT, kv) for kv in snapshot.kvs.values()])
+            if self.watch is not None:
+                self.watch.cancel()
+            self.watch = self.etcd.watch(self.prefix, snapshot.revision + 1, self._take)
+            if not self.renewal.running:
+                self.renewal.start(max(0.5, self.settings.lease_ttl / 3), now=False)
+            self._linked()
+            self._publish()
+
+        started = self.etcd.grant(self.settings.lease_ttl).addCallback(leased)
+        started.addCallbacks(read, self._lost).addErrback(self._lost)
+
+    def _renew(self) -> None:
+        if self.lease is None:
+            return
+        lease = self.lease
+
+        def renewed(ttl: int) -> None:
+            if ttl > 0:
+                self._linked()
+                return
+            log.warning("cluster_lease_expired", observer=self.name, lease=lease)
+            self.renewal.stop()
+            self.lease = None
+            self._connect()  # a new lease; our verdicts again
+
+        self.etcd.keepalive(lease).addCallbacks(renewed, self._lost)
+
+    def _linked(self) -> None:
+        if self.link is not Link.OK:
+            if self.link is Link.LOST:
+                log.warning("agreement_regained", observer=self.name, after_s=self._lost_for())
+            self.link, self.link_since, self.problem = Link.OK, self.clock.seconds(), ""
+            self.evaluate()
+
+    def _lost(self, failure: Any) -> None:
+        self.problem = error_detail(failure.value)
+        if self.link is not Link.LOST:
+            self.link, self.link_since = Link.LOST, self.clock.seconds()
+            log.error(
+                "agreement_lost",
+                observer=self.name,
+                reason=self.problem,
+                effect="the last decision stands; no switch until etcd answers again",
+            )
+        if self.lease is None and self.running and self._retry is None:
+            self._retry = self.clock.callLater(self.settings.lease_ttl, self._connect)
+
+    def _lost_for(self) -> float:
+        return round(self.clock.seconds() - self.link_since, 3)
+
+    # -- what is published, what is seen ------------------------------------------------------
+
+    def observed(self, verdicts: dict[str, Verdict]) -> None:
+        """A monitor round's verdicts (the monitor calls this instead of switching)."""
+        self.mine = verdicts
+        self._publish()
+        self.evaluate()
+
+    def _publish(self) -> None:
+        if self.lease is None or self.link is not Link.OK or not self.mine:
+            return
+        value = json.dumps(
+            {
+                "role": self.role,
+                "inventory": self.inventory(),
+                "targets": publishable(self.mine),
+            },
+            sort_keys=True,
+        ).encode()
+        if value == self.published:
+            return
+        self.published = value
+        key = self.prefix + OBSERVER + self.name.encode()
+        self.etcd.put(key, value, self.lease).addErrback(self._unpublished)
+
+    def _unpublished(self, failure: Any) -> None:
+        self.published = None  # publish again at the next round
+        self._lost(failure)
+
+    def _take(self, events: list[Event]) -> None:
+        for event in events:
+            self._event(event)
+        self.evaluate()
+
+    def _event(self, event: Event) -> None:
+        key = event.kv.key[len(self.prefix) :]
+        kind, _, name = key.partition(b"/")
+        text = name.decode(errors="replace")
+        if kind + b"/" == OBSERVER:
+            self._observer(text, event)
+        elif kind + b"/" == DECISION and text in self.monitor.services:
+            if event.kind is EventKind.PUT:
+                self._decision(text, event.kv)
+            else:  # deleted by hand: the last decision stands until a new one is written
+                self.choices.pop(text, None)
+
+    def _observer(self, name: str, event: Event) -> None:
+        if event.kind is EventKind.DELETE:
+            if self.observers.pop(name, None) is not None:
+                log.info("observer_gone", observer=name)
+            return
+        try:
+            seen = Observed(json.loads(event.kv.value))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("observer_unreadable", observer=name, reason=str(exc)[:200])
+            return
+        if name not in self.observers:
+            log.info("observer_joined", observer=name, role=seen.role)
+        self.observers[name] = seen
+
+    def _decision(self, service: str, kv: KeyValue) -> None:
+        try:
+            choice = Choice.decode(kv.value)
+        except ValueError as exc:
+            log.error("decision_unreadable", service=service, reason=str(exc))
+            return
+        self.choices[service] = (choice, kv.mod_revision)
+        self._apply(service, choice)
+
+    def _apply(self, service: str, choice: Choice) -> None:
+        if service in self.local:
+            return  # an operator's local override holds until released
+        if self.monitor.active.current.site_of(service) != choice.site:
+            by = "operator" if choice.by.startswith("operator") else "cluster"
+            reason = f"{choice.reason} (decision {choice.epoch} by {choice.by})"
+            self.monitor.switch(service, choice.site, reason, by)
+        self.monitor.reasons[service] = f"{choice.reason} (decision {choice.epoch})"
+
+    # -- deciding ------------------------------------------------------------------------
+
+    def verdicts(self) -> dict[str, Mapping[str, Verdict]]:
+        return {name: seen.verdicts for name, seen in self.observers.items()}
+
+    def evaluate(self) -> None:
+        """The rule on the majority's view, for every service; a change written by CAS."""
+        if self.link is not Link.OK or not self.running:
+            return
+        verdicts, now = self.verdicts(), self.clock.seconds()
+        for service in self.monitor.services:
+            current = self.choices.get(service)
+            choice, _ = next_choice(
+                service,
+                current[0] if current else None,
+                self.monitor.order_of(service),
+                verdicts,
+                self.monitor.policy,
+                now,
+                self.name,
+            )
+            if choice is not None and service not in self.writing:
+                self._write(service, choice, current[1] if current else 0)
+
+    def _write(self, service: str, choice: Choice, revision: int) -> Deferred[bool]:
+        self.writing.add(service)
+        key = self.prefix + DECISION + service.encode()
+        written = self.etcd.replace(key, choice.encode(), revision)
+
+        def done(ok: bool) -> bool:
+            self.writing.discard(service)
+            if ok:
+                log.warning(
+                    "decision_written",
+                    service=service,
+                    site=choice.site,
+                    epoch=choice.epoch,
+                    reason=choice.reason,
+                    by=choice.by,
+                )
+            return ok
+
+        def failed(failure: Any) -> Any:
+            self.writing.discard(service)
+            self._lost(failure)
+            return failure
+
+        return written.addCallbacks(done, failed)
+
+    # -- operators ------------------------------------------------------------------------
+
+    def failover(self, service: str, site: str, force: bool = False) -> Deferred[None]:
+        return self._manual(service, site, force, failback=False)
+
+    def failback(self, service: str, force: bool = False) -> Deferred[None]:
+        return self._manual(service, self.monitor.order_of(service)[0], force, failback=True)
+
+    def _manual(self, service: str, site: str, force: bool, failback: bool) -> Deferred[None]:
+        """The decision key, written for every instance. ManualChoiceError: refused (a site
+        the majority does not see up, no agreement, a concurrent change)."""
+        if service not in self.monitor.services:
+            raise ManualChoiceError(f"unknown service {service!r}")
+        if self.link is not Link.OK:
+            raise ManualChoiceError(
+                f"no agreement (etcd: {self.problem or 'not connected'}); every instance keeps "
+                "the last decision. To switch this instance alone, use --local"
+            )
+        current = self.choices.get(service)
+        try:
+            choice = manual_choice(
+                service,
+                site,
+                current[0] if current else None,
+                self.monitor.order_of(service),
+                self.verdicts(),
+                force,
+                f"operator via {self.name}",
+                self.clock.seconds(),
+                failback=failback,
+            )
+        except ValueError as exc:
+            raise ManualChoiceError(str(exc)) from None
+
+        def written(ok: bool) -> None:
+            if not ok:
+                raise ManualChoiceError(f"{service}'s decision changed meanwhile; try again")
+
+        return self._write(service, choice, current[1] if current else 0).addCallback(written)
+
+    def local_failover(self, service: str, site: str | None) -> None:
+        """The escape hatch for a total loss of etcd: `site` on this instance only, whatever
+        the cluster says, until released (`site` None: follow the decisions again)."""
+        if service not in self.monitor.services:
+            raise ManualChoiceError(f"unknown service {service!r}")
+        if site is None:
+            self.local.pop(service, None)
+            log.warning("local_override_released", service=service)
+            current = self.choices.get(service)
+            if current is not None:
+                self._apply(service, current[0])
+            return
+        if site not in self.monitor.order_of(service):
+            raise ManualChoiceError(f"{service} has no site {site!r}")
+        self.local[service] = site
+        log.warning(
+            "local_override",
+            service=service,
+            site=site,
+            effect="this instance only; the other instances follow the cluster's decision",
+        )
+        self.monitor.switch(service, site, f"operator chose {site} on {self.name} only", "operator")
+
+    # -- status ---------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        inventories = {s.inventory for s in self.observers.values() if s.role == "instance"}
+        return {
+            "mode": "etcd",
+            "name": self.name,
+            "role": self.role,
+            "agreement": self.link.value,
+            "since": self.link_since,
+            "problem": self.problem or None,
+            "inventory": self.inventory(),
+            "inventories_agree": len(inventories) <= 1,
+            "observers": {
+                name: {
+                    "role": seen.role,
+                    "inventory": seen.inventory,
+                    "targets": {t: v.health.value for t, v in sorted(seen.verdicts.items())},
+                }
+                for name, seen in sorted(self.observers.items())
+            },
+            "agreed": {
+                t.name: agree(t.name, self.verdicts()).health.value for t in self.monitor.targets
+            },
+            "decisions": {
+                service: {**json.loads(choice.encode()), "revision": revision}
+                for service, (choice, revision) in sorted(self.choices.items())
+            },
+            "local_overrides": dict(self.local),
+        }
