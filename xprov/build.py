@@ -6,7 +6,7 @@ the log redactor. Blocking; touches no shared state: a reload builds to the side
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,12 @@ class Built:
     inputs: Inputs
     secrets: dict[int, frozenset[str]]  # prepared for the log redactor
     report: mysql_source.LoadReport | None = None
+
+    def serving_from(self, at: float) -> Built:
+        """This build as it is swapped in, its inventory stamped `loaded_at = at` (s, the
+        process's clock, read on the reactor: never on the builder thread)."""
+        inventory = self.inputs.inventory.serving_from(at)
+        return replace(self, inputs=replace(self.inputs, inventory=inventory))
 
 
 def site_order(cfg: config.Config) -> list[str]:

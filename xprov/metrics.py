@@ -3,7 +3,6 @@ nothing on the request path beyond a counter increment."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,7 +32,7 @@ class Sources:
     active: Callable[[], ActiveSites]  # the selection
     convergence: Callable[[], dict[str, Any]]  # `Convergence.report` of the selection
     lag: Callable[[], float]  # the event loop's longest lateness in the last minute, s
-    now: Callable[[], float] = time.time  # epoch seconds, for the inventory's age
+    now: Callable[[], float]  # the process's one clock (s), for the inventory's age
 
 
 class XprovCollector:

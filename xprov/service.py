@@ -9,7 +9,6 @@ rebound and each service handed its new config, on the reactor, in one step
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from twisted.application import service
@@ -51,7 +50,7 @@ class Service(service.MultiService):
         super().__init__()
         cfg = built.inputs.config
         self.reactor, self.started = reactor, reactor.seconds()
-        self.core = core = Core(built, reactor, process_logs)
+        self.core = core = Core(built.serving_from(self.started), reactor, process_logs)
         core.active.subscribe(self._switched)
         self.admin_api = admin.AdminApi(
             cfg.admin.token if cfg.admin else "", None, self.status, self.reload, self.metrics
@@ -137,7 +136,7 @@ class Service(service.MultiService):
                 "phones": len(inputs.inventory),
                 "generation": inputs.inventory.generation,
                 "loaded_at": inputs.inventory.loaded_at,
-                "age_s": round(time.time() - inputs.inventory.loaded_at, 1),
+                "age_s": round(self.reactor.seconds() - inputs.inventory.loaded_at, 1),
             },
             "selection": {"generation": selection.generation, "active": dict(selection.active)},
             "monitor": monitor.status() if monitor else None,

@@ -27,18 +27,16 @@ from xprov.observe import Observer
 from xprov.provisioning import Provisioner
 from xprov.selection import ActiveSites
 from xprov.servers import admin
-from xprov.servers.http import (
-    MAX_PIPELINED,
+from xprov.servers.http.body import (
     BodyAdmitted,
     BodyRefused,
-    BoundedChannel,
-    PhoneFiles,
     PhoneRequest,
-    _client,
     refusal_answer,
     request_body,
-    site,
 )
+from xprov.servers.http.channel import MAX_PIPELINED, BoundedChannel
+from xprov.servers.http.resource import PhoneFiles, _client
+from xprov.servers.http.site import site
 
 
 def request(

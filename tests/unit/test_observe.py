@@ -22,6 +22,8 @@ from xprov.provisioning import Provisioner
 from xprov.security_log import BURST, BoundedLog
 from xprov.selection import ActiveSites
 from xprov.servers import http
+from xprov.servers.http import channel as http_channel
+from xprov.servers.http.body import refusal_answer
 
 NOW = 1_000.0
 
@@ -46,7 +48,7 @@ def lines(monkeypatch) -> Lines:
     for module, name, level in (
         (observe, "UNKNOWN_MODELS", "info"),
         (observe, "RENDER_FAILURES", "error"),
-        (http, "REFUSED_BODIES", "info"),
+        (http_channel, "REFUSED_BODIES", "info"),
     ):
         monkeypatch.setattr(module, name, BoundedLog(lines, level=level, clock=lambda: NOW))
     return lines
@@ -118,7 +120,7 @@ def test_refused_bodies_are_bounded(lines: Lines) -> None:
         transport = StringTransport()
         channel.makeConnection(transport)
         channel.dataReceived(b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nHost: x\r\n\r\n")
-        assert transport.value() == http.refusal_answer(411)
+        assert transport.value() == refusal_answer(411)
         channel.connectionLost(Failure(ConnectionDone()))
     refused = lines.events("body_refused")
     assert len(refused) == BURST

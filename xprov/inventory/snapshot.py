@@ -6,11 +6,11 @@ phone is accepted or refused for the same reasons wherever it comes from.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -107,11 +107,23 @@ class Inventory:
     records: Mapping[str, Record]
     generation: int
     source: str
-    loaded_at: float = field(default_factory=time.time)
+    # When it began to serve (s, on the process's one clock: the reactor's `seconds()`, epoch
+    # seconds on a real reactor), stamped by `serving_from` as it is swapped in; 0.0 until
+    # then (the snapshots `check-config` and `render` read never serve).
+    loaded_at: float = 0.0
 
     @classmethod
     def of(cls, phones: Iterable[Phone], generation: int, source: str) -> Inventory:
         return cls(MappingProxyType({p.mac: p.record() for p in phones}), generation, source)
+
+    def serving_from(self, at: float) -> Inventory:
+        """This snapshot stamped `loaded_at = at` (s, the process's clock), on the reactor as
+        it is swapped in: a thread that builds one reads no clock. Shares the records, and
+        the accounts if they were built already (once per snapshot)."""
+        stamped = dataclasses.replace(self, loaded_at=at)
+        if "accounts" in self.__dict__:  # functools.cached_property keeps its value there
+            stamped.__dict__["accounts"] = self.__dict__["accounts"]
+        return stamped
 
     @property
     def phones(self) -> Mapping[str, Phone]:

@@ -86,6 +86,7 @@ class InventoryRefresher(service.Service):
             if live.config_generation != current.config_generation:
                 return False  # a reload replaced the config meanwhile: its inventory wins
             self.reads.applying(ticket)
+            inventory = inventory.serving_from(core.reactor.seconds())  # on our clock
             core.provisioner.use(dataclasses.replace(live, inventory=inventory))
             core.redact(secrets)
             log.info(

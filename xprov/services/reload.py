@@ -67,7 +67,9 @@ class ReloadCoordinator(service.Service):
 
     def _swap(self, built: Built) -> dict[str, Any]:
         """Every owner of a config key, in order (docs/architecture.md, "Config keys")."""
-        inputs, cfg, core = built.inputs, built.inputs.config, self.core
+        core = self.core
+        built = built.serving_from(core.reactor.seconds())  # the inventory's age: our clock
+        inputs, cfg = built.inputs, built.inputs.config
         budget = self.listeners.budget_for(cfg)
         if budget.fit is descriptors.Fit.SHORT:
             return self._failed(BuildError([budget.problem()]))
