@@ -9,8 +9,8 @@ size of its thread pool.
 Adding a probe type: write one module with its config reader and a class that implements
 `Probe` (see monitor/stun.py, the smallest), then add one row here.
 
-This module imports nothing of xprov at run time: `config.py` reads the table, and the probe
-modules (which import the config's dataclasses) are loaded only when a row's `probe` or
+This module imports nothing of xprov at run time: `config/sites.py` reads the table, and the
+probe modules (which import the config's dataclasses) are loaded only when a row's `probe` or
 `reader` is asked for.
 """
 
@@ -97,7 +97,7 @@ SERVICE_TYPES: tuple[ServiceType, ...] = (
     ServiceType(
         "sip",
         "xprov.monitor.sip:SipProbe",
-        "xprov.config:read_sip",
+        "xprov.config.sites:read_sip",
         required=True,
         templates=True,
         auto_failback=True,
@@ -105,7 +105,7 @@ SERVICE_TYPES: tuple[ServiceType, ...] = (
     ServiceType(
         "stun",
         "xprov.monitor.stun:StunProbe",
-        "xprov.config:read_stun",
+        "xprov.config.sites:read_stun",
         required=False,
         templates=True,
         auto_failback=True,
@@ -115,7 +115,7 @@ SERVICE_TYPES: tuple[ServiceType, ...] = (
     ServiceType(
         "db",
         "xprov.monitor.mysql:MysqlProbe",
-        "xprov.config:read_db",
+        "xprov.config.sites:read_db",
         required=False,
         templates=False,
         auto_failback=False,

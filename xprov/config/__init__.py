@@ -1,0 +1,146 @@
+"""Read and validate the TOML configuration into frozen dataclasses.
+
+Every problem is collected with its key path, so `xprov check-config` lists them all at once
+and a wrong config never starts a half-configured server. The dataclasses are in `model.py`,
+the typed table reader in `table.py`, the tables' readers in `sections.py` and `sites.py`;
+every public name is importable from here.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from xprov.config.model import (
+    AdminConfig,
+    AuthConfig,
+    Config,
+    ConfigError,
+    DbService,
+    FailoverConfig,
+    HttpConfig,
+    HttpsConfig,
+    InventoryConfig,
+    Listen,
+    LoggingConfig,
+    MonitorConfig,
+    Network,
+    ProvisioningConfig,
+    Scalar,
+    SecurityConfig,
+    SipService,
+    Site,
+    StunService,
+    TemplatesConfig,
+    TftpConfig,
+    secret_name,
+)
+from xprov.config.sections import (
+    MIN_SHARED_PASSWORD,
+    read_admin,
+    read_auth,
+    read_http,
+    read_https,
+    read_inventory,
+    read_logging,
+    read_monitor,
+    read_provisioning,
+    read_security,
+    read_templates,
+    read_tftp,
+    read_vars,
+)
+from xprov.config.sites import read_db, read_failover, read_sip, read_sites, read_stun
+from xprov.config.table import Table, parse_listen
+from xprov.monitor import registry
+
+__all__ = [
+    "MIN_SHARED_PASSWORD",
+    "SERVICES",
+    "AdminConfig",
+    "AuthConfig",
+    "Config",
+    "ConfigError",
+    "DbService",
+    "FailoverConfig",
+    "HttpConfig",
+    "HttpsConfig",
+    "InventoryConfig",
+    "Listen",
+    "LoggingConfig",
+    "MonitorConfig",
+    "Network",
+    "ProvisioningConfig",
+    "Scalar",
+    "SecurityConfig",
+    "SipService",
+    "Site",
+    "StunService",
+    "Table",
+    "TemplatesConfig",
+    "TftpConfig",
+    "load",
+    "parse",
+    "parse_listen",
+    "read_db",
+    "read_sip",
+    "read_stun",
+    "secret_name",
+]
+
+SERVICES = registry.services()  # the names, for the command line: the registry's table
+
+
+def parse(data: Mapping[str, Any], path: Path) -> Config:
+    """Validate a decoded TOML document; raise ConfigError listing every problem."""
+    problems: list[str] = []
+    root = Table(data, "", problems)
+    base = path.parent
+    sites = read_sites(root, base)
+    http = read_http(root)
+    config = Config(
+        path=path,
+        provisioning=read_provisioning(root),
+        http=http,
+        https=read_https(root, base),
+        tftp=read_tftp(root),
+        templates=read_templates(root, base),
+        inventory=read_inventory(root, base),
+        logging=read_logging(root),
+        failover=read_failover(root, sites),
+        auth=read_auth(root, base),
+        security=read_security(root),
+        monitor=read_monitor(root),
+        admin=read_admin(root, base, http),
+        sites=sites,
+        vars=read_vars(root.table("vars", required=False)),
+    )
+    if config.https and config.https.bind_mac and config.provisioning.url.startswith("http://"):
+        problems.append(
+            "provisioning.url: phones fetch their files from this http:// URL, and "
+            "[https] bind_mac refuses per-device files over plain HTTP: use https://"
+        )
+    if config.inventory.source == "mysql":
+        for name, site in sites.items():
+            if site.db is None:
+                problems.append(f"sites.{name}.db: missing (inventory source is mysql)")
+    root.finish()
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a config file; raise ConfigError listing every problem."""
+    file = Path(path).resolve()
+    try:
+        with file.open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError([f"{file}: cannot read: {exc.strerror}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{file}: not valid TOML: {exc}"]) from None
+    return parse(data, file)
