@@ -21,6 +21,7 @@ from tests import certs
 from tests.helpers import TEMPLATES, MemoryReactor, sample_config, toml_value
 from xprov import config, logs
 from xprov.build import build
+from xprov.config import table as config_table
 from xprov.descriptors import Limit
 from xprov.guard import Asker, Transport
 from xprov.inventory import mysql_source
@@ -643,7 +644,7 @@ def test_every_key_has_a_row(files: dict[str, Any], monkeypatch) -> None:
     """Every key the reader asks for in a config that sets every table has a row above (a
     site's keys and [vars] by pattern), and every row names a key the reader knows."""
     read: set[str] = set()
-    original = config._Table.get
+    original = config_table.Table.get
 
     def get(self: Any, key: str, kind: Any, *args: Any) -> Any:
         if kind is not dict:  # a table is not a key
@@ -655,7 +656,7 @@ def test_every_key_has_a_row(files: dict[str, Any], monkeypatch) -> None:
             read.add(".".join(path))
         return original(self, key, kind, *args)
 
-    monkeypatch.setattr(config._Table, "get", get)
+    monkeypatch.setattr(config_table.Table, "get", get)
     doc = full_document(files["tmp"], files["pki"])
     for path in ("admin.token_file", "auth.password_file", "sites.chicago.db.password_file"):
         doc = changed(doc, {path: str(files["tmp"] / "token")})
