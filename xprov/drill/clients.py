@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTCP, IReactorTime, IReactorUDP
 from twisted.internet.protocol import DatagramProtocol
+from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
+from twisted.web.iweb import IResponse
 
 from xprov.tftp import codec
 
+# Twisted's default receive size, spelled out (IReactorUDP declares no defaults): any
+# packet of a plain RFC 1350 read fits (516 bytes at most).
+MAX_DATAGRAM = 8192
+
+if TYPE_CHECKING:
+
+    class IDrillReactor(IReactorTime, IReactorTCP, IReactorUDP):
+        """What the drill asks of the reactor: timers, HTTP connections and TFTP's UDP
+        sockets. Every real reactor provides all of it. A type only, like Twisted's
+        `_IReactorCommon` (Python has no intersection of interfaces)."""
+
 
 class HttpFetcher:
-    def __init__(self, reactor: Any, timeout: float) -> None:
+    def __init__(self, reactor: IDrillReactor, timeout: float) -> None:
         # Phones open a connection per file: no pool of persistent connections.
         self.agent = Agent(
             reactor, pool=HTTPConnectionPool(reactor, persistent=False), connectTimeout=timeout
@@ -26,7 +40,7 @@ class HttpFetcher:
             headers.addRawHeader(b"user-agent", user_agent.encode())
         request = self.agent.request(b"GET", url.encode(), headers)
 
-        def body(response: Any) -> Deferred[tuple[int, bytes]]:
+        def body(response: IResponse) -> Deferred[tuple[int, bytes]]:
             return readBody(response).addCallback(lambda data: (response.code, data))
 
         return request.addCallback(body).addTimeout(self.timeout, self.reactor)
@@ -36,19 +50,26 @@ class _TftpRead(DatagramProtocol):
     noisy = False
 
     def __init__(
-        self, server: tuple[str, int], name: str, done: Deferred[bytes], reactor: Any, retry: float
+        self,
+        server: tuple[str, int],
+        name: str,
+        done: Deferred[bytes],
+        reactor: IReactorTime,
+        retry: float,
     ) -> None:
         self.server, self.name, self.done = server, name, done
         self.reactor, self.retry = reactor, retry
         self.peer: tuple[str, int] | None = None
         self.data, self.expected = b"", 1
         self.last = codec.rrq(name)
-        self.timer: Any = None
+        self.timer: IDelayedCall | None = None
 
     def startProtocol(self) -> None:
         self._send(self.last, self.server)
 
     def _send(self, datagram: bytes, to: tuple[str, int]) -> None:
+        # Held until tftp_get's close stops listening, which ends our timer first.
+        assert self.transport is not None
         self.last, self.last_to = datagram, to
         self.transport.write(datagram, to)
         if self.timer is not None and self.timer.active():
@@ -60,7 +81,7 @@ class _TftpRead(DatagramProtocol):
         if not self.done.called:
             self._send(self.last, self.last_to)
 
-    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+    def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
         if self.done.called:
             return
         if self.peer is None:
@@ -90,14 +111,14 @@ class _TftpRead(DatagramProtocol):
 
 
 def tftp_get(
-    reactor: Any, host: str, port: int, name: str, timeout: float, retry: float = 1.0
+    reactor: IDrillReactor, host: str, port: int, name: str, timeout: float, retry: float = 1.0
 ) -> Deferred[bytes]:
     """A plain RFC 1350 read, 512-byte blocks, as the phones do."""
     done: Deferred[bytes] = Deferred()
     protocol = _TftpRead((host, port), name, done, reactor, retry)
-    listening = reactor.listenUDP(0, protocol, interface=host)
+    listening = reactor.listenUDP(0, protocol, interface=host, maxPacketSize=MAX_DATAGRAM)
 
-    def close(result: Any) -> Any:
+    def close(result: bytes | Failure) -> bytes | Failure:
         if protocol.timer is not None and protocol.timer.active():
             protocol.timer.cancel()
         listening.stopListening()

@@ -31,6 +31,7 @@ def simulate(phones: list[Phone], tftp_share: float, poll: float, seed: int = 1)
     out = []
     for i, phone in enumerate(phones):
         transport = "tftp" if rng.random() < tftp_share else "http"
+        files: tuple[str, ...]
         if phone.vendor == "yealink":
             common = yealink.common_file(phone.model) or "y000000000000.cfg"
             files = (f"{phone.mac}.boot", common, f"{phone.mac}.cfg")
@@ -55,7 +56,9 @@ def simulate(phones: list[Phone], tftp_share: float, poll: float, seed: int = 1)
 
 def sites_in(vendor: str, body: bytes, config: Config) -> dict[str, str | None]:
     """Which site's SIP server and STUN server a per-device file points at."""
-    sip = stun = None
+    # (host, port) as the file spells them, None where one is missing
+    sip: tuple[str | None, ...]
+    stun: tuple[str | None, ...]
     if vendor == "yealink":
         keys = dict(
             line.split(" = ", 1)

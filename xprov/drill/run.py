@@ -6,10 +6,13 @@ import json
 import random
 import time
 from collections import Counter
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.internet.interfaces import IDelayedCall
+from twisted.python.failure import Failure
 from twisted.web.client import readBody
 from twisted.web.http_headers import Headers
 
@@ -18,6 +21,9 @@ from xprov.config import Config
 from xprov.drill import report
 from xprov.drill.clients import HttpFetcher, tftp_get
 from xprov.drill.phones import SimPhone, sites_in
+
+if TYPE_CHECKING:
+    from xprov.drill.clients import IDrillReactor
 
 MAX_SECONDS = 3600.0
 STATUS_EVERY = 0.25  # seconds between two looks at the server's selection
@@ -54,7 +60,7 @@ class Drill:
         tftp_port: int | None,
         poll: float,
         jitter: float,
-        reactor: Any,
+        reactor: IDrillReactor,
         timeout: float = 10.0,
         admin: tuple[str, int, str] | None = None,
     ) -> None:
@@ -66,8 +72,8 @@ class Drill:
         self.record = Record()
         self.rng = random.Random(7)
         self._running = False
-        self._inflight: set[Deferred[Any]] = set()
-        self._calls: list[Any] = []
+        self._inflight: set[Deferred[bytes | None]] = set()
+        self._calls: list[IDelayedCall] = []
 
     def run(self, seconds: float) -> Deferred[Record]:
         """Poll for `seconds` (at most an hour), then wait for the last answers."""
@@ -88,24 +94,28 @@ class Drill:
             if call.active():
                 call.cancel()
 
-        def finished(_: Any) -> None:
+        def finished(_: object) -> None:
             self.record.ended = time.time()
             done.callback(self.record)
 
         DeferredList(list(self._inflight)).addBoth(finished)
 
     @inlineCallbacks
-    def _poll(self, phone: SimPhone, scheduled: float) -> Any:
+    def _poll(
+        self, phone: SimPhone, scheduled: float
+    ) -> Generator[Deferred[bytes | None], bytes | None, None]:
         if not self._running:
             return
         spread = self.poll * self.jitter
         following = scheduled + self.poll + self.rng.uniform(-spread, spread)
         delay = max(0.0, following - (time.time() - self.record.started))
         self._calls.append(self.reactor.callLater(delay, self._poll, phone, following))
+        body = b""  # the last file's: the per-device one (SimPhone.files)
         for name in phone.files:
-            body = yield self._fetch(phone, name)
-            if body is None:
+            answer = yield self._fetch(phone, name)
+            if answer is None:
                 return  # a failed file ends this poll, as it ends a phone's resync
+            body = answer
         self.record.seen.setdefault(phone.mac, []).append(
             Observation(time.time(), sites_in(phone.vendor, body, self.config), hash(body))
         )
@@ -113,10 +123,9 @@ class Drill:
     def _fetch(self, phone: SimPhone, name: str) -> Deferred[bytes | None]:
         started = time.monotonic()
         if phone.transport == "tftp" and self.tftp_port:
-            fetching: Deferred[Any] = tftp_get(
+            fetching = tftp_get(
                 self.reactor, self.host, self.tftp_port, name, self.timeout
-            )
-            fetching.addCallback(lambda body: (200, body))
+            ).addCallback(lambda body: (200, body))
         else:
             fetching = self.http.get(
                 f"http://{self.host}:{self.http_port}/{name}", phone.user_agent
@@ -131,15 +140,19 @@ class Drill:
                 return None
             return body
 
-        def failed(reason: Any) -> None:
+        def failed(reason: Failure) -> None:
             self.record.requests += 1
             self.record.errors[f"{phone.transport} {type(reason.value).__name__}"] += 1
             return None
 
-        fetching.addCallbacks(answered, failed)
-        self._inflight.add(fetching)
-        fetching.addBoth(lambda result: (self._inflight.discard(fetching), result)[1])
-        return fetching
+        fetched = fetching.addCallbacks(answered, failed)
+        self._inflight.add(fetched)
+
+        def settled(result: bytes | Failure | None) -> bytes | Failure | None:
+            self._inflight.discard(fetched)
+            return result
+
+        return fetched.addBoth(settled)
 
     def _watch_selection(self, last: int | None) -> None:
         if not self._running or self.admin is None:
@@ -153,14 +166,13 @@ class Drill:
 
         def seen(body: bytes) -> int | None:
             selection = json.loads(body)["selection"]
-            if selection["generation"] != last:
-                self.record.selections.append(
-                    (time.time(), selection["generation"], selection["active"])
-                )
-            return selection["generation"]
+            generation: int = selection["generation"]  # the admin API's /status document
+            if generation != last:
+                self.record.selections.append((time.time(), generation, selection["active"]))
+            return generation
 
-        looking.addCallback(readBody).addCallback(seen).addErrback(lambda _: last)
-        looking.addCallback(
+        watched = looking.addCallback(readBody).addCallback(seen).addErrback(lambda _: last)
+        watched.addCallback(
             lambda generation: self.reactor.callLater(
                 STATUS_EVERY, self._watch_selection, generation
             )
@@ -168,7 +180,12 @@ class Drill:
 
 
 def against(
-    config: Config, phones: list[SimPhone], host: str, poll: float, jitter: float, reactor: Any
+    config: Config,
+    phones: list[SimPhone],
+    host: str,
+    poll: float,
+    jitter: float,
+    reactor: IDrillReactor,
 ) -> Drill:
     """A drill of `phones` against the server `config` configures, at `host`: its first HTTP
     and TFTP listeners' ports, and its admin API (watched on this machine) if it has one."""

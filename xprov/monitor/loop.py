@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.threadpool import ThreadPool
 
 from xprov.cluster.agreement import Verdict
@@ -36,6 +37,7 @@ from xprov.monitor.state import (
 
 if TYPE_CHECKING:
     from xprov.config import Config, MonitorConfig
+    from xprov.monitor.probe import IProbeReactor
     from xprov.selection import ActiveSites
 
 log = get_logger("xprov.monitor")
@@ -60,7 +62,7 @@ class ManualChoiceError(ValueError):
     """An operator's failover or failback that the rule refuses (the message says why)."""
 
 
-def build_targets(config: Config, reactor: Any, pool: ThreadPool) -> list[Target]:
+def build_targets(config: Config, reactor: IProbeReactor, pool: ThreadPool) -> list[Target]:
     """One target per service per site that has it, in the registry's order of services
     (sip, stun, db), then in the config's order of sites. Each has its own probe, bound to
     `reactor`, `pool` and the [monitor] settings, and probed with [monitor] timeout."""
@@ -95,7 +97,7 @@ class Monitor:
         active: ActiveSites,
         order: Sequence[str],
         settings: MonitorConfig,
-        clock: Any,
+        clock: IReactorTime,
     ) -> None:
         self.targets = list(targets)
         self.active, self.order, self.settings, self.clock = active, list(order), settings, clock
@@ -115,7 +117,7 @@ class Monitor:
         # cluster mode: each round's verdicts go to the agreement (cluster.node), whose
         # majority decides; this monitor then switches nothing by itself
         self.agreement: Callable[[dict[str, Verdict]], None] | None = None
-        self._next: Any = None
+        self._next: IDelayedCall | None = None
         self._running = False
 
     @property

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
@@ -30,6 +31,9 @@ from xprov.config import DbService
 from xprov.monitor.probe import Outcome, Verdict, failed, run_probe
 from xprov.monitor.registry import ProbeContext
 from xprov.monitor.state import ProbeResult
+
+if TYPE_CHECKING:
+    from xprov.monitor.probe import IProbeReactor
 
 FRESH_EVERY = 30  # rounds between two checks on a new connection
 
@@ -102,14 +106,15 @@ class DatabaseProbe:
 
 
 def probe_database(
-    database: DatabaseProbe, timeout: float, reactor: Any, pool: ThreadPool
+    database: DatabaseProbe, timeout: float, reactor: IProbeReactor, pool: ThreadPool
 ) -> Deferred[ProbeResult]:
-    def attempt(done: Any) -> Any:
+    def attempt(done: Deferred[Outcome]) -> Callable[[], None]:
+        def settle(outcome: Outcome) -> None:
+            if not done.called:
+                done.callback(outcome)
+
         running = deferToThreadPool(reactor, pool, database.check)
-        running.addCallbacks(
-            lambda result: done.called or done.callback(result),
-            lambda reason: done.called or done.callback(failed(reason)),
-        )
+        running.addCallbacks(settle, lambda reason: settle(failed(reason)))
         return lambda: None  # a thread cannot be stopped; its own timeouts end it
 
     return run_probe(attempt, timeout, reactor)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.python.threadpool import ThreadPool
 
@@ -15,13 +15,18 @@ if TYPE_CHECKING:
 MIN_THREADS = 2  # the pool's floor, whatever the table asks for
 
 
+class _DaemonThread(threading.Thread):
+    """A thread that never holds the process up at exit (ThreadPool's `threadFactory`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # as ThreadPool passes them
+        super().__init__(*args, daemon=True, **kwargs)
+
+
 def daemon_pool(name: str, size: int) -> ThreadPool:
     """A thread pool whose threads never hold the process up at exit: a probe stuck on a
     hung database must not delay a SIGTERM."""
     pool = ThreadPool(minthreads=0, maxthreads=size, name=name)
-    pool.threadFactory = lambda *args, **kwargs: threading.Thread(  # type: ignore[assignment]
-        *args, daemon=True, **kwargs
-    )
+    pool.threadFactory = _DaemonThread
     return pool
 
 

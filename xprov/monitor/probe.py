@@ -15,14 +15,34 @@ import errno
 import ipaddress
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from twisted.internet import udp
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IReactorCore,
+    IReactorFDSet,
+    IReactorFromThreads,
+    IReactorTCP,
+    IReactorTime,
+)
 from twisted.internet.protocol import DatagramProtocol
+from twisted.python.failure import Failure
 
 from xprov.monitor.errors import NotMade, error_detail, local_shortage
 from xprov.monitor.state import Cause, ProbeResult
+
+if TYPE_CHECKING:
+
+    class IProbeReactor(
+        IReactorCore, IReactorTime, IReactorFDSet, IReactorTCP, IReactorFromThreads
+    ):
+        """What the probes ask of the reactor they run on: names resolved, timers, UDP
+        sockets watched, TCP connections, results from the blocking probes' threads. Every
+        real reactor provides all of it. A type only, like Twisted's `_IReactorCommon`
+        (Python has no intersection of interfaces): nothing declares or adapts to it."""
+
 
 Verdict = tuple[bool, str]  # the target's answer, or its lack of one: (up, detail)
 Outcome = Verdict | NotMade
@@ -50,7 +70,7 @@ def _timed_out() -> Outcome:
 def run_probe(
     attempt: Attempt,
     timeout: float,
-    clock: Any,
+    clock: IReactorTime,
     at_deadline: Callable[[], Outcome] = _timed_out,
 ) -> Deferred[ProbeResult]:
     started = clock.seconds()
@@ -86,7 +106,7 @@ def result_of(outcome: Outcome, latency: float) -> ProbeResult:
     return ProbeResult(ok, latency, detail)
 
 
-def failed(reason: Any, context: str = "") -> Outcome:
+def failed(reason: Failure | BaseException, context: str = "") -> Outcome:
     """The outcome of an error (a Failure or an exception): NotMade when it is ours (out of
     descriptors), else a failure of the target, described after `context`."""
     shortage = local_shortage(reason)
@@ -115,9 +135,11 @@ class UdpExchange(DatagramProtocol):
     noisy = False
     resend_at: tuple[float, ...] = ()
 
-    def __init__(self, address: str, port: int, done: Deferred[Outcome], clock: Any) -> None:
+    def __init__(
+        self, address: str, port: int, done: Deferred[Outcome], clock: IReactorTime
+    ) -> None:
         self.address, self.port, self.done, self.clock = address, port, done, clock
-        self.timers: list[Any] = []
+        self.timers: list[IDelayedCall] = []
         self.icmp: str | None = None  # the last ICMP error reported, e.g. "ICMP port unreachable"
 
     def question(self, local: tuple[str, int]) -> bytes:
@@ -128,17 +150,20 @@ class UdpExchange(DatagramProtocol):
         raise NotImplementedError
 
     def startProtocol(self) -> None:
+        assert self.transport is not None  # set by the port before it starts us
         self.transport.connect(self.address, self.port)
         local = self.transport.getHost()
         self.message = self.question((local.host, local.port))
-        self.transport.write(self.message)
+        self.transport.write(self.message, None)  # connected: to its peer
         self.timers = [self.clock.callLater(at, self._resend) for at in self.resend_at]
 
     def _resend(self) -> None:
+        # Our timers run while the port holds us: stopProtocol, as it lets go, ends them.
+        assert self.transport is not None
         if not self.done.called:
-            self.transport.write(self.message)
+            self.transport.write(self.message, None)
 
-    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+    def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
         if not self.done.called and (verdict := self.judge(datagram)) is not None:
             self.done.callback(verdict)
 
@@ -174,7 +199,9 @@ class IcmpTolerantPort(udp.Port):
 
     def doRead(self) -> None:
         try:
-            super().doRead()  # ECONNREFUSED: Twisted calls protocol.connectionRefused
+            # ECONNREFUSED: Twisted calls protocol.connectionRefused. Not super(): see
+            # untyped_calls_exclude in setup.cfg.
+            udp.Port.doRead(self)
         except OSError as exc:
             if exc.errno not in ICMP_ERRORS:
                 raise
@@ -194,12 +221,12 @@ class IcmpTolerantPort(udp.Port):
             self.protocol.icmpReceived(exc.errno)
         self.socket.send(datagram)
 
-    def connectionLost(self, reason: Any = None) -> None:
+    def connectionLost(self, reason: Failure | None = None) -> None:
         # The reactor calls this with a reason on EPOLLERR; our own stopListening, without.
         if reason is not None and self._icmp_pending():
             self.startReading()
             return
-        super().connectionLost(reason)
+        udp.Port.connectionLost(self, reason)  # not super(): see untyped_calls_exclude
 
     def _icmp_pending(self) -> bool:
         number = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # and clears it
@@ -209,7 +236,7 @@ class IcmpTolerantPort(udp.Port):
         return True
 
 
-def listen_udp(protocol: UdpExchange, interface: str, reactor: Any) -> IcmpTolerantPort:
+def listen_udp(protocol: UdpExchange, interface: str, reactor: IReactorFDSet) -> IcmpTolerantPort:
     """An ephemeral UDP port on `interface` for `protocol` (started: it asks its question).
     Raises CannotListenError, e.g. when out of descriptors."""
     port = IcmpTolerantPort(0, protocol, interface, reactor=reactor)
@@ -222,11 +249,11 @@ def probe_udp(
     port: int,
     exchange: Callable[[str, int, Deferred[Outcome]], UdpExchange],
     timeout: float,
-    reactor: Any,
+    reactor: IProbeReactor,
 ) -> Deferred[ProbeResult]:
     """Resolve `host`, then run `exchange` from an ephemeral port of the right family, for
     at most `timeout` seconds; without an answer by then the verdict is `no_answer`."""
-    opened: list[tuple[UdpExchange, Any]] = []
+    opened: list[tuple[UdpExchange, IcmpTolerantPort]] = []
 
     def attempt(done: Deferred[Outcome]) -> Callable[[], None]:
         def start(address: str) -> None:
@@ -240,9 +267,11 @@ def probe_udp(
                 if not done.called:
                     done.callback(failed(exc, "cannot start: "))
 
-        resolve(host, reactor).addCallbacks(
-            start, lambda reason: done.called or done.callback(failed(reason, "DNS: "))
-        )
+        def unresolved(reason: Failure) -> None:
+            if not done.called:
+                done.callback(failed(reason, "DNS: "))
+
+        resolve(host, reactor).addCallbacks(start, unresolved)
 
         def cleanup() -> None:
             for protocol, listening in opened:
@@ -257,7 +286,7 @@ def probe_udp(
     return run_probe(attempt, timeout, reactor, at_deadline)
 
 
-def resolve(host: str, reactor: Any) -> Deferred[str]:
+def resolve(host: str, reactor: IReactorCore) -> Deferred[str]:
     """An IP address for `host` (itself when it is one)."""
     try:
         ipaddress.ip_address(host)

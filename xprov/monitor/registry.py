@@ -25,8 +25,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from twisted.internet.defer import Deferred
+    from twisted.python.threadpool import ThreadPool
 
     from xprov.config import MonitorConfig
+    from xprov.monitor.probe import IProbeReactor
     from xprov.monitor.state import ProbeResult
 
 
@@ -35,8 +37,8 @@ class ProbeContext:
     """What a probe is bound to at construction: the reactor it runs on (a clock too), the
     thread pool for blocking probes, and the `[monitor]` settings."""
 
-    reactor: Any
-    pool: Any  # twisted.python.threadpool.ThreadPool
+    reactor: IProbeReactor
+    pool: ThreadPool
     settings: MonitorConfig
 
 

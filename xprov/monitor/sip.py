@@ -12,17 +12,25 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from twisted.internet import endpoints, ssl
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IReactorTCP,
+    IReactorTime,
+    IStreamClientEndpoint,
+    ITCPTransport,
+)
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
 
 from xprov.config import SipService
+from xprov.monitor.errors import NotMade
 from xprov.monitor.probe import (
-    NotMade,
     Outcome,
     UdpExchange,
     Verdict,
@@ -32,6 +40,9 @@ from xprov.monitor.probe import (
 )
 from xprov.monitor.registry import ProbeContext
 from xprov.monitor.state import ProbeResult
+
+if TYPE_CHECKING:
+    from xprov.monitor.probe import IProbeReactor
 
 DOWN_CODES = frozenset({408, 500, 503, 504})
 USER_AGENT = "xprov-monitor"
@@ -149,7 +160,7 @@ class _UdpOptions(UdpExchange):
         address: str,
         port: int,
         done: Deferred[Outcome],
-        clock: Any,
+        clock: IReactorTime,
     ) -> None:
         super().__init__(address, port, done, clock)
         self.target, self.request, self.down_codes = target, request, down_codes
@@ -165,6 +176,8 @@ class _UdpOptions(UdpExchange):
 
 
 class _StreamOptions(Protocol):
+    transport: ITCPTransport | None  # TCP, or TLS over it (ITLSTransport extends ITCPTransport)
+
     def __init__(
         self,
         target: SipService,
@@ -176,6 +189,7 @@ class _StreamOptions(Protocol):
         self.buffer = b""
 
     def connectionMade(self) -> None:
+        assert self.transport is not None  # makeConnection sets it first
         local = self.transport.getHost()
         self.transport.write(
             build_options(
@@ -199,7 +213,7 @@ class _StreamOptions(Protocol):
         if len(self.buffer) > MAX_MESSAGE and not self.done.called:
             self.done.callback((False, "reply too large"))
 
-    def connectionLost(self, reason: Any = None) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         if not self.done.called:
             self.done.callback(failed(reason, "connection closed: "))
 
@@ -209,7 +223,9 @@ def _content_length(response: Response | None) -> int:
     return int(text) if text.isdigit() else 0
 
 
-def _tls_options(target: SipService, server_name: str | None, ca: str | None) -> Any:
+def _tls_options(
+    target: SipService, server_name: str | None, ca: str | None
+) -> IOpenSSLClientConnectionCreator:
     trust = None
     if ca:
         with open(ca, "rb") as f:
@@ -220,7 +236,7 @@ def _tls_options(target: SipService, server_name: str | None, ca: str | None) ->
 def probe_options(
     target: SipService,
     timeout: float,
-    reactor: Any,
+    reactor: IProbeReactor,
     down_codes: Collection[int] = DOWN_CODES,
     tls_server_name: str | None = None,
     tls_ca: str | None = None,
@@ -238,7 +254,7 @@ def probe_options(
             reactor,
         )
 
-    def stream(done: Deferred[Outcome]) -> Any:
+    def stream(done: Deferred[Outcome]) -> Callable[[], None]:
         protocol = _StreamOptions(target, request, done, down_codes)
         endpoint = _tcp_endpoint(target.host, target.port, timeout, reactor)
         if target.transport == "tls":
@@ -246,7 +262,12 @@ def probe_options(
                 _tls_options(target, tls_server_name, tls_ca), endpoint
             )
         connecting = endpoints.connectProtocol(endpoint, protocol)
-        connecting.addErrback(lambda reason: done.called or done.callback(_connect_error(reason)))
+
+        def refused(reason: Failure) -> None:
+            if not done.called:
+                done.callback(_connect_error(reason))
+
+        connecting.addErrback(refused)
 
         def cleanup() -> None:
             connecting.cancel()
@@ -258,7 +279,9 @@ def probe_options(
     return run_probe(stream, timeout, reactor)
 
 
-def _tcp_endpoint(host: str, port: int, timeout: float, reactor: Any) -> Any:
+def _tcp_endpoint(
+    host: str, port: int, timeout: float, reactor: IReactorTCP
+) -> IStreamClientEndpoint:
     """An IP literal gets a plain endpoint: HostnameEndpoint would hold a refusal back for
     its happy-eyeballs delay (0.3 s) before reporting it."""
     try:
@@ -269,7 +292,7 @@ def _tcp_endpoint(host: str, port: int, timeout: float, reactor: Any) -> Any:
     return kind(reactor, host, port, timeout=timeout)
 
 
-def _connect_error(reason: Any) -> Outcome:
+def _connect_error(reason: Failure) -> Outcome:
     outcome = failed(reason)
     if isinstance(outcome, NotMade):
         return outcome  # no socket for the connection: ours, not the target's

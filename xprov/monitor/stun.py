@@ -13,14 +13,18 @@ from __future__ import annotations
 import ipaddress
 import os
 import struct
-from typing import Any
+from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 
 from xprov.config import StunService
 from xprov.monitor.probe import Outcome, UdpExchange, Verdict, probe_udp
 from xprov.monitor.registry import ProbeContext
 from xprov.monitor.state import ProbeResult
+
+if TYPE_CHECKING:
+    from xprov.monitor.probe import IProbeReactor
 
 MAGIC_COOKIE = 0x2112A442
 BINDING_REQUEST, BINDING_SUCCESS, BINDING_ERROR = 0x0001, 0x0101, 0x0111
@@ -85,7 +89,9 @@ def parse_binding_response(data: bytes, transaction: bytes) -> Verdict | None:
 class _Binding(UdpExchange):
     resend_at = RETRANSMIT_AT
 
-    def __init__(self, address: str, port: int, done: Deferred[Outcome], clock: Any) -> None:
+    def __init__(
+        self, address: str, port: int, done: Deferred[Outcome], clock: IReactorTime
+    ) -> None:
         super().__init__(address, port, done, clock)
         self.transaction = os.urandom(12)
 
@@ -96,7 +102,9 @@ class _Binding(UdpExchange):
         return parse_binding_response(datagram, self.transaction)
 
 
-def probe_binding(target: StunService, timeout: float, reactor: Any) -> Deferred[ProbeResult]:
+def probe_binding(
+    target: StunService, timeout: float, reactor: IProbeReactor
+) -> Deferred[ProbeResult]:
     return probe_udp(
         target.host,
         target.port,
