@@ -56,7 +56,16 @@ def load_inventory(
     cfg: config.Config, generation: int, sites: list[str], previous: Inventory | None = None
 ) -> tuple[Inventory, mysql_source.LoadReport | None]:
     """The inventory from the file, or from the first of `sites` whose database answers
-    (blocking). InventoryError lists what failed."""
+    (blocking; its content hash computed here, off the reactor). InventoryError lists what
+    failed."""
+    inventory, report = _read_inventory(cfg, generation, sites, previous)
+    assert inventory.content_hash
+    return inventory, report
+
+
+def _read_inventory(
+    cfg: config.Config, generation: int, sites: list[str], previous: Inventory | None
+) -> tuple[Inventory, mysql_source.LoadReport | None]:
     if cfg.inventory.source == "file":
         assert cfg.inventory.path is not None
         return load_file(cfg.inventory.path, generation), None

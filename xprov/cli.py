@@ -170,13 +170,35 @@ def _show(args: argparse.Namespace, answer: Answer | None) -> int:
 
 
 def cmd_failover(args: argparse.Namespace) -> int:
-    body = {"service": args.service, "site": args.to, "force": args.force}
+    body = {"service": args.service, "site": args.to, "force": args.force, "local": args.local}
     return _show(args, _admin_call(args, "/failover", body))
 
 
 def cmd_failback(args: argparse.Namespace) -> int:
-    body = {"service": args.service, "force": args.force}
+    body = {"service": args.service, "force": args.force, "local": args.local}
     return _show(args, _admin_call(args, "/failback", body))
+
+
+def cmd_witness(args: argparse.Namespace) -> int:
+    from xprov import config
+    from xprov.witness import Witness
+
+    try:
+        cfg = config.load(args.config)
+        secrets = logs.Redactor.prepare(cfg.secrets())
+        logs.ProcessLogs(args.log_format).apply(cfg.logging.format, cfg.logging.level, secrets)
+        logs.begin_twisted_logging()
+        from twisted.internet import reactor
+
+        witness = Witness(cfg, reactor)
+    except (config.ConfigError, ValueError) as exc:
+        _print_problems(getattr(exc, "problems", None) or [str(exc)])
+        return 1
+    witness.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", witness.stopService)
+    reactor.run()
+    logs.get_logger("xprov.witness").info("stopped")
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -253,6 +275,12 @@ def _active_item(text: str) -> str:
     return text
 
 
+LOCAL_HELP = (
+    "cluster mode: this instance only, without the cluster's agreement (the escape hatch "
+    "when etcd is lost; the other instances keep the cluster's decision)"
+)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="xprov",
@@ -276,6 +304,15 @@ def parser() -> argparse.ArgumentParser:
         "--log-format", choices=("json", "console"), help="override [logging] format"
     )
     serve.set_defaults(func=cmd_serve)
+
+    witness = command(
+        "witness",
+        "Probe every site and vote in the cluster ([cluster] mode = etcd); serve no phone.",
+    )
+    witness.add_argument(
+        "--log-format", choices=("json", "console"), help="override [logging] format"
+    )
+    witness.set_defaults(func=cmd_witness)
 
     check = command(
         "check-config",
@@ -319,6 +356,7 @@ def parser() -> argparse.ArgumentParser:
     failover.add_argument("service", choices=SERVICES)
     failover.add_argument("--to", required=True, metavar="SITE")
     failover.add_argument("--force", action="store_true", help="even if SITE is not up")
+    failover.add_argument("--local", action="store_true", help=LOCAL_HELP)
     failover.add_argument("--json", action="store_true", help="print JSON")
     failover.set_defaults(func=cmd_failover)
 
@@ -376,6 +414,9 @@ def parser() -> argparse.ArgumentParser:
     )
     failback.add_argument("service", choices=SERVICES)
     failback.add_argument("--force", action="store_true", help="even if the primary is not up")
+    failback.add_argument(
+        "--local", action="store_true", help="release this instance's --local choice"
+    )
     failback.add_argument("--json", action="store_true", help="print JSON")
     failback.set_defaults(func=cmd_failback)
     return top

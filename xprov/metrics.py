@@ -33,6 +33,7 @@ class Sources:
     convergence: Callable[[], dict[str, Any]]  # `Convergence.report` of the selection
     lag: Callable[[], float]  # the event loop's longest lateness in the last minute, s
     now: Callable[[], float]  # the process's one clock (s), for the inventory's age
+    cluster: Callable[[], dict[str, Any]] = dict  # `Cluster.status()`; {}: standalone
 
 
 class XprovCollector:
@@ -47,6 +48,7 @@ class XprovCollector:
         yield from self._monitor()
         yield from self._selection()
         yield from self._inventory()
+        yield from self._cluster()
 
     def _requests(self) -> Iterator[Metric]:
         family = CounterMetricFamily(
@@ -214,6 +216,26 @@ class XprovCollector:
             "xprov_reactor_lag_seconds",
             "Longest lateness of the event loop in the last minute",
             value=self.sources.lag(),
+        )
+
+    def _cluster(self) -> Iterator[Metric]:
+        cluster = self.sources.cluster()
+        if cluster.get("mode") != "etcd":
+            return
+        yield GaugeMetricFamily(
+            "xprov_cluster_agreement",
+            "1 while etcd answers (decisions are agreed); 0: the last decision stands",
+            value=1.0 if cluster.get("agreement") == "ok" else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "xprov_cluster_observers",
+            "Live observers seen in etcd",
+            value=len(cluster["observers"]),
+        )
+        yield GaugeMetricFamily(
+            "xprov_cluster_inventories_agree",
+            "1 when every live instance serves an inventory with the same content hash",
+            value=1.0 if cluster.get("inventories_agree") else 0.0,
         )
 
 

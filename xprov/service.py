@@ -21,6 +21,7 @@ from xprov.lag import LagMeter
 from xprov.metrics import Sources as MetricSources
 from xprov.selection import Selection
 from xprov.servers import admin
+from xprov.services.cluster import Cluster
 from xprov.services.core import Core
 from xprov.services.listeners import Listeners
 from xprov.services.monitoring import Monitoring
@@ -61,10 +62,33 @@ class Service(service.MultiService):
         self.tftp = Tftp(core, budget.caps.tftp)
         self.listeners = Listeners(core, limit, budget, self.admin_api, self.tftp)
         self.refresher = InventoryRefresher(core)
-        self.reloader = ReloadCoordinator(
-            core, self.listeners, self.tftp, self.monitoring, self.refresher, self.admin_api
+        self.cluster = Cluster(
+            cfg.cluster,
+            lambda: self.monitoring.monitor,
+            reactor,
+            "instance",
+            lambda: core.inputs.inventory.content_hash,
+            self.admin_api.use_cluster,
         )
-        for child in (self.listeners, self.tftp, self.monitoring, self.refresher, self.reloader):
+        self.reloader = ReloadCoordinator(
+            core,
+            self.listeners,
+            self.tftp,
+            self.monitoring,
+            self.refresher,
+            self.admin_api,
+            self.cluster,
+        )
+        # the cluster before the monitor: no round may be judged by the standalone rule
+        children = (
+            self.listeners,
+            self.tftp,
+            self.cluster,
+            self.monitoring,
+            self.refresher,
+            self.reloader,
+        )
+        for child in children:
             child.setServiceParent(self)
         self.registry = metrics.registry(self._metric_sources())
         self.lag = LagMeter(reactor)
@@ -137,9 +161,12 @@ class Service(service.MultiService):
                 "generation": inputs.inventory.generation,
                 "loaded_at": inputs.inventory.loaded_at,
                 "age_s": round(self.reactor.seconds() - inputs.inventory.loaded_at, 1),
+                "content_hash": inputs.inventory.content_hash,
             },
             "selection": {"generation": selection.generation, "active": dict(selection.active)},
             "monitor": monitor.status() if monitor else None,
+            "cluster": self.cluster.status(),
+            "restart_pending": self.cluster.restart_pending,
             "convergence": self.convergence_report(),
             "listen": self.listeners.listening(),
             "descriptors": self.listeners.descriptors(),
@@ -165,4 +192,5 @@ class Service(service.MultiService):
             convergence=self.convergence_report,
             lag=lambda: self.lag.recent_max_s(),
             now=self.reactor.seconds,  # the service's one clock (time.time on a real reactor)
+            cluster=self.cluster.status,
         )

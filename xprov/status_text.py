@@ -19,6 +19,7 @@ def status_lines(status: dict[str, Any]) -> list[str]:
     """`xprov status`: the status document (shape: `Service.status()`) for people."""
     return [
         *_header(status),
+        *_cluster(status.get("cluster") or {}),
         *_services(status.get("monitor") or {}),
         *_convergence(status.get("convergence")),
     ]
@@ -41,6 +42,31 @@ def _header(status: dict[str, Any]) -> list[str]:
         lines.append(f"LAST RELOAD FAILED: {'; '.join(last.get('problems', []))}")
     if (status.get("monitor") or {}).get("switching_suspended"):
         lines.append("SWITCHING SUSPENDED: every target fails at once")
+    return lines
+
+
+def _cluster(cluster: dict[str, Any]) -> list[str]:
+    """Cluster mode: the agreement's health, the observers, the inventories' hashes."""
+    lines = []
+    if cluster.get("restart_pending"):
+        lines.append(f"RESTART PENDING for {', '.join(cluster['restart_pending'])}")
+    if cluster.get("mode") != "etcd":
+        return lines
+    link = cluster.get("agreement")
+    head = f"cluster: {cluster.get('name')} ({cluster.get('role')}), agreement {link}"
+    if link != "ok":
+        head = f"NO AGREEMENT ({link}: {cluster.get('problem')}): the last decision stands"
+    lines.append(head)
+    observers = cluster.get("observers") or {}
+    named = ", ".join(f"{name} ({seen.get('role')})" for name, seen in sorted(observers.items()))
+    lines.append(f"observers: {named or 'none'}")
+    if not cluster.get("inventories_agree", True):
+        hashes = {
+            n: seen.get("inventory") for n, seen in observers.items() if seen.get("inventory")
+        }
+        lines.append(f"INVENTORIES DIFFER: {hashes}")
+    for service, site in sorted((cluster.get("local_overrides") or {}).items()):
+        lines.append(f"LOCAL OVERRIDE: {service} at {site} on this instance only")
     return lines
 
 

@@ -14,9 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from xprov.config.cluster import read_cluster
 from xprov.config.model import (
     AdminConfig,
     AuthConfig,
+    ClusterConfig,
     Config,
     ConfigError,
     DbService,
@@ -62,6 +64,7 @@ __all__ = [
     "SERVICES",
     "AdminConfig",
     "AuthConfig",
+    "ClusterConfig",
     "Config",
     "ConfigError",
     "DbService",
@@ -117,11 +120,17 @@ def parse(data: Mapping[str, Any], path: Path) -> Config:
         admin=read_admin(root, base, http),
         sites=sites,
         vars=read_vars(root.table("vars", required=False)),
+        cluster=read_cluster(root, base),
     )
     if config.https and config.https.bind_mac and config.provisioning.url.startswith("http://"):
         problems.append(
             "provisioning.url: phones fetch their files from this http:// URL, and "
             "[https] bind_mac refuses per-device files over plain HTTP: use https://"
+        )
+    if config.cluster.mode == "etcd" and not config.monitor.enabled:
+        problems.append(
+            "cluster.mode: etcd needs the monitor ([monitor] enabled = true): "
+            "every instance is an observer"
         )
     if config.inventory.source == "mysql":
         for name, site in sites.items():

@@ -190,6 +190,26 @@ class FailoverConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """[cluster]: how instances agree (issue 16). "standalone": this process decides alone."""
+
+    mode: str  # "standalone" or "etcd"
+    name: str  # this observer's name, unique in the cluster (default: the host name)
+    endpoints: tuple[str, ...] = ()  # etcd client URLs, http:// or https://
+    prefix: str = "/xprov/"  # every key the cluster writes is under it
+    lease_ttl: int = 5  # seconds an observer's verdicts outlive its last renewal
+    timeout: float = 1.0  # seconds each etcd call may take before the next member is tried
+    ca: Path | None = None  # CA of the etcd members' certificates (https endpoints)
+    certificate: Path | None = None  # our client certificate and key, if etcd asks for one
+    private_key: Path | None = None
+    user: str | None = None  # etcd authentication
+    password: str = field(repr=False, default="")
+
+
+STANDALONE = ClusterConfig("standalone", "")
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     provisioning: ProvisioningConfig
@@ -206,11 +226,13 @@ class Config:
     admin: AdminConfig | None  # None: no admin API
     sites: Mapping[str, Site]
     vars: Mapping[str, Scalar]
+    cluster: ClusterConfig = STANDALONE
 
     def secrets(self) -> list[str]:
         """Every secret value in this config, for log redaction."""
         secrets = [s.db.password for s in self.sites.values() if s.db and s.db.password]
         secrets += [self.auth.password] if self.auth.password else []
+        secrets += [self.cluster.password] if self.cluster.password else []
         secrets += [str(v) for k, v in self.vars.items() if secret_name(k) and str(v)]
         return secrets + ([self.admin.token] if self.admin else [])
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -121,8 +123,9 @@ class Inventory:
         it is swapped in: a thread that builds one reads no clock. Shares the records, and
         the accounts if they were built already (once per snapshot)."""
         stamped = dataclasses.replace(self, loaded_at=at)
-        if "accounts" in self.__dict__:  # functools.cached_property keeps its value there
-            stamped.__dict__["accounts"] = self.__dict__["accounts"]
+        for cached in ("accounts", "content_hash"):  # cached_property keeps them there
+            if cached in self.__dict__:
+                stamped.__dict__[cached] = self.__dict__[cached]
         return stamped
 
     @property
@@ -148,6 +151,14 @@ class Inventory:
                 yield record[5]
             yield from filter(None, record[_PASSWORD::_LINE])
             yield from (str(v) for k, v in record[3] if secret_name(k) and str(v))
+
+    @functools.cached_property
+    def content_hash(self) -> str:
+        """SHA-256 (hex, first 16 digits) of every phone's data, whatever its source, order
+        or generation: two instances serving the same phones show the same hash (issue 16).
+        Computed once per snapshot; the build computes it on its thread."""
+        text = json.dumps(sorted(self.records.items()), separators=(",", ":"), default=list)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @functools.cached_property
     def accounts(self) -> dict[str, Credentials]:

@@ -9,19 +9,24 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Callable, Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from xprov.config import Network
 from xprov.logs import get_logger
+from xprov.monitor.errors import error_detail
 from xprov.monitor.loop import ManualChoiceError, Monitor
 from xprov.security_log import SECURITY
 from xprov.servers.http import PhoneSite
+
+if TYPE_CHECKING:
+    from xprov.cluster.node import Node
 
 log = get_logger("xprov.admin")
 # Bytes of a request body: failover and failback take a JSON object of a few dozen bytes.
@@ -43,6 +48,7 @@ class AdminApi(Resource):
         super().__init__()
         self.token = bearer(token)
         self.monitor, self.status, self.reload, self.metrics = monitor, status, reload, metrics
+        self.cluster: Node | None = None  # cluster mode: manual choices go through etcd
 
     def reconfigure(self, token: str) -> None:
         """A reload's `[admin]` token (empty: every request refused but /healthz)."""
@@ -51,6 +57,10 @@ class AdminApi(Resource):
     def use_monitor(self, monitor: Monitor | None) -> None:
         """The monitor failover/failback act on; None: disabled (they answer 409)."""
         self.monitor = monitor
+
+    def use_cluster(self, cluster: Node | None) -> None:
+        """Cluster mode: failover/failback write the decision key every instance applies."""
+        self.cluster = cluster
 
     def render_GET(self, request: Request) -> bytes:
         if request.path == b"/healthz":
@@ -80,21 +90,32 @@ class AdminApi(Resource):
             body = json.loads(content.read(MAX_BODY + 1) or b"{}")
             if not isinstance(body, dict) or len(json.dumps(body)) > MAX_BODY:
                 raise ValueError("expected a JSON object")
-            action(self.monitor, body)
-        except (ValueError, KeyError, TypeError) as exc:
-            status = 409 if isinstance(exc, ManualChoiceError) else 400
-            return _json(request, status, {"error": str(exc)})
-        return _json(request, 200, self.status())
+        except ValueError as exc:
+            return _json(request, 400, {"error": str(exc)})
+        # in cluster mode the decision key is written first: the answer waits for etcd
+        outcomes: list[Any] = []
+        done = maybeDeferred(action, self.monitor, self.cluster, body).addBoth(outcomes.append)
+        if outcomes:  # standalone: decided already
+            return self._outcome(request, outcomes[0])
+        done.addCallback(lambda _: _finish(request, self._outcome(request, outcomes[0])))
+        return NOT_DONE_YET
+
+    def _outcome(self, request: Request, outcome: Any) -> bytes:
+        if not isinstance(outcome, Failure):
+            return _json(request, 200, self.status())
+        exc = outcome.value
+        if isinstance(exc, ManualChoiceError):
+            return _json(request, 409, {"error": str(exc)})
+        if isinstance(exc, ValueError | KeyError | TypeError):
+            return _json(request, 400, {"error": f"{type(exc).__name__}: {exc}"})
+        return _json(request, 503, {"error": f"no agreement: {error_detail(exc)}"})
 
     def _reload(self, request: Request, reload: Callable[[], Deferred[dict[str, Any]]]) -> Any:
         log.info("operator_reload")
 
-        def answer(summary: dict[str, Any]) -> None:
-            if not request.finished and not request._disconnected:
-                request.write(_json(request, 200 if summary["ok"] else 409, summary))
-                request.finish()
-
-        reload().addCallback(answer)
+        reload().addCallback(
+            lambda summary: _finish(request, _json(request, 200 if summary["ok"] else 409, summary))
+        )
         return NOT_DONE_YET
 
     def _authorized(self, request: Request) -> bool:
@@ -103,16 +124,32 @@ class AdminApi(Resource):
         return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token)
 
 
-def _failover(monitor: Monitor, body: dict[str, Any]) -> None:
-    service, site, force = body["service"], body["site"], bool(body.get("force", False))
-    log.warning("operator_failover", service=service, site=site, force=force)
-    monitor.failover(str(service), str(site), force)
+def _failover(monitor: Monitor, cluster: Node | None, body: dict[str, Any]) -> Any:
+    """{"service", "site", "force"?, "local"?}: in cluster mode, a decision for every
+    instance, or with "local" this instance alone (the escape hatch without etcd)."""
+    service, site, force = str(body["service"]), str(body["site"]), body.get("force") is True
+    local = body.get("local") is True
+    log.warning("operator_failover", service=service, site=site, force=force, local=local)
+    if cluster is None:
+        return monitor.failover(service, site, force)
+    if local:
+        return cluster.local_failover(service, site)
+    return cluster.failover(service, site, force)
 
 
-def _failback(monitor: Monitor, body: dict[str, Any]) -> None:
-    service, force = body["service"], bool(body.get("force", False))
-    log.warning("operator_failback", service=service, force=force)
-    monitor.failback(str(service), force)
+def _failback(monitor: Monitor, cluster: Node | None, body: dict[str, Any]) -> Any:
+    """{"service", "force"?, "local"?}: "local" releases this instance's own choice."""
+    service, force, local = (
+        str(body["service"]),
+        body.get("force") is True,
+        body.get("local") is True,
+    )
+    log.warning("operator_failback", service=service, force=force, local=local)
+    if cluster is None:
+        return monitor.failback(service, force)
+    if local:
+        return cluster.local_failover(service, None)
+    return cluster.failback(service, force)
 
 
 def bearer(token: str) -> bytes:
@@ -125,6 +162,13 @@ def _refused(request: Request) -> bytes:
     client = getattr(request.getClientAddress(), "host", "?")
     SECURITY.write("security", client=client, transport="admin", reason="wrong admin token")
     return _json(request, 401, {"error": "missing or wrong bearer token"})
+
+
+def _finish(request: Request, answer: bytes) -> None:
+    """A late answer, unless the client has gone meanwhile."""
+    if not request.finished and not request._disconnected:
+        request.write(answer)
+        request.finish()
 
 
 def _json(request: Request, code: int, body: Any) -> bytes:

@@ -15,6 +15,7 @@ from xprov.guard import Policy
 from xprov.monitor.errors import error_detail
 from xprov.monitor.pool import daemon_pool
 from xprov.servers import admin
+from xprov.services.cluster import Cluster
 from xprov.services.core import Core
 from xprov.services.listeners import Listeners
 from xprov.services.monitoring import Monitoring
@@ -37,9 +38,11 @@ class ReloadCoordinator(service.Service):
         monitoring: Monitoring,
         refresher: InventoryRefresher,
         admin_api: admin.AdminApi,
+        cluster: Cluster,
     ) -> None:
         self.core, self.listeners, self.tftp = core, listeners, tftp
         self.monitoring, self.refresher, self.admin_api = monitoring, refresher, admin_api
+        self.cluster = cluster
         self.builder = daemon_pool("xprov-builder", 1)
         self.reloads: dict[str, Any] = {"ok": 0, "failed": 0, "last": None}
         self.config_loaded_at: float = core.reactor.seconds()
@@ -87,6 +90,7 @@ class ReloadCoordinator(service.Service):
         core.apply_logs(cfg, built.secrets)
         self.listeners.reconfigure(cfg, budget)
         self.refresher.reconfigure(cfg)
+        restart_pending = self.cluster.reconfigure(cfg)  # [cluster]: at the next start
         self.config_loaded_at = core.reactor.seconds()
         self.reloads["ok"] += 1
         self.reloads["last"] = {"at": core.reactor.seconds(), "ok": True}
@@ -95,6 +99,7 @@ class ReloadCoordinator(service.Service):
             "config_generation": inputs.config_generation,
             "phones": len(inputs.inventory),
             "listen": self.listeners.listening(),
+            "restart_pending": restart_pending,
         }
         log.info("reloaded", **summary, **report_fields(built.report))
         core.warn_unknown_models(inputs.inventory)
