@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from xprov.cluster.agreement import (
@@ -31,6 +33,12 @@ def seen(**targets: Health) -> dict[str, Verdict]:
 
 def test_quorum_is_a_strict_majority() -> None:
     assert [quorum(n) for n in range(1, 6)] == [1, 2, 2, 3, 3]
+
+
+def test_a_lone_observer_is_no_majority_unless_allowed() -> None:
+    verdicts = {"virginia": seen(sip_chicago=DOWN, sip_virginia=UP)}
+    assert agree("sip@chicago", verdicts).health is UNKNOWN
+    assert agree("sip@chicago", verdicts, minimum=1).health is DOWN
 
 
 def test_a_partition_between_the_data_centres_switches_nothing() -> None:
@@ -80,9 +88,8 @@ def test_one_observer_of_two_is_no_majority() -> None:
         "virginia": seen(sip_chicago=DOWN, sip_virginia=UP),
     }
     view = agree("sip@chicago", verdicts)
-    assert (
-        view.health is UNKNOWN
-        and view.reason == "no majority of 2 observers (0 unknown, 1 up, 1 down)"
+    assert view.health is UNKNOWN and view.reason == (
+        "no majority of 2 observers (0 unknown, 1 up, 1 down; 2 needed)"
     )
     assert next_choice("sip", None, ORDER, verdicts, POLICY, 200.0, "virginia")[0] is None
 
@@ -150,3 +157,20 @@ def test_choices_and_verdicts_round_trip_and_garbage_is_refused() -> None:
     for data in ({"x": 1}, {"x": {"health": "sideways", "since": 1, "reason": ""}}):
         with pytest.raises(ValueError, match="not an observer"):
             read_verdicts(data)
+
+
+def test_the_inventorys_content_hash_names_its_phones_not_their_order_or_generation() -> None:
+    """Two instances serving the same phones show the same hash (issue 16)."""
+    from xprov.inventory.file_source import load_file
+    from xprov.inventory.snapshot import Inventory, Phone
+
+    phones = list(
+        load_file(Path(__file__).parents[2] / "etc" / "inventory.toml", 1).phones.values()
+    )
+    first = Inventory.of(phones, 1, "file:a")
+    again = Inventory.of(reversed(phones), 7, "mysql:virginia")
+    assert first.content_hash == again.content_hash and len(first.content_hash) == 16
+    changed = [phones[0]._replace(model="T48G"), *phones[1:]]
+    assert Inventory.of(changed, 1, "file:a").content_hash != first.content_hash
+    assert first.serving_from(5.0).content_hash == first.content_hash
+    assert isinstance(phones[0], Phone)

@@ -165,6 +165,20 @@ def full_document(tmp: Path, pki: certs.Pki) -> dict[str, Any]:
     doc["sites"]["virginia"]["sip"].update(tls_server_name="sip.example.net", tls_ca=str(pki.ca[0]))
     for site in ("chicago", "virginia"):
         doc["sites"][site]["db"].update(tls=False, expect_read_only=False)
+    doc["cluster"] = {
+        "mode": "standalone",
+        "name": "chicago",
+        "endpoints": ["http://127.0.0.1:23791"],
+        "prefix": "/xprov/",
+        "lease_ttl": 5,
+        "min_observers": 2,
+        "timeout": 1.0,
+        "ca": str(pki.ca[0]),
+        "certificate": str(pki.t46g[0]),
+        "private_key": str(pki.t46g[1]),
+        "user": "xprov",
+        "password": "etcd-pass-2026",
+    }
     return doc
 
 
@@ -588,6 +602,54 @@ ROWS = [
 ]
 
 
+def restart(*keys: str) -> Row:
+    """A `[cluster]` key: applied at the next start; the reload says so (status too)."""
+    value = {
+        "mode": "etcd",
+        "name": "virginia",
+        "endpoints": ["http://127.0.0.1:23792"],
+        "prefix": "/xprov2/",
+        "lease_ttl": 9,
+        "min_observers": 3,
+        "timeout": 2.0,
+        "ca": "CA2",
+        "certificate": "CERT2",
+        "private_key": "KEY2",
+        "user": "xprov2",
+        "password": "etcd-pass-2027",
+    }
+    changes = {f"cluster.{key}": value[key] for key in keys}
+    pending = sorted({f"cluster.{key}" for key in keys})
+    return Row(
+        f"cluster.{keys[0]}",
+        changes,
+        lambda svc: (sorted(svc.cluster.restart_pending), svc.status()["restart_pending"]),
+        (pending, pending),
+    )
+
+
+ROWS += [
+    restart("mode"),
+    restart("name"),
+    restart("endpoints"),
+    restart("prefix"),
+    restart("lease_ttl"),
+    restart("min_observers"),
+    restart("timeout"),
+    restart("ca"),
+    restart("certificate", "private_key"),
+    restart("private_key", "certificate"),
+    restart("user"),
+    restart("password"),
+    Row(
+        "cluster.password_file",
+        {"cluster.password": DELETE, "cluster.password_file": "DBPASS"},
+        lambda svc: svc.cluster.restart_pending,
+        ["cluster.password"],
+    ),
+]
+
+
 def resolve(value: Any, files: dict[str, Any]) -> Any:
     """The rows' placeholders: files made by the fixtures."""
     pki, tmp = files["pki"], files["tmp"]
@@ -658,7 +720,12 @@ def test_every_key_has_a_row(files: dict[str, Any], monkeypatch) -> None:
 
     monkeypatch.setattr(config_table.Table, "get", get)
     doc = full_document(files["tmp"], files["pki"])
-    for path in ("admin.token_file", "auth.password_file", "sites.chicago.db.password_file"):
+    for path in (
+        "admin.token_file",
+        "auth.password_file",
+        "sites.chicago.db.password_file",
+        "cluster.password_file",
+    ):
         doc = changed(doc, {path: str(files["tmp"] / "token")})
     (files["tmp"] / "full.toml").write_text(dump(doc))
     with pytest.raises(config.ConfigError):  # a password and its file: both are read

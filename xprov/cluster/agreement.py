@@ -62,13 +62,14 @@ def quorum(observers: int) -> int:
     return observers // 2 + 1
 
 
-def agree(target: str, verdicts: Verdicts) -> Agreed:
-    """The majority's view of `target`; UNKNOWN without one (or without observers)."""
+def agree(target: str, verdicts: Verdicts, minimum: int = 2) -> Agreed:
+    """The majority's view of `target`, from at least `minimum` votes (an observer alone
+    never decides: `[cluster] min_observers`); UNKNOWN without one."""
     votes = {
         name: seen[target].health if target in seen else Health.UNKNOWN
         for name, seen in verdicts.items()
     }
-    need = quorum(len(votes))
+    need = max(quorum(len(votes)), minimum)
     for health in (Health.DOWN, Health.UP):
         holders = sorted(
             (verdicts[name][target] for name, vote in votes.items() if vote is health),
@@ -83,7 +84,8 @@ def agree(target: str, verdicts: Verdicts) -> Agreed:
             since = holders[need - 1].since if health is Health.UP else None
             return Agreed(health, reason, since, votes)
     counts = ", ".join(f"{sum(v is h for v in votes.values())} {h.value}" for h in Health if votes)
-    return Agreed(Health.UNKNOWN, f"no majority of {len(votes)} observers ({counts})", None, votes)
+    text = f"no majority of {len(votes)} observers ({counts}; {need} needed)"
+    return Agreed(Health.UNKNOWN, text, None, votes)
 
 
 @dataclass(frozen=True)
@@ -118,9 +120,11 @@ class Choice:
         return choice
 
 
-def views(service: str, sites: Sequence[str], verdicts: Verdicts) -> dict[str, Agreed]:
+def views(
+    service: str, sites: Sequence[str], verdicts: Verdicts, minimum: int = 2
+) -> dict[str, Agreed]:
     """site -> the agreed view of `service`'s target there."""
-    return {site: agree(f"{service}@{site}", verdicts) for site in sites}
+    return {site: agree(f"{service}@{site}", verdicts, minimum) for site in sites}
 
 
 def next_choice(
@@ -131,11 +135,12 @@ def next_choice(
     policy: Policy,
     now: float,
     observer: str,
+    minimum: int = 2,
 ) -> tuple[Choice | None, Decision | None]:
     """The switch rule on the observers' majority: the Choice to write (None: keep the
     key), and the rule's decision (its reason when it holds). No key yet: the primary."""
     active = current.site if current is not None else order[0]
-    seen: Mapping[str, SiteView] = views(service, order, verdicts)
+    seen: Mapping[str, SiteView] = views(service, order, verdicts, minimum)
     decision = decide(
         service, active, order, seen, policy, now, manual=current is not None and current.manual
     )
@@ -155,13 +160,14 @@ def manual_choice(
     operator: str,
     now: float,
     failback: bool = False,
+    minimum: int = 2,
 ) -> Choice:
     """An operator's failover to `site` (or failback to the primary: the automatic rule
     takes over again). ValueError, with the reason, for a site the majority does not see
     UP unless `force`."""
     if site not in order:
         raise ValueError(f"{service} has no site {site!r}")
-    seen = agree(f"{service}@{site}", verdicts)
+    seen = agree(f"{service}@{site}", verdicts, minimum)
     if seen.health is not Health.UP and not force:
         raise ValueError(
             f"{service} at {site} is {seen.health.value} ({seen.reason}); "

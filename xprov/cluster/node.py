@@ -273,6 +273,7 @@ class Node:
                 self.monitor.policy,
                 now,
                 self.name,
+                self.settings.min_observers,
             )
             if choice is not None and service not in self.writing:
                 self._write(service, choice, current[1] if current else 0)
@@ -332,6 +333,7 @@ class Node:
                 f"operator via {self.name}",
                 self.clock.seconds(),
                 failback=failback,
+                minimum=self.settings.min_observers,
             )
         except ValueError as exc:
             raise ManualChoiceError(str(exc)) from None
@@ -351,8 +353,10 @@ class Node:
             self.local.pop(service, None)
             log.warning("local_override_released", service=service)
             current = self.choices.get(service)
-            if current is not None:
-                self._apply(service, current[0])
+            primary = self.monitor.order_of(service)[0]
+            self._apply(
+                service, current[0] if current else Choice(primary, 0, "primary", "", False, 0.0)
+            )
             return
         if site not in self.monitor.order_of(service):
             raise ManualChoiceError(f"{service} has no site {site!r}")
@@ -387,7 +391,8 @@ class Node:
                 for name, seen in sorted(self.observers.items())
             },
             "agreed": {
-                t.name: agree(t.name, self.verdicts()).health.value for t in self.monitor.targets
+                t.name: agree(t.name, self.verdicts(), self.settings.min_observers).health.value
+                for t in self.monitor.targets
             },
             "decisions": {
                 service: {**json.loads(choice.encode()), "revision": revision}

@@ -38,6 +38,7 @@ def read_cluster(root: Table, base: Path) -> ClusterConfig:
     if isinstance(prefix, str) and (not prefix.endswith("/") or CONTROL.search(prefix)):
         t.problem("prefix", "must end with '/'")
     lease_ttl = t.integer("lease_ttl", 5, 2, 60)
+    min_observers = t.integer("min_observers", 2, 1, 9)
     timeout = t.number("timeout", 1.0, 0.1, 10.0)
     if isinstance(lease_ttl, int) and isinstance(timeout, float) and lease_ttl < 2 * timeout + 1:
         # a renewal that times out on one member must still reach the next before expiry
@@ -61,6 +62,7 @@ def read_cluster(root: Table, base: Path) -> ClusterConfig:
         endpoints,
         prefix or "/xprov/",
         lease_ttl or 5,
+        min_observers or 2,
         timeout or 1.0,
         files.get("ca"),
         files.get("certificate"),

@@ -198,6 +198,7 @@ class ClusterConfig:
     endpoints: tuple[str, ...] = ()  # etcd client URLs, http:// or https://
     prefix: str = "/xprov/"  # every key the cluster writes is under it
     lease_ttl: int = 5  # seconds an observer's verdicts outlive its last renewal
+    min_observers: int = 2  # votes a switch needs at least: one observer never decides alone
     timeout: float = 1.0  # seconds each etcd call may take before the next member is tried
     ca: Path | None = None  # CA of the etcd members' certificates (https endpoints)
     certificate: Path | None = None  # our client certificate and key, if etcd asks for one
