@@ -82,6 +82,7 @@ def test_contents_and_metadata(deb: Path) -> None:
         "./etc/xprov/inventory.toml",
         "./etc/xprov/templates/",
         "./lib/systemd/system/xprov.service",
+        "./lib/systemd/system/xprov-witness.service",
         "./usr/share/xprov/vendor_templates/yealink/device.cfg",
         "./usr/share/man/man1/xprov.1.gz",
         "./usr/lib/xprov/venv/bin/python3 -> ../../../../bin/python3",
@@ -189,6 +190,12 @@ def test_install_run_reload_upgrade_purge(deb: Path, tmp_path: Path) -> None:
         ("LimitNOFILE", "65536"),  # phones' connections and transfers: 1,024 is too few
     ):
         assert _unit_value(key) == value, key
+    witness = Path("/lib/systemd/system/xprov-witness.service")
+    verify = run("systemd-analyze", "verify", str(witness), check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    state = run("systemctl", "is-enabled", "xprov-witness", check=False).stdout.strip()
+    assert state == "disabled", state  # the witness host enables it, no other
+    assert "ExecStart=/usr/bin/xprov witness -c /etc/xprov/xprov.toml" in witness.read_text()
 
     # The operator's edits: sites on this host's loopback (nothing else is ever probed
     # here), a URL, a phone.
