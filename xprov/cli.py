@@ -15,6 +15,7 @@ from xprov import __version__, config, descriptors, logs, status_text
 from xprov.admin_client import AdminClient, AdminError, Answer
 from xprov.build import BuildError, build, load
 from xprov.config import SERVICES
+from xprov.drill.servers import ATTEMPT_TIMEOUT, parse_server
 from xprov.mac import normalize_mac
 from xprov.provisioning import Failed, NotFound, Provisioner
 from xprov.selection import ActiveSites
@@ -257,7 +258,9 @@ def cmd_drill(args: argparse.Namespace) -> int:
     settings = outcome.Settings(args.poll, args.jitter, (low, high))
 
     def run(reactor: Any) -> Any:
-        drill = against(cfg, sim, args.host, args.poll, args.jitter, reactor)
+        drill = against(
+            cfg, sim, args.host, args.poll, args.jitter, reactor, args.server or (), args.timeout
+        )
 
         def done(record: Any) -> None:
             result = outcome.result(record, sim, outcome.read_events(args.events), settings)
@@ -267,6 +270,14 @@ def cmd_drill(args: argparse.Namespace) -> int:
 
     task.react(run)  # exits when the drill is over
     return 0
+
+
+def _drill_server(text: str) -> str:
+    try:
+        parse_server(text, 1, None)  # the syntax; the ports left out come from the config
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _active_item(text: str) -> str:
@@ -399,7 +410,24 @@ def parser() -> argparse.ArgumentParser:
         default="30-60",
         help="seconds an SPA reboots after a change (Yealink phones apply in place)",
     )
-    drill.add_argument("--host", default="127.0.0.1", help="the server's address")
+    where = drill.add_mutually_exclusive_group()
+    where.add_argument("--host", default="127.0.0.1", help="the server's address")
+    where.add_argument(
+        "--server",
+        action="append",
+        type=_drill_server,
+        metavar="HOST[:HTTP_PORT[:TFTP_PORT]]",
+        help="an address of the provisioning name, repeated in the order phones try them: "
+        "each file from the first that answers, the next one after a refused or timed-out "
+        "attempt (ports default to the config's first listeners)",
+    )
+    drill.add_argument(
+        "--attempt-timeout",
+        dest="timeout",
+        type=float,
+        default=ATTEMPT_TIMEOUT,
+        help=f"seconds a phone waits on one address (default {ATTEMPT_TIMEOUT:g})",
+    )
     drill.add_argument(
         "--events",
         metavar="FILE",

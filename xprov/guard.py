@@ -346,11 +346,12 @@ def notices(cfg: Config, inventory: Inventory | None = None) -> list[str]:
         out.append('[auth] user and basic_over_tls do nothing while mode = "off"')
     if policy.digest and auth.basic_over_tls and cfg.https is None:
         out.append("[auth] basic_over_tls does nothing without [https]")
-    if cfg.https is not None and cfg.provisioning.url.startswith("http://"):
-        out.append(
-            "[provisioning] url is http://, and it is written into the files: phones move to "
-            "plain HTTP after their first file (use https:// to keep them on TLS)"
-        )
+    for key, url in (("url", cfg.provisioning.url), ("second_url", cfg.provisioning.second_url)):
+        if cfg.https is not None and url is not None and url.startswith("http://"):
+            out.append(
+                f"[provisioning] {key} is http://, and it is written into the files: phones "
+                "move to plain HTTP after their first file (use https:// to keep them on TLS)"
+            )
     if policy.bind_mac and cfg.http.listen:
         out.append("per-device files are refused over plain HTTP: [https] bind_mac is on")
     if policy.digest and inventory is not None:

@@ -163,6 +163,7 @@ class Provisioner:
                 "poll_seconds": config.provisioning.poll_seconds,
                 "poll_minutes": max(1, config.provisioning.poll_seconds // 60),
                 "auth": config.auth.mode,  # "off", or how per-device files are protected
+                "second_url": config.provisioning.second_url,  # None: off
             },
             **service_variables(config, selection),
             **VENDORS[request.vendor].context(request, model),

@@ -131,6 +131,31 @@ def test_db_password_is_not_in_repr(valid: dict, config_path: Path) -> None:
             lambda d: d["provisioning"].update(url="http://prov:pw@127.0.0.1:8080"),
             "provisioning.url: must not hold credentials: it is written into shared files",
         ),
+        # second_url (issue 16) is checked as url is: it is written into the same files
+        (
+            lambda d: d["provisioning"].update(second_url="ftp://x"),
+            "provisioning.second_url: 'ftp://x' is not an http:// or https:// URL with a host",
+        ),
+        (
+            lambda d: d["provisioning"].update(second_url="http://prov-b/?x=1"),
+            "provisioning.second_url: must not have a query or fragment",
+        ),
+        (
+            lambda d: d["provisioning"].update(second_url="http://prov:pw@prov-b"),
+            "provisioning.second_url: must not hold credentials: it is written into shared",
+        ),
+        (
+            lambda d: d["provisioning"].update(second_url="http://127.0.0.1:8080/"),
+            "provisioning.second_url: must name the other data centre, not url again",
+        ),
+        (
+            lambda d: d["provisioning"].update(second_url=""),
+            "provisioning.second_url: must not be empty (leave it out for none)",
+        ),
+        (
+            lambda d: d["provisioning"].update(second_url=8080),
+            "provisioning.second_url: expected a string, got an integer",
+        ),
         (
             lambda d: d["tftp"].update(per_device_from=["10.0.0.0/33"]),
             "tftp.per_device_from[0]: '10.0.0.0/33' is not an address or CIDR network",
@@ -363,6 +388,13 @@ def test_bind_mac_with_a_plain_http_url_is_an_error(valid, config_path, tmp_path
     )
     data["provisioning"]["url"] = "https://127.0.0.1:8443"
     assert config.parse(data, config_path).https.bind_mac  # type: ignore[union-attr]
+    data["provisioning"]["second_url"] = "http://prov-b.example.net"  # the other site's too
+    assert any(
+        p.startswith("provisioning.second_url: phones fetch their files from this http:// URL")
+        for p in problems(data, config_path)
+    )
+    data["provisioning"]["second_url"] = "https://prov-b.example.net"
+    assert config.parse(data, config_path).provisioning.second_url == ("https://prov-b.example.net")
 
 
 def test_an_empty_password_file_is_named(valid, tmp_path: Path) -> None:

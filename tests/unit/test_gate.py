@@ -471,6 +471,12 @@ def test_notice_of_an_http_url_beside_https(tmp_path: Path) -> None:
     https = f'[https]\nlisten = ["127.0.0.1:8443"]\ncertificate = "{cert}"\nprivate_key = "{key}"\n'
     found = notices_of(tmp_path, {"[logging]": https + "\n" + AUTH})
     assert any(n.startswith("[provisioning] url is http://") for n in found)
+    assert not any(n.startswith("[provisioning] second_url") for n in found)  # unset
+    second = 'url = "http://127.0.0.1:8080"\nsecond_url = "http://prov-b.example.net"'
+    found = notices_of(
+        tmp_path, {"[logging]": https + "\n" + AUTH, 'url = "http://127.0.0.1:8080"': second}
+    )
+    assert any(n.startswith("[provisioning] second_url is http://") for n in found)
 
 
 T31G_FILE = f"/{YEALINK_T31G}.cfg"

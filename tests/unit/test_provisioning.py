@@ -412,3 +412,89 @@ def test_a_reload_compiles_a_changed_template_anew_and_keeps_one_entry_per_file(
     with pytest.raises(TemplateProblems, match=r"a\.cfg:1"):
         Templates([tmp_path], ["a.cfg"], 3)
     assert len(COMPILED) == before + 1
+
+
+# -- [provisioning] second_url (issue 16): the other data centre as the SPA's second source
+
+# spa504G.cfg as the sample config rendered it before second_url existed (`xprov render -c
+# etc/xprov.toml 0002fdff2103 spa504G.cfg`): with the key unset, not a byte may change.
+SPA504G_MODEL_FILE = b"""<flat-profile>
+  <!-- xprov per-model profile: poll often, then fetch this device's own file -->
+  <Provision_Enable ua="na">Yes</Provision_Enable>
+  <Resync_On_Reset ua="na">Yes</Resync_On_Reset>
+  <Resync_Periodic ua="na">60</Resync_Periodic>
+  <Resync_Error_Retry_Delay ua="na">30</Resync_Error_Retry_Delay>
+  <Resync_Random_Delay ua="na">1</Resync_Random_Delay>
+  <Resync_Fails_On_FNF ua="na">Yes</Resync_Fails_On_FNF>
+  <Profile_Rule ua="na">http://127.0.0.1:8080/spa504G.cfg</Profile_Rule>
+  <Profile_Rule_B ua="na">http://127.0.0.1:8080/$MA.xml</Profile_Rule_B>
+</flat-profile>
+"""
+# ...and its Profile_Rule_B with [auth] on (the rest of the file is the same).
+AUTH_RULE_B = (
+    b'  <Profile_Rule_B ua="na">(&#34;$P&#34; eq &#34;&#34;)? /$MA.xml | [--uid &#34;$O&#34; '
+    b"--pwd &#34;$P&#34;]http://127.0.0.1:8080/$MA.xml</Profile_Rule_B>\n"
+)
+SECOND = "http://prov-b.example.net:8080"
+AUTH_ON = '[auth]\nmode = "digest"\nuser = "site"\npassword = "site-pw-Secret"\n\n[logging]'
+
+
+def with_second(tmp_path: Path, extra: dict[str, str] | None = None) -> Provisioner:
+    url = 'url = "http://127.0.0.1:8080"'
+    replace = {url: f'{url}\nsecond_url = "{SECOND}/"', **(extra or {})}
+    inputs = load(sample_config(tmp_path, replace=replace))
+    assert inputs.config.provisioning.second_url == SECOND  # the slash trimmed, as url's
+    return Provisioner(inputs, ActiveSites(inputs.config.sites, "chicago"))
+
+
+def every_file(p: Provisioner) -> dict[str, bytes]:
+    return {
+        name: served(p, name, USER_AGENTS[mac]) for mac, names in FILES.items() for name in names
+    }
+
+
+def test_without_second_url_the_files_are_as_before(provisioner, tmp_path: Path) -> None:
+    """Off by default, and then byte-identical to the files before the key existed, with
+    [auth] off and on."""
+    assert provisioner.inputs.config.provisioning.second_url is None
+    assert served(provisioner, "spa504G.cfg") == SPA504G_MODEL_FILE
+    for body in every_file(provisioner).values():
+        assert b"PRVST" not in body and b"prov-b" not in body
+    inputs = load(sample_config(tmp_path, replace={"[logging]": AUTH_ON}))
+    auth = Provisioner(inputs, ActiveSites(inputs.config.sites, "chicago"))
+    before = SPA504G_MODEL_FILE.decode().splitlines(keepends=True)
+    before[-2] = AUTH_RULE_B.decode()
+    assert served(auth, "spa504G.cfg") == "".join(before).encode()
+
+
+def test_second_url_is_the_spa_source_on_a_retry(provisioner, tmp_path: Path) -> None:
+    """Set: both SPA rules fetch from the other data centre when $PRVST is 2 (the retry
+    after a failed resync) and from url otherwise; nothing else changes, in no file of
+    either vendor (Yealink has no second source), and the bytes are stable."""
+    before, p = every_file(provisioner), with_second(tmp_path)
+    after = every_file(p)
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == {"spa504G.cfg", "spa942.cfg"}  # the SPA model files only
+    keys = spa_keys(after["spa504G.cfg"])
+    retry = '("$(PRVST)" eq "2")? '
+    assert keys["Profile_Rule"] == (
+        f"{retry}{SECOND}/spa504G.cfg | http://127.0.0.1:8080/spa504G.cfg"
+    )
+    assert keys["Profile_Rule_B"] == f"{retry}{SECOND}/$MA.xml | http://127.0.0.1:8080/$MA.xml"
+    old = spa_keys(before["spa504G.cfg"])
+    assert {k: v for k, v in keys.items() if not k.startswith("Profile_Rule")} == {
+        k: v for k, v in old.items() if not k.startswith("Profile_Rule")
+    }
+    assert every_file(with_second(tmp_path)) == after  # stable: a fresh render, same bytes
+
+
+def test_second_url_with_auth_keeps_the_factory_fallback_and_credentials(tmp_path) -> None:
+    """With [auth] on, the TFTP fallback of a factory phone comes first, then the second
+    source on a retry with the phone's credentials by macro, then url."""
+    p = with_second(tmp_path, {"[logging]": AUTH_ON})
+    rule = spa_keys(served(p, "spa942.cfg"))["Profile_Rule_B"]
+    login = '[--uid "$O" --pwd "$P"]'
+    assert rule == (
+        f'("$P" eq "")? /$MA.xml | ("$(PRVST)" eq "2")? {login}{SECOND}/$MA.xml | '
+        f"{login}http://127.0.0.1:8080/$MA.xml"
+    )

@@ -226,6 +226,12 @@ ROWS = [
         True,
     ),
     Row(
+        "provisioning.second_url",
+        {"provisioning.second_url": "http://prov-b.example.net:8080"},
+        lambda svc: "? http://prov-b.example.net:8080/spa504G.cfg | " in spa_model(svc),
+        True,
+    ),
+    Row(
         "provisioning.poll_seconds",
         {"provisioning.poll_seconds": 120},
         has('<Resync_Periodic ua="na">120<'),

@@ -122,11 +122,16 @@ def parse(data: Mapping[str, Any], path: Path) -> Config:
         vars=read_vars(root.table("vars", required=False)),
         cluster=read_cluster(root, base),
     )
-    if config.https and config.https.bind_mac and config.provisioning.url.startswith("http://"):
-        problems.append(
-            "provisioning.url: phones fetch their files from this http:// URL, and "
-            "[https] bind_mac refuses per-device files over plain HTTP: use https://"
-        )
+    if config.https and config.https.bind_mac:
+        for key, url in (
+            ("url", config.provisioning.url),
+            ("second_url", config.provisioning.second_url or ""),
+        ):
+            if url.startswith("http://"):
+                problems.append(
+                    f"provisioning.{key}: phones fetch their files from this http:// URL, and "
+                    "[https] bind_mac refuses per-device files over plain HTTP: use https://"
+                )
     if config.cluster.mode == "etcd" and not config.monitor.enabled:
         problems.append(
             "cluster.mode: etcd needs the monitor ([monitor] enabled = true): "

@@ -91,6 +91,9 @@ class Site:
 class ProvisioningConfig:
     url: str
     poll_seconds: int
+    # The other data centre's base URL: SPA profile rules fetch from it on a retry after a
+    # failed resync (docs/deployment.md). None: off, and the files are as without it.
+    second_url: str | None = None
 
 
 @dataclass(frozen=True)

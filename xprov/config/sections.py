@@ -51,20 +51,36 @@ def read_provisioning(root: Table) -> ProvisioningConfig:
         return ProvisioningConfig("", 60)
     url = t.text("url")
     if url:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            t.problem("url", f"{url!r} is not an http:// or https:// URL with a host")
-        elif parts.query or parts.fragment:
-            t.problem("url", "must not have a query or fragment")
-        elif parts.username is not None or parts.password is not None:
-            t.problem(
-                "url",
-                "must not hold credentials: it is written into shared files that anyone may "
-                "fetch (give phones their credentials in [auth] and the inventory)",
-            )
+        _check_base_url(t, "url", url)
+    second = t.text("second_url", None)
+    if second:
+        _check_base_url(t, "second_url", second)
+        if url and second.rstrip("/") == url.rstrip("/"):
+            t.problem("second_url", "must name the other data centre, not url again")
+    elif second is not None:
+        t.problem("second_url", "must not be empty (leave it out for none)")
     poll = t.integer("poll_seconds", 60, 60, 86400)
     t.finish()
-    return ProvisioningConfig(url=(url or "").rstrip("/"), poll_seconds=poll)
+    return ProvisioningConfig(
+        url=(url or "").rstrip("/"),
+        poll_seconds=poll,
+        second_url=second.rstrip("/") if second else None,
+    )
+
+
+def _check_base_url(t: Table, key: str, url: str) -> None:
+    """A base URL written into the files: http(s) with a host, nothing after the path."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        t.problem(key, f"{url!r} is not an http:// or https:// URL with a host")
+    elif parts.query or parts.fragment:
+        t.problem(key, "must not have a query or fragment")
+    elif parts.username is not None or parts.password is not None:
+        t.problem(
+            key,
+            "must not hold credentials: it is written into shared files that anyone may "
+            "fetch (give phones their credentials in [auth] and the inventory)",
+        )
 
 
 def read_templates(root: Table, base: Path) -> TemplatesConfig:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
+from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTCP, IReactorTime, IReactorUDP
 from twisted.internet.protocol import DatagramProtocol
@@ -43,7 +44,15 @@ class HttpFetcher:
         def body(response: IResponse) -> Deferred[tuple[int, bytes]]:
             return readBody(response).addCallback(lambda data: (response.code, data))
 
-        return request.addCallback(body).addTimeout(self.timeout, self.reactor)
+        return request.addCallback(body).addTimeout(
+            self.timeout, self.reactor, onTimeoutCancel=_timed_out
+        )
+
+
+def _timed_out(result: object, timeout: float) -> NoReturn:
+    """An attempt cut by its deadline fails with a TimeoutError, whether it was connecting
+    (ConnectingCancelledError) or waiting for the answer (ResponseNeverReceived)."""
+    raise defer.TimeoutError(f"no answer within {timeout} s")
 
 
 class _TftpRead(DatagramProtocol):

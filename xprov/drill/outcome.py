@@ -44,7 +44,8 @@ def result(
 ) -> dict[str, Any]:
     """The drill's result document: `summary` figures, phones, poll_s, jitter_pct, seconds,
     mix and `events`, measured from `marks` (the events file) or, if there are none, from
-    every switch of the server's selection the drill saw."""
+    every switch of the server's selection the drill saw; and `servers` (see `servers`)
+    when the phones had several addresses to try."""
     seen = switches(record)
     marks = marks or [
         {
@@ -54,7 +55,7 @@ def result(
         }
         for s in seen
     ]
-    return {
+    out = {
         **summary(record),
         "phones": len(phones),
         "poll_s": settings.poll,
@@ -62,6 +63,25 @@ def result(
         "seconds": record.ended - record.started,
         "mix": mix(phones),
         "events": [event(mark, seen, record, phones, settings.reboot) for mark in marks],
+    }
+    if len(record.servers) > 1:  # one address: the document as before there were several
+        out["servers"] = servers(record)
+    return out
+
+
+def servers(record: Record) -> dict[str, dict[str, int]]:
+    """Per address the phones tried, in their order: `fetches` it answered,
+    `failed_attempts` there (refused or timed out: the phone tried the next address), and
+    `phones` that got their per-device file from it at least once."""
+    return {
+        server: {
+            "fetches": record.fetches[server],
+            "failed_attempts": record.failed_attempts[server],
+            "phones": sum(
+                1 for seen in record.seen.values() if any(o.server == server for o in seen)
+            ),
+        }
+        for server in record.servers
     }
 
 

@@ -93,6 +93,12 @@ def describe(result: dict[str, Any]) -> str:
         f"latency p50 {result['latency_ms']['p50']} ms, p99 {result['latency_ms']['p99']} ms, "
         f"max {result['latency_ms']['max']} ms",
     ]
+    for server, figures in result.get("servers", {}).items():
+        lines.append(
+            f"server {server}: {figures['fetches']} fetches answered, "
+            f"{figures['failed_attempts']} attempts refused or timed out, "
+            f"per-device files to {figures['phones']} phones"
+        )
     for event in result.get("events", []):
         lines.append(f"{event['what']}:")
         if event.get("detection_s") is not None:

@@ -6,9 +6,9 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.interfaces import IDelayedCall
@@ -21,6 +21,7 @@ from xprov.config import Config
 from xprov.drill import report
 from xprov.drill.clients import HttpFetcher, tftp_get
 from xprov.drill.phones import SimPhone, sites_in
+from xprov.drill.servers import ATTEMPT_TIMEOUT, Server, attempt_of, parse_server
 
 if TYPE_CHECKING:
     from xprov.drill.clients import IDrillReactor
@@ -34,6 +35,12 @@ class Observation:
     at: float  # wall-clock time of the fetch's answer
     sites: dict[str, str | None]  # service -> site the file points at
     body_hash: int
+    server: str = ""  # the address that answered (Server's str)
+
+
+class Fetched(NamedTuple):
+    body: bytes
+    server: str  # the address that answered
 
 
 @dataclass
@@ -48,6 +55,10 @@ class Record:
     seen: dict[str, list[Observation]] = field(default_factory=dict)  # mac -> device fetches
     # the server's selection as first seen and after every change: (time, generation, active)
     selections: list[tuple[float, int, dict[str, str]]] = field(default_factory=list)
+    servers: list[str] = field(default_factory=list)  # the addresses tried, in order
+    fetches: Counter[str] = field(default_factory=Counter)  # address -> fetches it answered
+    # address -> attempts there refused or timed out (the phone then tried the next one)
+    failed_attempts: Counter[str] = field(default_factory=Counter)
 
 
 class Drill:
@@ -55,24 +66,25 @@ class Drill:
         self,
         phones: list[SimPhone],
         config: Config,
-        host: str,
-        http_port: int,
-        tftp_port: int | None,
+        servers: Sequence[Server],
         poll: float,
         jitter: float,
         reactor: IDrillReactor,
-        timeout: float = 10.0,
+        timeout: float = ATTEMPT_TIMEOUT,
         admin: tuple[str, int, str] | None = None,
     ) -> None:
-        self.phones, self.config, self.host = phones, config, host
-        self.http_port, self.tftp_port = http_port, tftp_port
+        """`servers`: the addresses every phone tries for each file, in order (at least
+        one); `timeout`: seconds for one attempt on one address."""
+        if not servers:
+            raise ValueError("a drill needs at least one server")
+        self.phones, self.config, self.servers = phones, config, tuple(servers)
         self.poll, self.jitter, self.reactor, self.timeout = poll, jitter, reactor, timeout
         self.admin = admin
         self.http = HttpFetcher(reactor, timeout)
-        self.record = Record()
+        self.record = Record(servers=[str(server) for server in self.servers])
         self.rng = random.Random(7)
         self._running = False
-        self._inflight: set[Deferred[bytes | None]] = set()
+        self._inflight: set[Deferred[Fetched | None]] = set()
         self._calls: list[IDelayedCall] = []
 
     def run(self, seconds: float) -> Deferred[Record]:
@@ -103,56 +115,74 @@ class Drill:
     @inlineCallbacks
     def _poll(
         self, phone: SimPhone, scheduled: float
-    ) -> Generator[Deferred[bytes | None], bytes | None, None]:
+    ) -> Generator[Deferred[Fetched | None], Fetched | None, None]:
         if not self._running:
             return
         spread = self.poll * self.jitter
         following = scheduled + self.poll + self.rng.uniform(-spread, spread)
         delay = max(0.0, following - (time.time() - self.record.started))
         self._calls.append(self.reactor.callLater(delay, self._poll, phone, following))
-        body = b""  # the last file's: the per-device one (SimPhone.files)
+        last = Fetched(b"", "")  # the last file's: the per-device one (SimPhone.files)
         for name in phone.files:
             answer = yield self._fetch(phone, name)
             if answer is None:
                 return  # a failed file ends this poll, as it ends a phone's resync
-            body = answer
+            last = answer
+        sites = sites_in(phone.vendor, last.body, self.config)
         self.record.seen.setdefault(phone.mac, []).append(
-            Observation(time.time(), sites_in(phone.vendor, body, self.config), hash(body))
+            Observation(time.time(), sites, hash(last.body), last.server)
         )
 
-    def _fetch(self, phone: SimPhone, name: str) -> Deferred[bytes | None]:
-        started = time.monotonic()
-        if phone.transport == "tftp" and self.tftp_port:
-            fetching = tftp_get(
-                self.reactor, self.host, self.tftp_port, name, self.timeout
-            ).addCallback(lambda body: (200, body))
-        else:
-            fetching = self.http.get(
-                f"http://{self.host}:{self.http_port}/{name}", phone.user_agent
-            )
-
-        def answered(result: tuple[int, bytes]) -> bytes | None:
-            code, body = result
-            self.record.requests += 1
-            self.record.latencies.append(time.monotonic() - started)
-            if code != 200:
-                self.record.errors[f"{phone.transport} {code}"] += 1
-                return None
-            return body
-
-        def failed(reason: Failure) -> None:
-            self.record.requests += 1
-            self.record.errors[f"{phone.transport} {type(reason.value).__name__}"] += 1
-            return None
-
-        fetched = fetching.addCallbacks(answered, failed)
+    def _fetch(self, phone: SimPhone, name: str) -> Deferred[Fetched | None]:
+        fetched = self._attempts(phone, name)
         self._inflight.add(fetched)
 
-        def settled(result: bytes | Failure | None) -> bytes | Failure | None:
+        def settled(result: Fetched | Failure | None) -> Fetched | Failure | None:
             self._inflight.discard(fetched)
             return result
 
         return fetched.addBoth(settled)
+
+    @inlineCallbacks
+    def _attempts(
+        self, phone: SimPhone, name: str
+    ) -> Generator[Deferred[tuple[int, bytes]], tuple[int, bytes], Fetched | None]:
+        """One file as a phone fetches it from a name with several addresses: each in
+        turn until one answers (a refused or timed-out attempt moves on; any answer, even
+        an error status, ends the fetch). One request and one latency (from the first
+        attempt) per file, as before several addresses."""
+        started = time.monotonic()
+        for index, server in enumerate(self.servers):
+            try:
+                code, body = yield self._attempt(server, phone, name)
+            except Exception as exc:  # the attempt's failure, raised by inlineCallbacks
+                if attempt_of(exc).moves_on:
+                    self.record.failed_attempts[str(server)] += 1
+                    if index + 1 < len(self.servers):
+                        continue
+                self.record.requests += 1
+                self.record.errors[f"{phone.transport} {type(exc).__name__}"] += 1
+                return None
+            self.record.requests += 1
+            self.record.fetches[str(server)] += 1
+            self.record.latencies.append(time.monotonic() - started)
+            if code != 200:
+                self.record.errors[f"{phone.transport} {code}"] += 1
+                return None
+            return Fetched(body, str(server))
+        return None  # not reached: the last address's failure returned above
+
+    def _attempt(self, server: Server, phone: SimPhone, name: str) -> Deferred[tuple[int, bytes]]:
+        """(status, body) of `name` from one address, over the phone's transport (HTTP
+        when that address has no TFTP)."""
+        if phone.transport == "tftp" and server.tftp_port:
+            fetching: Deferred[bytes] = tftp_get(
+                self.reactor, server.host, server.tftp_port, name, self.timeout
+            )
+            return fetching.addCallback(lambda body: (200, body))
+        host = f"[{server.host}]" if ":" in server.host else server.host
+        url = f"http://{host}:{server.http_port}/{name}"
+        return self.http.get(url, phone.user_agent)
 
     def _watch_selection(self, last: int | None) -> None:
         if not self._running or self.admin is None:
@@ -186,16 +216,23 @@ def against(
     poll: float,
     jitter: float,
     reactor: IDrillReactor,
+    servers: Sequence[str] = (),
+    timeout: float = ATTEMPT_TIMEOUT,
 ) -> Drill:
     """A drill of `phones` against the server `config` configures, at `host`: its first HTTP
-    and TFTP listeners' ports, and its admin API (watched on this machine) if it has one."""
+    and TFTP listeners' ports, and its admin API (watched on this machine) if it has one.
+    `servers` (`HOST[:HTTP_PORT[:TFTP_PORT]]`, ports defaulting to those listeners'): the
+    addresses each phone tries in order instead of `host` alone. ValueError: a bad one."""
     admin = None
     if config.admin is not None:
         listen = config.admin.listen[0]
         admin = (local_host(listen.host), listen.port, config.admin.token)
     tftp_port = config.tftp.listen[0].port if config.tftp else None
     http_port = config.http.listen[0].port
-    return Drill(phones, config, host, http_port, tftp_port, poll, jitter, reactor, admin=admin)
+    tried = [parse_server(spec, http_port, tftp_port) for spec in servers] or [
+        Server(host, http_port, tftp_port)
+    ]
+    return Drill(phones, config, tried, poll, jitter, reactor, timeout, admin=admin)
 
 
 def _headers(values: dict[str, str]) -> Headers:
