@@ -1,0 +1,1 @@
+"""Agreement between xprov instances through an etcd cluster (issue 16)."""
