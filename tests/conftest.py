@@ -52,6 +52,16 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory):
         yield server
 
 
+@pytest.fixture(scope="module")
+def etcd_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A real 3-member etcd cluster on loopback for a test module (tests/etcd.py); a test that
+    kills or freezes a member heals the cluster after itself (`EtcdCluster.heal`)."""
+    from tests.etcd import EtcdCluster
+
+    with EtcdCluster(tmp_path_factory.mktemp("etcd")) as cluster:
+        yield cluster
+
+
 @pytest.fixture(autouse=True)
 def security_lines_budget_full() -> None:
     """Each test starts with every reason's budget of bounded log lines full (the budget is
