@@ -516,9 +516,9 @@ class Etcd:
         # A connection per call: a pooled one may have been closed by a member that died or
         # restarted, and a POST on it fails though the member is back (Twisted resends only
         # idempotent requests). A call a second costs a TCP (or TLS) handshake more.
-        self._pool = HTTPConnectionPool(reactor, persistent=False)  # type: ignore[no-untyped-call]
+        self._pool = HTTPConnectionPool(reactor, persistent=False)
         members = _Members(reactor, timeout, ca, certificate, private_key)
-        agent = Agent.usingEndpointFactory(reactor, members, self._pool)  # type: ignore[no-untyped-call]
+        agent = Agent.usingEndpointFactory(reactor, members, self._pool)
         self._http = HTTPClient(agent)
         self._credentials = {"name": user, "password": password} if user is not None else None
         self._token: str | None = None
@@ -596,7 +596,7 @@ class Etcd:
             watch.cancel()
         for call in list(self._pending):
             call.cancel()
-        done: Deferred[None] = self._pool.closeCachedConnections()  # type: ignore[no-untyped-call]
+        done: Deferred[None] = self._pool.closeCachedConnections()
         return done
 
     # -- calls
