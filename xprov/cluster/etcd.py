@@ -45,7 +45,7 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
 from twisted.python.failure import Failure
-from twisted.web.client import URI, Agent, HTTPConnectionPool, ResponseDone
+from twisted.web.client import URI, Agent, HTTPConnectionPool, ResponseDone, _HTTP11ClientFactory
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IAgentEndpointFactory, IBodyProducer, IResponse
@@ -481,6 +481,14 @@ class _Members:
         return wrapClientTLS(tls, endpoint, self.reactor)
 
 
+class _QuietFactory(_HTTP11ClientFactory):
+    noisy = False  # a connection per call: "Starting factory" twice a second otherwise
+
+
+class QuietPool(HTTPConnectionPool):
+    _factory = _QuietFactory
+
+
 class Etcd:
     """A client of the etcd members at `endpoints` ("http://127.0.0.1:2379", or https with
     `ca`, and `certificate` + `private_key` for client certificate auth). `timeout`: seconds
@@ -516,7 +524,7 @@ class Etcd:
         # A connection per call: a pooled one may have been closed by a member that died or
         # restarted, and a POST on it fails though the member is back (Twisted resends only
         # idempotent requests). A call a second costs a TCP (or TLS) handshake more.
-        self._pool = HTTPConnectionPool(reactor, persistent=False)
+        self._pool = QuietPool(reactor, persistent=False)
         members = _Members(reactor, timeout, ca, certificate, private_key)
         agent = Agent.usingEndpointFactory(reactor, members, self._pool)
         self._http = HTTPClient(agent)
