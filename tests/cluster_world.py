@@ -16,7 +16,7 @@ from typing import Any
 
 from tests.drill_world import SITES, World, _epoch, inventory_toml
 from tests.etcd import EtcdCluster
-from tests.helpers import XPROV, ROOT, XprovProcess, free_port, wait_for
+from tests.helpers import ROOT, XPROV, XprovProcess, free_port, wait_for
 
 OBSERVERS = (*SITES, "witness")
 MEMBER = {"chicago": 0, "virginia": 1, "witness": 2}  # the etcd member in each place
