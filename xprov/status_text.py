@@ -109,10 +109,12 @@ def refusal_line(status: int, body: dict[str, Any]) -> str:
 
 def reloaded_line(body: dict[str, Any]) -> str:
     """A `/reload` that took effect (body: ok, config_generation, phones, listen)."""
-    return (
+    line = (
         f"reloaded: config generation {body['config_generation']}, "
         f"{body['phones']} phones, listening on {body['listen']}"
     )
+    pending = body.get("restart_pending") or []
+    return line + (f"; RESTART PENDING for {', '.join(pending)}" if pending else "")
 
 
 def reload_failed_lines(body: dict[str, Any]) -> list[str]:
@@ -136,6 +138,11 @@ def check_lines(inputs: Inputs, limit: descriptors.Limit) -> list[str]:
     note = descriptor_note(limit, descriptors.budget_of(cfg, limit.hard))
     if note:
         lines.append(f"note: {note}")
+    if cfg.cluster.mode == "etcd":
+        lines.append(
+            f"note: cluster mode (etcd, observer {cfg.cluster.name!r}): [cluster] is read at "
+            "start; a change needs a restart (a reload reports it as pending)"
+        )
     return lines
 
 

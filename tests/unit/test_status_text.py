@@ -151,3 +151,41 @@ def test_probe_rows_and_table() -> None:
         "sip@chicago  sip udp 127.0.0.1:5060  up        12.3 ms  200 OK",
         "db@chicago   mysql                   NOT MADE  0.0 ms   out of file descriptors",
     ]
+
+
+def test_cluster_lines_say_when_there_is_no_agreement_and_what_waits_for_a_restart() -> None:
+    """Issue 16: what the on-call reads first in cluster mode."""
+    observers = {
+        "chicago": {"role": "instance", "inventory": "aaaa", "targets": {}},
+        "virginia": {"role": "instance", "inventory": "bbbb", "targets": {}},
+        "witness": {"role": "witness", "inventory": None, "targets": {}},
+    }
+    cluster = {
+        "mode": "etcd",
+        "name": "chicago",
+        "role": "instance",
+        "agreement": "lost",
+        "problem": "EtcdError: every endpoint failed",
+        "observers": observers,
+        "inventories_agree": False,
+        "local_overrides": {"sip": "virginia"},
+        "restart_pending": ["cluster.endpoints"],
+    }
+    lines = status_text.status_lines({"cluster": cluster})[1:]
+    assert lines == [
+        "RESTART PENDING for cluster.endpoints",
+        "NO AGREEMENT (lost: EtcdError: every endpoint failed): the last decision stands",
+        "observers: chicago (instance), virginia (instance), witness (witness)",
+        "INVENTORIES DIFFER: {'chicago': 'aaaa', 'virginia': 'bbbb'}",
+        "LOCAL OVERRIDE: sip at virginia on this instance only",
+    ]
+    ok = {**cluster, "agreement": "ok", "inventories_agree": True, "local_overrides": {}}
+    assert status_text.status_lines({"cluster": {**ok, "restart_pending": []}})[1:3] == [
+        "cluster: chicago (instance), agreement ok",
+        "observers: chicago (instance), virginia (instance), witness (witness)",
+    ]
+    assert status_text.status_lines({"cluster": {"mode": "standalone"}})[1:] == []
+    done = {"ok": True, "config_generation": 4, "phones": 12, "listen": []}
+    assert status_text.reloaded_line({**done, "restart_pending": ["cluster.name"]}).endswith(
+        "; RESTART PENDING for cluster.name"
+    )
