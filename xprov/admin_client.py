@@ -4,12 +4,17 @@ line: one request, a JSON answer, typed errors when the server cannot be asked."
 from __future__ import annotations
 
 import json
+import os
+import tomllib
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from xprov.config import Config
+from xprov.config import HttpConfig
+from xprov.config.sections import read_admin
+from xprov.config.table import Table
 
 # Seconds to wait for an answer: a reload builds templates and reads the inventory before
 # it answers, which takes seconds on a large inventory.
@@ -56,15 +61,29 @@ class AdminClient:
     timeout: float = TIMEOUT
 
     @classmethod
-    def of(cls, cfg: Config) -> AdminClient:
-        """The client of the server `cfg` configures (its first admin listener).
-
-        Raises NoAdminApi if `cfg` has no [admin] section."""
-        if cfg.admin is None:
-            raise NoAdminApi(f"{cfg.path}: no [admin] section: the server has no admin API")
-        listen = cfg.admin.listen[0]
+    def from_file(cls, path: str | os.PathLike[str]) -> AdminClient:
+        """The client of the server the config file `path` names, from its `[admin]` table
+        alone: the rest of a file being edited is the server's to judge (`xprov reload`
+        then gets, and the server logs, every problem). Raises NoAdminApi, or AdminError
+        when the file or its `[admin]` table cannot be read."""
+        file = Path(path).resolve()
+        try:
+            data = tomllib.loads(file.read_text())
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise AdminError(
+                f"{file}: cannot find the admin API ({exc}); the server keeps running: "
+                "fix the file, or send SIGHUP (systemctl reload xprov) to have it log every "
+                "problem"
+            ) from None
+        problems: list[str] = []
+        admin = read_admin(Table(data, "", problems), file.parent, HttpConfig(()))
+        if admin is None:
+            raise NoAdminApi(f"{file}: no [admin] section: the server has no admin API")
+        if problems:
+            raise AdminError("; ".join(problems))
+        listen = admin.listen[0]
         host = local_host(listen.host)
-        return cls(f"http://{f'[{host}]' if ':' in host else host}:{listen.port}", cfg.admin.token)
+        return cls(f"http://{f'[{host}]' if ':' in host else host}:{listen.port}", admin.token)
 
     def get(self, path: str) -> Answer:
         """GET `path` (`/status`). Raises Unreachable."""

@@ -144,12 +144,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def _admin_call(args: argparse.Namespace, path: str, body: dict[str, Any] | None) -> Answer | None:
     """Ask the running server's admin API (GET if no body); None after saying why it
-    could not be asked."""
-    cfg = _config(args)
-    if cfg is None:
-        return None
+    could not be asked. Only the config's [admin] table is read: a reload of a file with
+    problems is the server's to refuse, with every problem."""
     try:
-        client = AdminClient.of(cfg)
+        client = AdminClient.from_file(args.config)
         return client.get(path) if body is None else client.post(path, body)
     except AdminError as exc:
         print(exc, file=sys.stderr)

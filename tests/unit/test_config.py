@@ -197,6 +197,30 @@ def test_password_file(valid: dict, tmp_path: Path) -> None:
     )
 
 
+def test_secret_files_must_be_small_regular_files(valid: dict, tmp_path: Path) -> None:
+    """Break-it pass: a FIFO as password_file or token_file blocked the reload's build thread
+    forever (and every later reload behind it). Refused at once, as a device or a huge file."""
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    big = tmp_path / "big"
+    big.write_text("x" * 5000)
+    for path, reason in ((fifo, "not a regular file"), (big, "more than 4096 bytes")):
+        data = copy.deepcopy(valid)
+        del data["sites"]["chicago"]["db"]["password"]
+        data["sites"]["chicago"]["db"]["password_file"] = str(path)
+        del data["admin"]["token"]
+        data["admin"]["token_file"] = str(path)
+        data["auth"] = {"user": "prov", "password_file": str(path)}
+        found = problems(data, tmp_path / "xprov.toml")
+        assert found == [
+            f"sites.chicago.db.password_file: cannot read: {reason}",
+            f"auth.password_file: cannot read: {reason}",
+            f"admin.token_file: cannot read: {reason}",
+        ]  # and no misleading "password: must be at least 8 characters" beside them
+
+
 def test_ipv6_listen(valid: dict, config_path: Path) -> None:
     data = copy.deepcopy(valid)
     data["http"]["listen"] = ["[::1]:8080", "127.0.0.1:8081"]

@@ -263,3 +263,27 @@ def test_a_starved_target_still_falls_on_its_own_failures(world: World) -> None:
         world.run(1)
     assert world.state("sip@chicago") == "down"
     assert world.active.current.site_of("sip") == "virginia"
+
+
+def test_a_failback_to_the_active_site_moves_and_counts_nothing(world: World, log_events) -> None:
+    """Break-it pass: a failback of a service already on its primary counted a switch."""
+    generation = world.active.current.generation
+    world.monitor.failback("sip")
+    assert world.active.current.generation == generation
+    assert sum(world.monitor.switches.values()) == 0
+    events = [e["event"] for e in log_events()]
+    assert "switch" not in events and "switch_not_needed" in events
+
+
+def test_a_new_probe_deadline_keeps_what_the_monitor_knows(world: World) -> None:
+    """Break-it pass: a reload changing [monitor] timeout reset every target to unknown, so
+    nothing could switch for a few rounds."""
+    kept = [
+        Target(t.service, t.site, t.description, t.probe, (t.spec, 0.5))
+        for t in world.monitor.targets
+    ]
+    world.monitor.reconfigure(kept, list(SITES), settings(timeout=0.5))
+    assert {world.state(t.name) for t in kept} == {"up"}
+    moved = [Target(t.service, t.site, t.description, t.probe, ("elsewhere", 0.5)) for t in kept]
+    world.monitor.reconfigure(moved, list(SITES), settings(timeout=0.5))
+    assert {world.state(t.name) for t in moved} == {"unknown"}  # a new address: a new target

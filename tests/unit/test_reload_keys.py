@@ -38,17 +38,17 @@ def test_monitor_enabled_follows_a_reload(tmp_path: Path, monkeypatch) -> None:
     try:
         first = svc.monitoring.monitor
         assert first is not None and first._running
+        first.failover("sip", "virginia", force=True)
         edit(path, "[monitor]\n", "[monitor]\nenabled = false\n")
         assert svc.reloader._swap(build(path))["ok"] is True
         assert svc.monitoring.monitor is None and not first._running  # stopped, not left probing
         assert svc.admin_api.monitor is None  # manual failover: "the monitor is disabled"
         edit(path, "[monitor]\nenabled = false\n", "[monitor]\n")
         assert svc.reloader._swap(build(path))["ok"] is True
-        assert (
-            svc.monitoring.monitor is not None
-            and svc.monitoring.monitor is not first
-            and svc.monitoring.monitor._running
-        )
+        # the same monitor again: an operator's choice and the counters survive the pause
+        assert svc.monitoring.monitor is first and first._running
+        assert first.manual == {"sip": "virginia"}  # the break-it pass saw it lost
+        assert first.switches[("sip", "operator")] == 1
         assert svc.admin_api.monitor is svc.monitoring.monitor
         assert svc.monitoring.pool.started
     finally:

@@ -251,7 +251,7 @@ class Node:
             by = "operator" if choice.by.startswith("operator") else "cluster"
             reason = f"{choice.reason} (decision {choice.epoch} by {choice.by})"
             self.monitor.switch(service, choice.site, reason, by)
-        self.monitor.reasons[service] = f"{choice.reason} (decision {choice.epoch})"
+        self.monitor.reasons[service] = (choice.site, f"{choice.reason} (decision {choice.epoch})")
 
     # -- deciding ------------------------------------------------------------------------
 

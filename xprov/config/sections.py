@@ -36,8 +36,10 @@ from xprov.config.table import (
     listeners,
     network,
     read_secret,
+    read_secret_file,
     readable,
     resolve,
+    secret_file_problem,
     string_item,
 )
 from xprov.logs import secret_problem
@@ -172,7 +174,11 @@ def read_auth(root: Table, base: Path) -> AuthConfig:
         t.problem("user", "missing (the password belongs to a user)")
     elif user is not None and (not user.strip() or ":" in user):
         t.problem("user", "must be a name without ':' (RFC 7617)")
-    elif user is not None and len(password.strip()) < MIN_SHARED_PASSWORD:
+    elif (
+        user is not None
+        and len(password.strip()) < MIN_SHARED_PASSWORD
+        and not t.failed("password_file")  # already said: unreadable or empty
+    ):
         # This user opens every phone's file: an empty password would open them to anyone.
         t.problem(
             "password", f"must be at least {MIN_SHARED_PASSWORD} characters (it opens every phone)"
@@ -277,12 +283,13 @@ def read_admin(root: Table, base: Path, http: HttpConfig) -> AdminConfig | None:
     token = given
     if token_file is not None:
         try:
-            token = resolve(base, token_file).read_text().strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            t.problem("token_file", f"cannot read: {type(exc).__name__}")
+            token = read_secret_file(resolve(base, token_file)).strip()
+        except (OSError, ValueError) as exc:
+            t.problem("token_file", secret_file_problem(exc))
+            token = None
     if (given is None) == (token_file is None):
         t.problem("token", "give exactly one of token or token_file")
-    elif token is not None and len(token) < 16:
+    elif token is not None and len(token) < 16 and not t.failed("token_file"):
         t.problem("token", "must be at least 16 characters")
     for address in set(listen) & set(http.listen):
         t.problem("listen", f"{address} is a phones' listener: the admin API needs its own")

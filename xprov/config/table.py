@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,6 +38,10 @@ class Table:
 
     def problem(self, key: str, message: str) -> None:
         self.problems.append(f"{self.key(key)}: {message}")
+
+    def failed(self, key: str) -> bool:
+        """Has a problem been recorded for `key` of this table?"""
+        return any(p.startswith(f"{self.key(key)}: ") for p in self.problems)
 
     def get(self, key: str, kind: type[T] | tuple[type, ...], default: Any = _REQUIRED) -> Any:
         self.seen.add(key)
@@ -184,6 +189,32 @@ def readable(t: Table, key: str, base: Path, value: Any) -> Path:
     return path
 
 
+SECRET_FILE_BYTES = 4096  # a password or token file: its secret is its first line
+
+
+def read_secret_file(path: Path) -> str:
+    """The text of a small regular file (a password or token file). OSError, or ValueError
+    naming what is wrong: not a regular file (a FIFO or a device would block the build that
+    reads it forever), more than SECRET_FILE_BYTES, not UTF-8."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once, and is refused
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file")
+        data = file.read(SECRET_FILE_BYTES + 1)
+    if len(data) > SECRET_FILE_BYTES:
+        raise ValueError(f"more than {SECRET_FILE_BYTES} bytes")
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+
+
+def secret_file_problem(exc: Exception) -> str:
+    """`cannot read: ...`: the error's kind (OSError) or its reason (ValueError), never the
+    file's content."""
+    return f"cannot read: {exc if isinstance(exc, ValueError) else type(exc).__name__}"
+
+
 def read_secret(table: Table, base: Path) -> str:
     """`password`, or `password_file` (first line) so the secret can live outside the config."""
     password = table.get("password", str, None)
@@ -192,9 +223,9 @@ def read_secret(table: Table, base: Path) -> str:
         table.problem("password_file", "give either password or password_file, not both")
     if secret_file is not None:
         try:
-            lines = resolve(base, secret_file).read_text().splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            table.problem("password_file", f"cannot read: {type(exc).__name__}")
+            lines = read_secret_file(resolve(base, secret_file)).splitlines()
+        except (OSError, ValueError) as exc:
+            table.problem("password_file", secret_file_problem(exc))
             return ""
         if not lines or not lines[0].strip():
             table.problem("password_file", "is empty (the password is its first line)")

@@ -109,7 +109,7 @@ class Monitor:
         }
         self.manual: dict[str, str] = {}  # service -> site chosen by an operator
         self.switches: Counter[tuple[str, str]] = Counter()  # (service, by) -> count
-        self.reasons: dict[str, str] = {}  # service -> why it is on its active site
+        self.reasons: dict[str, tuple[str, str]] = {}  # service -> (site, why it is there)
         self.rounds = 0
         self.blind = False
         self.not_made: frozenset[str] = frozenset()  # targets whose last probe was not made
@@ -139,12 +139,15 @@ class Monitor:
         """New targets and settings (a reload): a target whose probe did not change keeps
         its state, so a reload never resets what the monitor knows."""
         old = {t: t for t in self.targets}
+        probed = {t.name: _probed(t) for t in self.targets}
         now = self.clock.seconds()
         states, kept = {}, []
         for target in targets:
-            # an unchanged target keeps its probe (a database's kept connection) and state
+            # an unchanged target keeps its probe (a database's kept connection); one whose
+            # address did not change keeps its state (a new timeout is no new server)
             target = old.pop(target, target)
-            state = self.states.get(target.name) if target in self.targets else None
+            same = probed.get(target.name) == _probed(target)
+            state = self.states.get(target.name) if same else None
             state = state or TargetState(target.name, settings.fall, settings.rise, since=now)
             state.fall, state.rise = settings.fall, settings.rise
             states[target.name] = state
@@ -253,8 +256,11 @@ class Monitor:
         """Point `service` at `site`, count it and log it (by the rule, an operator or,
         in cluster mode, the agreed decision)."""
         before = self.active.current.site_of(service)
+        self.reasons[service] = (site, reason)
+        if before == site:  # an operator's choice of the active site: nothing moves
+            log.info("switch_not_needed", service=service, site=site, by=by, reason=reason)
+            return
         selection = self.active.switch({service: site})
-        self.reasons[service] = reason
         self.switches[(service, by)] += 1
         states = self._states_of(service)
         log.warning(
@@ -322,6 +328,16 @@ class Monitor:
         self.manual.pop(service, None)
         self.switch(service, primary, f"operator failed back to {primary}", "operator")
 
+    def why(self, service: str) -> str:
+        """Why `service` is on its active site: the reason given when it moved there, unless
+        a reload moved it since (a site renamed, another primary)."""
+        active = self.active.current.site_of(service)
+        site, reason = self.reasons.get(service, (None, ""))
+        if site == active:
+            return reason
+        primary = self.order_of(service)[0] if self.order_of(service) else active
+        return "primary (initial)" if active == primary else f"not the primary ({primary})"
+
     def _known(self, service: str) -> dict[str, TargetState]:
         states = self._states_of(service)
         if not states:
@@ -337,13 +353,19 @@ class Monitor:
                 service: {
                     "active": self.active.current.site_of(service),
                     "manual": self.manual.get(service),
-                    "why": self.reasons.get(service, "primary (initial)"),
+                    "why": self.why(service),
                     "holding": self._holding.get(service),
                 }
                 for service in self.services
             },
             "targets": {t.name: _target_status(t, self.states[t.name], now) for t in self.targets},
         }
+
+
+def _probed(target: Target) -> Hashable:
+    """What a target's state is about: its service's address and settings (its spec's
+    first part), not the probe's deadline or the monitor's settings."""
+    return target.spec[0] if isinstance(target.spec, tuple) else target.spec
 
 
 def _target_status(target: Target, state: TargetState, now: float) -> dict[str, Any]:

@@ -26,6 +26,7 @@ class Monitoring(service.Service):
         self.core, self.on_monitor = core, on_monitor
         self.pool = probe_pool(cfg)
         self.monitor = self._monitor(cfg) if cfg.monitor.enabled else None
+        self.resting: Monitor | None = None  # the monitor `enabled = false` stopped
         on_monitor(self.monitor)
 
     def startService(self) -> None:
@@ -39,21 +40,26 @@ class Monitoring(service.Service):
             self.monitor.stop()
 
     def reconfigure(self, cfg: config.Config) -> None:
-        """`enabled` turned off stops the monitor, turned on starts one (once the service
-        runs); else new targets and settings, each unchanged target keeping its state. The
-        probe pool follows the number of databases."""
+        """`enabled` turned off stops the monitor, turned on starts it again (once the
+        service runs: the same monitor, its manual choices and counters kept); else new
+        targets and settings, each unchanged target keeping its state. The probe pool
+        follows the number of databases."""
         self.pool.adjustPoolsize(maxthreads=probe_threads(cfg))
         if not cfg.monitor.enabled:
             if self.monitor is not None:
                 self.monitor.stop()
+                self.resting = self.monitor  # its manual choices and counters, for later
                 log.info("monitor_stopped", reason="[monitor] enabled = false")
             self._use(None)
             return
-        if self.monitor is not None:
+        monitor = self.monitor or self.resting
+        if monitor is not None:
             targets = build_targets(cfg, self.core.reactor, self.pool)
-            self.monitor.reconfigure(targets, site_order(cfg), cfg.monitor)
+            monitor.reconfigure(targets, site_order(cfg), cfg.monitor)
+        if self.monitor is not None:
             return
-        self._use(self._monitor(cfg))
+        self._use(monitor or self._monitor(cfg))
+        self.resting = None
         if self.running:
             self._start()
             log.info("monitor_started", reason="[monitor] enabled = true")
