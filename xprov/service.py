@@ -4,7 +4,8 @@ xprov.build; the children are in xprov.services).
 Reload is build-then-swap: the new config, templates and inventory are built on a worker
 thread, to the side of everything live; only if all of it succeeds are the listeners
 rebound and each service handed its new config, on the reactor, in one step
-(`ReloadCoordinator._swap`). Anything that fails leaves the running state untouched.
+(`ReloadCoordinator._swap`), after the listeners it drops have closed. Anything that fails
+leaves the running state untouched. One reload runs at a time.
 """
 
 from __future__ import annotations
@@ -154,6 +155,7 @@ class Service(service.MultiService):
                 "loaded_at": self.reloader.config_loaded_at,
                 "templates_generation": inputs.templates.generation,
                 "reloads": self.reloader.reloads,
+                "reload_in_progress": self.reloader.in_progress(),
             },
             "inventory": {
                 "source": inputs.inventory.source,

@@ -427,3 +427,60 @@ def test_an_empty_password_file_is_named(valid, tmp_path: Path) -> None:
     data["auth"] = {"mode": "digest", "user": "site", "password_file": "empty.secret"}
     found = problems(data, tmp_path / "xprov.toml")
     assert "auth.password_file: is empty (the password is its first line)" in found
+
+
+@pytest.mark.parametrize(
+    ("listen", "expected"),
+    [
+        (  # HTTPS on HTTP's address
+            {"https": ["127.0.0.1:8080"]},
+            "https.listen: 127.0.0.1:8080 overlaps http.listen 127.0.0.1:8080",
+        ),
+        (  # any IPv4 address and loopback, on one port
+            {"http": ["0.0.0.0:8080"], "admin": ["127.0.0.1:8080"]},
+            "admin.listen: 127.0.0.1:8080 overlaps http.listen 0.0.0.0:8080",
+        ),
+        (  # `::` takes IPv4 too
+            {"https": ["[::]:8080"]},
+            "https.listen: [::]:8080 overlaps http.listen 127.0.0.1:8080",
+        ),
+        (  # the same address twice in one list
+            {"http": ["127.0.0.1:8080", "127.0.0.1:8080"]},
+            "http.listen: 127.0.0.1:8080 overlaps http.listen 127.0.0.1:8080",
+        ),
+        (  # the admin API on any address, HTTPS on one
+            {"admin": ["0.0.0.0:8443"], "https": ["127.0.0.2:8443"]},
+            "admin.listen: 0.0.0.0:8443 overlaps https.listen 127.0.0.2:8443",
+        ),
+    ],
+)
+def test_tcp_listeners_on_one_address(
+    listen: dict[str, list[str]], expected: str, valid: dict, tmp_path: Path
+) -> None:
+    """Two TCP listeners whose addresses overlap: a config problem, not a failed bind at
+    start or at a reload."""
+    data = copy.deepcopy(valid)
+    (tmp_path / "cert.pem").write_text("x")
+    (tmp_path / "key.pem").write_text("x")
+    data["https"] = {"listen": ["127.0.0.1:8443"], "certificate": "cert.pem"}
+    data["https"]["private_key"] = "key.pem"
+    for table, addresses in listen.items():
+        data[table]["listen"] = addresses
+    found = problems(data, tmp_path / "xprov.toml")
+    assert found == [
+        f"{expected} (the same port, and the same address or any address): each listener "
+        "needs an address of its own"
+    ]
+
+
+def test_tcp_listeners_that_do_not_overlap(valid: dict, tmp_path: Path) -> None:
+    data = copy.deepcopy(valid)
+    (tmp_path / "cert.pem").write_text("x")
+    (tmp_path / "key.pem").write_text("x")
+    data["http"]["listen"] = ["127.0.0.1:8080", "127.0.0.2:8080", "[::1]:8443"]
+    data["https"] = {"listen": ["0.0.0.0:8443"], "certificate": "cert.pem"}
+    data["https"]["private_key"] = "key.pem"
+    data["admin"]["listen"] = ["127.0.0.1:8081"]
+    data["tftp"]["listen"] = ["127.0.0.1:8080"]  # UDP: another port space
+    cfg = config.parse(data, tmp_path / "xprov.toml")
+    assert [str(x) for x in cfg.https.listen] == ["0.0.0.0:8443"]  # type: ignore[union-attr]

@@ -74,7 +74,10 @@ def listening(kind: str) -> Callable[[Service], list[str]]:
 
 
 def https_settings(svc: Service) -> config.HttpsConfig:
-    (settings,) = {key[2] for key in svc.listeners.ports if key[0] == "https"}
+    """The [https] whose TLS options the HTTPS ports hand new connections."""
+    assert any(kind == "https" for kind, _ in svc.listeners.ports)
+    settings = svc.listeners.secure_tls.settings
+    assert settings is not None
     return settings
 
 

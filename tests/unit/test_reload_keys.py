@@ -108,7 +108,7 @@ def test_the_admin_listeners_bounds_follow_a_reload(tmp_path: Path) -> None:
     assert svc.listeners.admin_web.header_timeout == 4
     assert (
         svc.listeners._wanted(svc.core.provisioner.inputs.config)[
-            ("admin", svc.core.provisioner.inputs.config.admin.listen[0], None)  # type: ignore[union-attr]
+            ("admin", svc.core.provisioner.inputs.config.admin.listen[0])  # type: ignore[union-attr]
         ]
         is svc.listeners.admin_web
     )

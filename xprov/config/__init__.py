@@ -8,6 +8,7 @@ every public name is importable from here.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -86,6 +87,7 @@ __all__ = [
     "TemplatesConfig",
     "TftpConfig",
     "load",
+    "overlap",
     "parse",
     "parse_listen",
     "read_db",
@@ -137,6 +139,7 @@ def parse(data: Mapping[str, Any], path: Path) -> Config:
             "cluster.mode: etcd needs the monitor ([monitor] enabled = true): "
             "every instance is an observer"
         )
+    problems += shared_addresses(config)
     if config.inventory.source == "mysql":
         for name, site in sites.items():
             if site.db is None:
@@ -145,6 +148,40 @@ def parse(data: Mapping[str, Any], path: Path) -> Config:
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def shared_addresses(config: Config) -> list[str]:
+    """Problems: two TCP listeners (`[http]`, `[https]`, `[admin]` listen) whose addresses
+    overlap, which the second bind would refuse (EADDRINUSE) at start or at a reload."""
+    tcp = [("http.listen", x) for x in config.http.listen]
+    tcp += [("https.listen", x) for x in (config.https.listen if config.https else ())]
+    tcp += [("admin.listen", x) for x in (config.admin.listen if config.admin else ())]
+    problems = []
+    for i, (where, address) in enumerate(tcp):
+        for other, earlier in tcp[:i]:
+            if (where, other) == ("admin.listen", "http.listen") and address == earlier:
+                continue  # read_admin says so ("the admin API needs its own")
+            if overlap(address, earlier):
+                problems.append(
+                    f"{where}: {address} overlaps {other} {earlier} (the same port, and the "
+                    "same address or any address): each listener needs an address of its own"
+                )
+    return problems
+
+
+def overlap(a: Listen, b: Listen) -> bool:
+    """Whether sockets bound to `a` and `b` take the same connections: the same port, and
+    the same address, or any address (0.0.0.0, ::) and one of its family (`::` takes IPv4
+    too: Twisted leaves IPV6_V6ONLY off)."""
+    if a.port != b.port:
+        return False
+    x, y = ipaddress.ip_address(a.host), ipaddress.ip_address(b.host)
+    if x == y:
+        return True
+    return any(
+        wild.is_unspecified and (wild.version == 6 or other.version == 4)
+        for wild, other in ((x, y), (y, x))
+    )
 
 
 def load(path: str | os.PathLike[str]) -> Config:

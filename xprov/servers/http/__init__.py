@@ -17,9 +17,9 @@ from twisted.web import server
 
 from xprov.servers.http.resource import PhoneFiles
 from xprov.servers.http.site import PhoneSite, site
-from xprov.servers.http.tls import BoundedTLSFactory, tls_options
+from xprov.servers.http.tls import BoundedTLSFactory, CurrentTLS, tls_options
 
-__all__ = ["BoundedTLSFactory", "PhoneFiles", "PhoneSite", "site", "tls_options"]
+__all__ = ["BoundedTLSFactory", "CurrentTLS", "PhoneFiles", "PhoneSite", "site", "tls_options"]
 
 # Every answer of every listener names xprov, not twisted.web and its version (the way
 # twisted.web.server offers to change it). Here, so that importing any part of the

@@ -58,6 +58,7 @@ class BoundedChannel(HTTPChannel):
     answered = 0  # requests answered in this turn
     next_turn: IDelayedCall | None = None  # starts the next turn, while one is due
     refused = False  # a body was refused: the connection reads and parses nothing more
+    dismissed = False  # a reload no longer admits it: closed once its answers are written
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -69,6 +70,24 @@ class BoundedChannel(HTTPChannel):
         if not self._busyReceiving:  # a read of the connection (not a replay of held bytes)
             self.answered = 0
         super().dataReceived(data)
+
+    def dismiss(self) -> None:
+        """A reload no longer admits this connection (its source, or the listener that
+        accepted it): closed now if no request is in progress, else once the requests it
+        holds are answered, with `Connection: close` (RFC 9112 section 9.6)."""
+        self.dismissed, self.persistent = True, False
+        if not self.requests:
+            self.loseConnection()
+            return
+        for request in self.requests:
+            if not request.startedWriting:
+                request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+
+    def checkPersistence(self, request: Any, version: bytes) -> bool:
+        if self.dismissed:  # a request whose head was still arriving at the reload
+            request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+            return False
+        return bool(super().checkPersistence(request, version))
 
     def allHeadersReceived(self) -> None:
         headers = self.requests[-1].requestHeaders

@@ -3,8 +3,9 @@ connections in all and per source, the request deadline's sweep, and no access l
 
 from __future__ import annotations
 
+import ipaddress
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, cast
 
 from twisted.internet.interfaces import IReactorTime, ITCPTransport
@@ -13,7 +14,7 @@ from twisted.web.http import Request as HTTPRequest
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from xprov.config import Network
+from xprov.config import Listen, Network, overlap
 from xprov.guard import allowed
 from xprov.security_log import SECURITY
 from xprov.servers.http.body import PhoneRequest
@@ -76,6 +77,25 @@ class PhoneSite(Site):
             self.sweeper.stop()
             self.sweeper.start(self.sweep_interval, now=False)
 
+    def admit_only(self, listening: Collection[Listen]) -> int:
+        """A reload's allow-list and listeners, for the connections already open: one from a
+        source no longer allowed, or accepted on an address no listener in `listening`
+        takes (a listener removed), is dismissed (closed now, or once its request in
+        progress is answered). Returns how many were."""
+        strays = [c for c in self.channels if not self._admits(c, listening)]
+        for channel in strays:
+            channel.dismiss()
+        return len(strays)
+
+    def _admits(self, channel: BoundedChannel, listening: Collection[Listen]) -> bool:
+        if not allowed(channel.source, self.allow):
+            return False
+        if channel.transport is None:  # not connected yet: accepted under the new bounds
+            return True
+        local = channel.transport.getHost()
+        host, port = getattr(local, "host", ""), getattr(local, "port", 0)
+        return any(takes(listen, host, port) for listen in listening)
+
     def stopFactory(self) -> None:
         if self.sweeper.running:
             self.sweeper.stop()
@@ -131,6 +151,18 @@ def site(
     return PhoneSite(
         resource, idle_timeout, header_timeout, allow, max_connections, per_source, clock
     )
+
+
+def takes(listen: Listen, host: str, port: int) -> bool:
+    """Whether a listener bound to `listen` takes connections to the local address `host`,
+    `port` (an IPv4-mapped IPv6 address is its IPv4 one)."""
+    try:
+        local = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(local, ipaddress.IPv6Address) and local.ipv4_mapped:
+        local = local.ipv4_mapped
+    return overlap(listen, Listen(str(local), port))
 
 
 def _global_reactor() -> IReactorTime:

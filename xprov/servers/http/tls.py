@@ -1,14 +1,16 @@
-"""HTTPS: the TLS options of `[https]`, and the TLS wrapper that keeps a PhoneSite's
-refusals."""
+"""HTTPS: the TLS options of `[https]`, the TLS wrapper that keeps a PhoneSite's refusals,
+and the listening ports' factory whose options a reload replaces without a rebind."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from twisted.internet import ssl
+from twisted.internet.protocol import ServerFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from xprov.config import HttpsConfig
+from xprov.servers.http.site import PhoneSite
 
 
 class BoundedTLSFactory(TLSMemoryBIOFactory):
@@ -21,8 +23,40 @@ class BoundedTLSFactory(TLSMemoryBIOFactory):
         return None if wrapped is None else self.protocol(self, wrapped)
 
 
+class CurrentTLS(ServerFactory):
+    """The HTTPS listening ports' factory: each new connection gets the TLS of the current
+    `BoundedTLSFactory`, which a reload replaces (`use`) without closing the ports; an
+    established connection keeps the one it began with. Starting and stopping follow the
+    phones' site, as Twisted's wrapper does (its deadline sweep runs while a port listens)."""
+
+    noisy = False
+
+    def __init__(self, site: PhoneSite) -> None:
+        self.site = site
+        self.tls: BoundedTLSFactory | None = None  # None until the first `use`
+        self.settings: HttpsConfig | None = None  # the [https] its options were read from
+
+    def use(self, options: Any, settings: HttpsConfig) -> None:
+        """TLS from `options` (`tls_options(settings)`) for the connections to come."""
+        self.tls = BoundedTLSFactory(options, False, self.site)
+        self.settings = settings
+
+    def doStart(self) -> None:
+        self.site.doStart()
+        super().doStart()
+
+    def doStop(self) -> None:
+        super().doStop()
+        self.site.doStop()
+
+    def buildProtocol(self, addr: Any) -> Any:
+        return None if self.tls is None else self.tls.buildProtocol(addr)
+
+
 def tls_options(config: HttpsConfig) -> Any:
-    """TLS 1.2 and later; the phones' certificates checked against `client_ca` if set."""
+    """TLS 1.2 and later; the phones' certificates checked against `client_ca` if set.
+    Reads the files (blocking: a reload calls it on the builder thread); raises OSError or
+    OpenSSL's error if one cannot be read or parsed."""
     identity = ssl.PrivateCertificate.loadPEM(
         config.certificate.read_bytes() + b"\n" + config.private_key.read_bytes()
     )
