@@ -36,6 +36,9 @@ def _header(status: dict[str, Any]) -> list[str]:
             f"inventory: {inventory['phones']} phones from {inventory['source']} "
             f"(generation {inventory['generation']}, {inventory['age_s']} s old)"
         )
+    running = (status.get("config") or {}).get("reload_in_progress")
+    if running:
+        lines.append(f"RELOAD IN PROGRESS for {running['for_s']} s")
     reloads = (status.get("config") or {}).get("reloads") or {}
     last = reloads.get("last")
     if last and not last.get("ok"):

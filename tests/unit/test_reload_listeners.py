@@ -283,7 +283,10 @@ def test_one_reload_at_a_time(tmp_path: Path) -> None:
     assert world.svc.status()["config"]["reload_in_progress"] == {"since": 100.0, "for_s": 42.0}
     second: list[dict[str, Any]] = []
     world.svc.reloader.reload().addCallback(second.append)
-    assert second == [{"ok": False, "problems": ["a reload is already running since 42 s"]}]
+    refusal = (
+        "a reload is already running since 42 s; one more will follow it and read the file again"
+    )
+    assert second == [{"ok": False, "problems": [refusal]}]
     request = DummyRequest([b"reload"])
     request.method, request.path = b"POST", b"/reload"
     request._disconnected = False  # as a real request's, which the admin API reads
@@ -296,6 +299,10 @@ def test_one_reload_at_a_time(tmp_path: Path) -> None:
     assert world.svc.reloader.reloads["failed"] == 0  # a refusal is no reload
     world.builder.run()  # the build returns at last
     assert first and first[0]["ok"] is True
+    # the refused ones asked for a newer file: exactly one more reload follows, not queued
+    assert len(world.builder.jobs) == 1 and world.svc.status()["config"]["reload_in_progress"]
+    world.builder.run()
+    assert world.svc.reloader.reloads["ok"] == 2 and not world.builder.jobs
     assert world.svc.status()["config"]["reload_in_progress"] is None
     assert world.reload()["ok"] is True  # the next one runs
 

@@ -185,6 +185,8 @@ def test_cluster_lines_say_when_there_is_no_agreement_and_what_waits_for_a_resta
         "observers: chicago (instance), virginia (instance), witness (witness)",
     ]
     assert status_text.status_lines({"cluster": {"mode": "standalone"}})[1:] == []
+    running = {"config": {"reload_in_progress": {"since": 1.0, "for_s": 42.0}}}
+    assert status_text.status_lines(running)[1:] == ["RELOAD IN PROGRESS for 42.0 s"]
     done = {"ok": True, "config_generation": 4, "phones": 12, "listen": []}
     assert status_text.reloaded_line({**done, "restart_pending": ["cluster.name"]}).endswith(
         "; RESTART PENDING for cluster.name"

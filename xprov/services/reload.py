@@ -54,6 +54,7 @@ class ReloadCoordinator(service.Service):
         self.reloads: dict[str, Any] = {"ok": 0, "failed": 0, "last": None}
         self.config_loaded_at: float = core.reactor.seconds()
         self.running_since: float | None = None  # a reload runs (its build may hang on a file)
+        self.again = False  # asked for meanwhile: one more reload when this one is over
 
     def startService(self) -> None:
         super().startService()
@@ -63,10 +64,12 @@ class ReloadCoordinator(service.Service):
         """Build to the side, release the listeners the new config drops, then swap; keep
         the old state on any failure. Fires with a summary (never fails): {"ok": True,
         "config_generation", "phones", "listen"} or {"ok": False, "problems": [...]}; at
-        once with the latter while another reload runs (it is not queued)."""
+        once with the latter while another reload runs: that one is then followed by one
+        more, so the file on disk after a burst of SIGHUPs is the one that serves."""
         core = self.core
         now = core.reactor.seconds()
         if self.running_since is not None:
+            self.again = True
             return succeed(self._refused(now - self.running_since))
         self.running_since = now
         path = core.inputs.config.path
@@ -92,12 +95,18 @@ class ReloadCoordinator(service.Service):
         return {"since": self.running_since, "for_s": round(elapsed, 1)}
 
     def _refused(self, elapsed: float) -> dict[str, Any]:
-        problem = f"a reload is already running since {elapsed:.0f} s"
+        problem = (
+            f"a reload is already running since {elapsed:.0f} s; "
+            "one more will follow it and read the file again"
+        )
         log.warning("reload_refused", problem=problem)
         return {"ok": False, "problems": [problem]}
 
     def _over(self, summary: dict[str, Any]) -> dict[str, Any]:
         self.running_since = None
+        if self.again:
+            self.again = False
+            self.reload()  # its summary is logged; nobody waits for it
         return summary
 
     def _apply(self, prepared: Prepared) -> Deferred[dict[str, Any]]:
