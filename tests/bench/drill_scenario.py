@@ -75,9 +75,11 @@ def drill(
     events: Path,
     phones: int | None = None,
     servers: Sequence[str] = (),
+    more: Sequence[str] = (),
 ) -> subprocess.Popen[str]:
     """`xprov drill` against `config`'s server (its admin API watched for switches), or
-    against `servers` in order (HOST:HTTP:TFTP) as phones try one name's addresses."""
+    against `servers` in order (HOST:HTTP:TFTP) as phones try one name's addresses;
+    `more`: its other options (`--tftp-share 0`)."""
     args = [
         *XPROV,
         "drill",
@@ -95,7 +97,9 @@ def drill(
         args += ["--server", server]
     if phones:
         args += ["--phones", str(phones)]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [*args, *more], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def started(make: Callable[[Path], W], directory: Path) -> W:
@@ -129,13 +133,14 @@ def with_phones(
     services: list[str],
     events: Path,
     servers: Sequence[str] = (),
+    more: Sequence[str] = (),
 ) -> tuple[float, dict[str, Any]]:
     """The phones polling (`drill`); once every phone has polled (`polled`), `hit` breaks
     something and returns the moment it did; the phones go on for a poll period and more.
     (that moment, the drill's result measured from it). Bounded: every phone polled within
     two periods and 30 s, the drill over within its duration and 120 s."""
     observe = poll + 15.0
-    run = drill(config, poll, poll * 2 + observe + 10, events, servers=servers)
+    run = drill(config, poll, poll * 2 + observe + 10, events, servers=servers, more=more)
     try:
         wait_for(polled, poll * 2 + 30, "every phone polled")
         at = hit()
@@ -382,7 +387,7 @@ def downs(states: list[dict[str, Any]], services: list[str], at: float) -> float
     return latest([first(down, f"{s}@chicago", at) for s in services])
 
 
-def standalone(event: str, phones: int, poll: float, tmp: Path) -> Row:
+def standalone(event: str, phones: int, poll: float, tmp: Path, more: Sequence[str] = ()) -> Row:
     what, services = EVENTS[event]
     world = started(lambda d: World(d, phones), tmp / f"standalone-{event}")
     try:
@@ -394,6 +399,7 @@ def standalone(event: str, phones: int, poll: float, tmp: Path) -> Row:
             what,
             services,
             world.tmp / "events.jsonl",
+            more=more,
         )
         switched = after(world.events("switch"), at)
         decided = latest([first(switched, s, at) for s in services])
@@ -415,7 +421,7 @@ def standalone(event: str, phones: int, poll: float, tmp: Path) -> Row:
         world.stop()
 
 
-def clustered(event: str, phones: int, poll: float, tmp: Path) -> Row:
+def clustered(event: str, phones: int, poll: float, tmp: Path, more: Sequence[str] = ()) -> Row:
     what, services = EVENTS[event]
     world = started(lambda d: ClusterWorld(d, phones), tmp / f"etcd-{event}")
     try:
@@ -437,6 +443,7 @@ def clustered(event: str, phones: int, poll: float, tmp: Path) -> Row:
             services,
             world.tmp / "events.jsonl",
             servers=[address(chicago), address(virginia)],
+            more=more,
         )
         observers = world.instances
         written = [e for o in observers.values() for e in after(o.events("decision_written"), at)]
@@ -507,11 +514,14 @@ def _where(
     return "; ".join(parts)
 
 
-def cluster_set(events: list[str], phones: int, poll: float, tmp: Path) -> list[Row]:
+def cluster_set(
+    events: list[str], phones: int, poll: float, tmp: Path, more: Sequence[str] = ()
+) -> list[Row]:
+    """Each event standalone, then in etcd mode; `more`: `xprov drill` options."""
     rows = []
     for event in events:
         for run in (standalone, clustered):
-            row = run(event, phones, poll, tmp)
+            row = run(event, phones, poll, tmp, more)
             print(f"  {_row(row)}\n    {row.where}", flush=True)
             rows.append(row)
     return rows
@@ -557,7 +567,7 @@ def readings(rows: list[Row]) -> list[str]:
         met = all(c <= AGREEMENT_COST_S for _, c in costs)
         out.append(
             f"agreement adds at most {AGREEMENT_COST_S} s: {'met' if met else 'MISSED'} "
-            f"({', '.join(f'{e} +{c} s' for e, c in costs)})"
+            f"({', '.join(f'{e} {c:+} s' for e, c in costs)})"
         )
     site = by.get(("site", "etcd"))
     if site:
@@ -590,6 +600,9 @@ def main() -> int:
     parser.add_argument("--poll", type=float, default=60.0)
     parser.add_argument("--scenarios", default="sip,stun,db,site,cluster")
     parser.add_argument("--cluster-events", default=",".join(EVENTS))
+    parser.add_argument(
+        "--tftp-share", type=float, help="cluster set: share of phones on TFTP (xprov drill's)"
+    )
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--loss-minutes", type=float, default=10.0)
     parser.add_argument("--json-out")
@@ -602,9 +615,11 @@ def main() -> int:
             results["scenarios"][name] = result
             print(_describe(name, result), flush=True)
         if "cluster" in args.scenarios.split(","):
-            print(f"cluster: {args.phones} phones every {args.poll} s", flush=True)
+            share = "" if args.tftp_share is None else f", {args.tftp_share:.0%} on TFTP"
+            print(f"cluster: {args.phones} phones every {args.poll} s{share}", flush=True)
             events = [e for e in args.cluster_events.split(",") if e]
-            rows = cluster_set(events, args.phones, args.poll, tmp)
+            more = [] if args.tftp_share is None else ["--tftp-share", str(args.tftp_share)]
+            rows = cluster_set(events, args.phones, args.poll, tmp, more)
             results["cluster"] = [asdict(row) for row in rows]
             print("\n".join([TABLE, *(_row(r) for r in rows), *readings(rows)]), flush=True)
             if "site" in events:
