@@ -2,7 +2,7 @@
 
     python -m tests.bench.drill_scenario [--phones 1000] [--poll 60]
                                          [--scenarios sip,stun,db,site,cluster]
-                                         [--cluster-events kill,hang,site]
+                                         [--cluster-events kill,hang,site] [--tftp-share F]
                                          [--kills 10] [--loss-minutes 10] [--json-out FILE]
 
 Real Kamailio, coturn and MariaDB at two sites and xprov with its default monitor settings.
