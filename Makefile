@@ -39,7 +39,7 @@ bench: $(VENV)/.installed debs
 	$(PY) -m tests.bench.bench_inventory
 	$(PY) -m tests.bench.bench_capacity
 
-# The failover drill: real peers at two sites, 1,000 phones polling every 60 s, ~30 minutes.
+# The failover drill: real peers at two sites, 1,000 phones polling every 60 s, about an hour.
 drill: $(VENV)/.installed debs
 	$(PY) -m tests.bench.drill_scenario
 

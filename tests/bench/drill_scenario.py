@@ -1,6 +1,8 @@
 """The failover drill, scripted end to end (`make drill`):
 
-    python -m tests.bench.drill_scenario [--phones 1000] [--poll 60] [--scenarios sip,stun,db,site]
+    python -m tests.bench.drill_scenario [--phones 1000] [--poll 60]
+                                         [--scenarios sip,stun,db,site,cluster]
+                                         [--cluster-events kill,hang,site] [--tftp-share F]
                                          [--kills 10] [--loss-minutes 10] [--json-out FILE]
 
 Real Kamailio, coturn and MariaDB at two sites and xprov with its default monitor settings.
@@ -10,6 +12,16 @@ switch event in xprov's log) and when the phones fetched the backup's address an
 again, beside the seed design. Then `--kills` kill/switch/restart/failback cycles per service
 for detection statistics, and a run of `--loss-minutes` with 5% of probe packets dropped
 (nftables in a network namespace) that must switch nothing. Not a test: it prints figures.
+
+`cluster` (issue 16): each of three events, once with one standalone instance (`World`) and
+once with two instances and a witness agreeing through etcd (`ClusterWorld`), the same
+phones: `kill` (chicago's Kamailio SIGKILLed), `hang` (SIGSTOPped), `site` (chicago's
+Kamailio, coturn, MariaDB, xprov instance and etcd member killed together, member 0 made the
+etcd leader first). In etcd mode the phones try chicago's instance, then virginia's (one name,
+two addresses). Standalone has no instance to lose with the site: there, its one instance
+stands at the surviving site and only chicago's peers die. One table: kill -> decision, kill
+-> the switch in every surviving instance's log, kill -> 100% of phones fetched the backup,
+and the decisions written (standalone: switches) per service.
 """
 
 from __future__ import annotations
@@ -22,24 +34,57 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from tests.drill_world import World
+from tests.cluster_world import MEMBER, ClusterWorld, Instance
+from tests.drill_world import SITES, World
+from tests.etcd import EtcdCluster
 from tests.helpers import XPROV, wait_for
 from tests.peers import Namespace
 
 SERVICES = {"sip": ["sip"], "stun": ["stun"], "db": ["db"], "site": ["sip", "stun", "db"]}
+# issue 16's events: what happens to chicago, and the services that must move to virginia
+EVENTS = {
+    "kill": ("softswitch killed (SIGKILL)", ["sip"]),
+    "hang": ("softswitch hung (SIGSTOP)", ["sip"]),
+    "site": ("whole site lost, etcd leader in it", ["sip", "stun", "db"]),
+}
+# A log event up to this many seconds before a mark still follows it: the mark's time is
+# taken just before the kill, and log timestamps have millisecond resolution.
+MARK_SLACK_S = 1.0
+# issue 16's goals
+AGREEMENT_COST_S = 1.0  # etcd mode's decision at most this much later than standalone's
+SITE_DECIDED_S = 10.0  # whole site lost with the etcd leader: decided within this
+PHONES_MOVED_S = 70.0  # 100% of the phones on the backup within this
+# Starting a world can fail for a reason of the shared machine's (mariadb-install-db once
+# exited 1 with its output lost, and passed again at once): what started is stopped and the
+# world started once more, not leaked.
+START_TRIES = 2
+
+W = TypeVar("W", bound=World)
 
 
 def drill(
-    world: World, poll: float, seconds: float, events: Path, phones: int | None = None
+    config: Path,
+    poll: float,
+    seconds: float,
+    events: Path,
+    phones: int | None = None,
+    servers: Sequence[str] = (),
+    more: Sequence[str] = (),
 ) -> subprocess.Popen[str]:
+    """`xprov drill` against `config`'s server (its admin API watched for switches), or
+    against `servers` in order (HOST:HTTP:TFTP) as phones try one name's addresses;
+    `more`: its other options (`--tftp-share 0`)."""
     args = [
         *XPROV,
         "drill",
         "-c",
-        str(world.config),
+        str(config),
         "--poll",
         str(poll),
         "--duration",
@@ -48,32 +93,81 @@ def drill(
         str(events),
         "--json",
     ]
+    for server in servers:
+        args += ["--server", server]
     if phones:
         args += ["--phones", str(phones)]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [*args, *more], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
-def every_phone_polled(world: World) -> bool:
-    convergence = world.status().get("convergence") or {}
-    return convergence.get("regular_phones", 0) >= world.phones
+def started(make: Callable[[Path], W], directory: Path) -> W:
+    """A world made by `make` in `directory` and started; on a failure, everything it
+    started stopped, and up to START_TRIES tries (each in a directory of its own)."""
+    for tries in range(1, START_TRIES + 1):
+        world = make(directory if tries == 1 else directory.with_name(f"{directory.name}-{tries}"))
+        try:
+            world.start()
+            return world
+        except Exception as exc:
+            world.stop()
+            if tries == START_TRIES:
+                raise
+            print(f"  (the world did not start: {exc!r}; once more)", flush=True)
+    raise AssertionError("not reached")
+
+
+def every_phone_polled(status: dict[str, Any], phones: int) -> bool:
+    """Has the server (its status document) seen every phone poll lately?"""
+    convergence = status.get("convergence") or {}
+    return bool(convergence.get("regular_phones", 0) >= phones)
+
+
+def with_phones(
+    config: Path,
+    poll: float,
+    polled: Callable[[], bool],
+    hit: Callable[[], float],
+    what: str,
+    services: list[str],
+    events: Path,
+    servers: Sequence[str] = (),
+    more: Sequence[str] = (),
+) -> tuple[float, dict[str, Any]]:
+    """The phones polling (`drill`); once every phone has polled (`polled`), `hit` breaks
+    something and returns the moment it did; the phones go on for a poll period and more.
+    (that moment, the drill's result measured from it). Bounded: every phone polled within
+    two periods and 30 s, the drill over within its duration and 120 s."""
+    observe = poll + 15.0
+    run = drill(config, poll, poll * 2 + observe + 10, events, servers=servers, more=more)
+    try:
+        wait_for(polled, poll * 2 + 30, "every phone polled")
+        at = hit()
+        events.write_text(json.dumps({"at": at, "what": what, "services": services}) + "\n")
+        out, err = run.communicate(timeout=poll * 3 + observe + 120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait(10)
+    if run.returncode != 0:
+        raise RuntimeError(err)
+    return at, json.loads(out)
 
 
 def scenario(name: str, phones: int, poll: float, tmp: Path) -> dict[str, Any]:
-    world = World(tmp / name, phones).start()
+    world = started(lambda d: World(d, phones), tmp / name)
     try:
-        events = tmp / name / "events.jsonl"
-        observe = poll + 15.0
-        run = drill(world, poll, poll * 2 + observe + 10, events)
-        wait_for(lambda: every_phone_polled(world), poll * 2 + 30, "every phone polled")
         services = SERVICES[name]
-        killed = world.kill(services)
-        events.write_text(
-            json.dumps({"at": killed, "what": f"{name} killed", "services": services}) + "\n"
+        killed, result = with_phones(
+            world.config,
+            poll,
+            lambda: every_phone_polled(world.status(), world.phones),
+            lambda: world.kill(services),
+            f"{name} killed",
+            services,
+            world.tmp / "events.jsonl",
         )
-        out, err = run.communicate(timeout=poll * 3 + observe + 120)
-        if run.returncode != 0:
-            raise RuntimeError(err)
-        result = json.loads(out)
         switches = [e for e in world.events("switch") if e["at"] >= killed]
         result["detection_s"] = {
             s: round(next(e["at"] for e in switches if e["service"] == s) - killed, 2)
@@ -114,7 +208,7 @@ def loss_run(minutes: float, tmp: Path) -> dict[str, Any]:
         try:
             namespace.drop(5)
             events = tmp / "loss" / "events.jsonl"
-            run = drill(world, 5.0, minutes * 60, events)
+            run = drill(world.config, 5.0, minutes * 60, events)
             out, err = run.communicate(timeout=minutes * 60 + 120)
             if run.returncode != 0:
                 raise RuntimeError(err)
@@ -179,11 +273,336 @@ def _admin_port(world: World) -> int:
     return int(section.split('listen = ["127.0.0.1:', 1)[1].split('"', 1)[0])
 
 
+# -- issue 16: standalone against etcd mode, side by side ---------------------------------
+
+
+@dataclass
+class Row:
+    """One event in one mode. Seconds are from the moment of the kill; None: not seen."""
+
+    event: str
+    mode: str
+    decision_s: float | None  # the last hit service's decision (etcd: written; else switch)
+    everyone_s: float | None  # the last surviving instance's switch of the last service
+    phones_s: float | None  # 100% of the phones fetched a file pointing at the backup
+    phones_on_backup: int  # phones that did, within the run
+    decisions: dict[str, int]  # service -> decisions written (standalone: switches)
+    split: list[str] = field(default_factory=list)  # breaks of "one decision, no flip-flop"
+    where: str = ""  # where the time went
+
+
+def hang(world: World, service: str, site: str = "chicago") -> float:
+    """SIGSTOP `service`'s peer at `site`: it holds its sockets and answers nothing."""
+    at = time.time()
+    world.peers[(service, site)].pause()
+    return at
+
+
+def hit(world: World, event: str) -> float:
+    """Break chicago as `event` says; the moment it broke. Standalone, `site` kills the
+    peers only: its one instance stands at the surviving site."""
+    if event == "hang":
+        return hang(world, "sip")
+    if event == "site" and isinstance(world, ClusterWorld):
+        return world.lose_site("chicago")
+    return world.kill(EVENTS[event][1])
+
+
+def lead(etcd: EtcdCluster, member: int) -> None:
+    """Make `member` the etcd leader (`etcdctl move-leader`) and wait until every member
+    knows it. RuntimeError if another stays leader."""
+    if etcd.leader() != member:
+        status = etcd.status(member)
+        if status is None:
+            raise RuntimeError(f"etcd member {member} does not answer")
+        etcd.etcdctl("move-leader", format(int(status["header"]["member_id"]), "x"))
+    if etcd.wait_leader() != member:
+        raise RuntimeError(f"etcd member {member} is not the leader")
+
+
+def address(instance: Instance) -> str:
+    """HOST:HTTP:TFTP of an instance, for `xprov drill --server`."""
+    tftp = tomllib.loads(instance.config.read_text())["tftp"]["listen"][0]
+    return f"127.0.0.1:{instance.http}:{tftp.rsplit(':', 1)[1]}"
+
+
+def after(events: list[dict[str, Any]], at: float) -> list[dict[str, Any]]:
+    return [e for e in events if e["at"] >= at - MARK_SLACK_S]
+
+
+def first(events: list[dict[str, Any]], service: str, at: float) -> float | None:
+    """Seconds from `at` to the first of `events` for `service`."""
+    times = [e["at"] for e in events if e.get("service") == service]
+    return round(min(times) - at, 2) if times else None
+
+
+def latest(values: Sequence[float | None]) -> float | None:
+    """The last of `values`; None if any is None (one never happened)."""
+    return None if any(v is None for v in values) else max(v for v in values if v is not None)
+
+
+def phones_moved(result: dict[str, Any], services: list[str]) -> tuple[float | None, int]:
+    """From the drill's result: seconds until 100% of the phones fetched a file pointing
+    every hit service they see (SIP, STUN) at the backup, and how many did for all of them."""
+    (event,) = result["events"]
+    seen = [s for s in services if s != "db"]  # the database is xprov's own
+    figures = [event["convergence"].get(s) for s in seen]
+    if any(f is None for f in figures):
+        return None, 0
+    return (
+        latest([f["fetched"]["100%"] for f in figures]),
+        min(f["phones_on_new_site"] for f in figures),
+    )
+
+
+def splits(
+    decisions: dict[str, list[dict[str, Any]]],
+    switched: dict[str, list[dict[str, Any]]],
+    services: list[str],
+) -> list[str]:
+    """What breaks "exactly one decision per hit service, none for the others, every
+    surviving instance switched once, to the same site". `decisions`: service -> decisions
+    written (standalone: switches); `switched`: instance -> its switch events."""
+    out = []
+    for service in sorted({*services, *decisions}):
+        written = decisions.get(service, [])
+        expected = 1 if service in services else 0
+        if len(written) != expected:
+            out.append(f"{service}: {len(written)} decisions")
+        sites = {str(e.get("site") or e.get("after")) for e in written}
+        for name, events in switched.items():
+            mine = [e for e in events if e["service"] == service]
+            if len(mine) != expected:
+                out.append(f"{service}: {name} switched {len(mine)} times")
+            sites |= {e["after"] for e in mine}
+        if len(sites) > 1:
+            out.append(f"{service}: to {sorted(sites)}")
+    return out
+
+
+def downs(states: list[dict[str, Any]], services: list[str], at: float) -> float | None:
+    """Seconds from `at` until an observer (its `target_state` events) saw the last hit
+    target at chicago down."""
+    down = [{**e, "service": e["target"]} for e in after(states, at) if e["after"] == "down"]
+    return latest([first(down, f"{s}@chicago", at) for s in services])
+
+
+def standalone(event: str, phones: int, poll: float, tmp: Path, more: Sequence[str] = ()) -> Row:
+    what, services = EVENTS[event]
+    world = started(lambda d: World(d, phones), tmp / f"standalone-{event}")
+    try:
+        at, result = with_phones(
+            world.config,
+            poll,
+            lambda: every_phone_polled(world.status(), phones),
+            lambda: hit(world, event),
+            what,
+            services,
+            world.tmp / "events.jsonl",
+            more=more,
+        )
+        switched = after(world.events("switch"), at)
+        decided = latest([first(switched, s, at) for s in services])
+        moved, count = phones_moved(result, services)
+        by_service = {s: [e for e in switched if e["service"] == s] for s in SERVICES["site"]}
+        down = downs(world.events("target_state"), services, at)
+        return Row(
+            event,
+            "standalone" + (" (instance at the surviving site)" if event == "site" else ""),
+            decided,
+            decided,
+            moved,
+            count,
+            {s: len(e) for s, e in by_service.items() if e or s in services},
+            splits(by_service, {}, services),
+            f"target down {down} s",
+        )
+    finally:
+        world.stop()
+
+
+def clustered(event: str, phones: int, poll: float, tmp: Path, more: Sequence[str] = ()) -> Row:
+    what, services = EVENTS[event]
+    world = started(lambda d: ClusterWorld(d, phones), tmp / f"etcd-{event}")
+    try:
+        chicago, virginia = world.instances["chicago"], world.instances["virginia"]
+        leaders: list[int | None] = []
+
+        def strike() -> float:
+            if event == "site":  # chicago's etcd member leads when the site goes
+                lead(world.etcd, MEMBER["chicago"])
+            leaders.append(world.etcd.leader())
+            return hit(world, event)
+
+        at, result = with_phones(
+            virginia.config,  # the drill watches the survivor's selection
+            poll,
+            lambda: every_phone_polled(chicago.status(), phones),
+            strike,
+            what,
+            services,
+            world.tmp / "events.jsonl",
+            servers=[address(chicago), address(virginia)],
+            more=more,
+        )
+        observers = world.instances
+        written = [e for o in observers.values() for e in after(o.events("decision_written"), at)]
+        survivors = [n for n in SITES if not (event == "site" and n == "chicago")]
+        switched = {n: after(observers[n].events("switch"), at) for n in survivors}
+        decided = latest([first(written, s, at) for s in services])
+        everyone = latest([first(switched[n], s, at) for n in survivors for s in services])
+        moved, count = phones_moved(result, services)
+        by_service = {
+            s: [e for e in written if e["service"] == s]
+            for s in SERVICES["site"]
+            if s in services or any(e["service"] == s for e in written)
+        }
+        return Row(
+            event,
+            "etcd",
+            decided,
+            everyone,
+            moved,
+            count,
+            {s: len(e) for s, e in by_service.items()},
+            splits(by_service, switched, services),
+            _where(world, event, at, decided, leaders[0], result),
+        )
+    finally:
+        world.stop()
+
+
+def _where(
+    world: ClusterWorld,
+    event: str,
+    at: float,
+    decided: float | None,
+    leader: int | None,
+    result: dict[str, Any],
+) -> str:
+    """Where the time went: when each live observer saw the hit targets down, when the
+    second did (a majority of three), the decision's lag behind it (etcd's part), the
+    writer, the etcd link and leases, the etcd leader at the kill, and the phones' attempts
+    on each address."""
+    services = EVENTS[event][1]
+    alive = [n for n in world.instances if not (event == "site" and n == "chicago")]
+    seen = {n: downs(world.instances[n].events("target_state"), services, at) for n in alive}
+    parts = [
+        "down seen by "
+        + ", ".join(f"{n} {'never' if s is None else f'{s} s'}" for n, s in seen.items())
+    ]
+    known = sorted(s for s in seen.values() if s is not None)
+    if len(known) >= 2 and decided is not None:
+        parts.append(f"majority {known[1]} s, decision {round(decided - known[1], 2):+} s after")
+    for name in alive:
+        instance = world.instances[name]
+        if after(instance.events("decision_written"), at):
+            parts.append(f"written by {name}")
+        for kind in ("agreement_lost", "agreement_regained", "cluster_lease_expired"):
+            parts += [
+                f"{name} {kind} {round(e['at'] - at, 2)} s"
+                for e in after(instance.events(kind), at)
+            ]
+        for e in after(instance.events("observer_gone"), at):
+            parts.append(f"{name} saw {e['observer']} gone {round(e['at'] - at, 2)} s")
+    parts.append(f"etcd leader m{leader}")
+    for server, figures in result.get("servers", {}).items():
+        parts.append(
+            f"phones at {server}: {figures['fetches']} fetches, "
+            f"{figures['failed_attempts']} attempts refused or timed out"
+        )
+    return "; ".join(parts)
+
+
+def cluster_set(
+    events: list[str], phones: int, poll: float, tmp: Path, more: Sequence[str] = ()
+) -> list[Row]:
+    """Each event standalone, then in etcd mode; `more`: `xprov drill` options."""
+    rows = []
+    for event in events:
+        for run in (standalone, clustered):
+            row = run(event, phones, poll, tmp, more)
+            print(f"  {_row(row)}\n    {row.where}", flush=True)
+            rows.append(row)
+    return rows
+
+
+ALONE_IN_THE_SITE = (
+    "(c) standalone with its one instance in chicago: no survivor (nothing serves the "
+    "phones until chicago is back; not run). The row above is its instance in virginia."
+)
+TABLE = (
+    "| event | mode | kill -> decision (s) | kill -> switch seen by every instance (s) "
+    "| kill -> 100% phones on backup (s) | decisions written |\n|---|---|---|---|---|---|"
+)
+
+
+def _row(row: Row) -> str:
+    """The row of the table, in Markdown."""
+
+    def seconds(v: float | None) -> str:
+        return "never" if v is None else f"{v:.2f}"
+
+    phones = seconds(row.phones_s)
+    if row.phones_s is None:
+        phones += f" ({row.phones_on_backup} phones did)"
+    written = ", ".join(f"{k} {v}" for k, v in row.decisions.items())
+    if row.split:
+        written += "; split: " + ", ".join(row.split)
+    label = f"({'abc'[list(EVENTS).index(row.event)]}) {EVENTS[row.event][0]}"
+    cells = [label, row.mode, seconds(row.decision_s), seconds(row.everyone_s), phones, written]
+    return "| " + " | ".join(cells) + " |"
+
+
+def readings(rows: list[Row]) -> list[str]:
+    """One line per issue 16 goal: met or missed, with the figures."""
+    by = {(r.event, r.mode.split()[0]): r for r in rows}
+    out = []
+    costs = []
+    for event in ("kill", "hang"):
+        alone, etcd = by.get((event, "standalone")), by.get((event, "etcd"))
+        if alone and etcd and alone.decision_s is not None and etcd.decision_s is not None:
+            costs.append((event, round(etcd.decision_s - alone.decision_s, 2)))
+    if costs:
+        met = all(c <= AGREEMENT_COST_S for _, c in costs)
+        out.append(
+            f"agreement adds at most {AGREEMENT_COST_S} s: {'met' if met else 'MISSED'} "
+            f"({', '.join(f'{e} {c:+} s' for e, c in costs)})"
+        )
+    site = by.get(("site", "etcd"))
+    if site:
+        met = site.decision_s is not None and site.decision_s <= SITE_DECIDED_S
+        out.append(
+            f"whole site with the etcd leader decided within {SITE_DECIDED_S} s: "
+            f"{'met' if met else 'MISSED'} ({site.decision_s} s)"
+        )
+    late = [r for r in rows if r.phones_s is None or r.phones_s > PHONES_MOVED_S]
+    out.append(
+        f"100% of phones on the backup within {PHONES_MOVED_S} s: "
+        + ("met" if not late else "MISSED by " + ", ".join(f"{r.event}/{r.mode}" for r in late))
+        + f" (worst {max((r.phones_s or 0.0) for r in rows)} s)"
+    )
+    split = [r for r in rows if r.split]
+    out.append(
+        "0 split decisions: "
+        + (
+            "met"
+            if not split
+            else "MISSED: " + "; ".join(f"{r.event}/{r.mode} {r.split}" for r in split)
+        )
+    )
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phones", type=int, default=1000)
     parser.add_argument("--poll", type=float, default=60.0)
-    parser.add_argument("--scenarios", default="sip,stun,db,site")
+    parser.add_argument("--scenarios", default="sip,stun,db,site,cluster")
+    parser.add_argument("--cluster-events", default=",".join(EVENTS))
+    parser.add_argument(
+        "--tftp-share", type=float, help="cluster set: share of phones on TFTP (xprov drill's)"
+    )
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--loss-minutes", type=float, default=10.0)
     parser.add_argument("--json-out")
@@ -191,10 +610,20 @@ def main() -> int:
     results: dict[str, Any] = {"phones": args.phones, "poll_s": args.poll, "scenarios": {}}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        for name in [s for s in args.scenarios.split(",") if s]:
+        for name in [s for s in args.scenarios.split(",") if s and s != "cluster"]:
             result = scenario(name, args.phones, args.poll, tmp)
             results["scenarios"][name] = result
             print(_describe(name, result), flush=True)
+        if "cluster" in args.scenarios.split(","):
+            share = "" if args.tftp_share is None else f", {args.tftp_share:.0%} on TFTP"
+            print(f"cluster: {args.phones} phones every {args.poll} s{share}", flush=True)
+            events = [e for e in args.cluster_events.split(",") if e]
+            more = [] if args.tftp_share is None else ["--tftp-share", str(args.tftp_share)]
+            rows = cluster_set(events, args.phones, args.poll, tmp, more)
+            results["cluster"] = [asdict(row) for row in rows]
+            print("\n".join([TABLE, *(_row(r) for r in rows), *readings(rows)]), flush=True)
+            if "site" in events:
+                print(ALONE_IN_THE_SITE, flush=True)
         if args.kills:
             series = detection_series(args.kills, tmp)
             results["detection"] = series
