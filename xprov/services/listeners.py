@@ -4,9 +4,10 @@ all or none, and the descriptor budget that caps each kind of connection."""
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, cast
 
 from twisted.application import service
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import IListeningPort
 
 from xprov import config, descriptors, logs
@@ -154,6 +155,18 @@ class Listeners(service.Service):
             if key not in first:
                 port.stopListening()
         self.ports.update(opened)
+
+    def hold_phones(self) -> None:
+        """Accept no phone's connection or datagram (the admin API still answers): they
+        wait in the kernel's queues until `release_phones`."""
+        for (kind, _, _), port in self.ports.items():
+            if kind != "admin":
+                cast(FileDescriptor, port).stopReading()
+
+    def release_phones(self) -> None:
+        for (kind, _, _), port in self.ports.items():
+            if kind != "admin":
+                cast(FileDescriptor, port).startReading()
 
     def listening(self) -> dict[str, list[str]]:
         """kind ("http", "https", "tftp", "admin") -> the addresses bound."""
