@@ -104,6 +104,13 @@ class Service(service.MultiService):
             self.stopService()
             raise
         self.lag.start()
+        node = self.cluster.node
+        if node is not None:
+            # phones wait until the decisions are read: a restarted instance never serves
+            # the primary where the cluster chose another site
+            held = self.reactor.seconds()
+            self.listeners.hold_phones()
+            node.when_known(lambda: self._release_phones(held))
         inputs = self.core.inputs
         log.info(
             "started",
@@ -117,6 +124,14 @@ class Service(service.MultiService):
             **report_fields(self.load_report),
         )
         self.core.warn_unknown_models(inputs.inventory)
+
+    def _release_phones(self, held: float) -> None:
+        self.listeners.release_phones()
+        log.info(
+            "phones_released",
+            held_s=round(self.reactor.seconds() - held, 3),
+            active=dict(self.core.active.current.active),
+        )
 
     def stopService(self) -> Deferred[None]:
         self.lag.stop()

@@ -90,6 +90,8 @@ class Node:
         self.renewal = LoopingCall(self._renew)
         self.renewal.clock = clock
         self._retry: IDelayedCall | None = None
+        self._known: list[Callable[[], None]] = []  # `when_known` callbacks still waiting
+        self.heard = float("-inf")  # when the call etcd last answered was made (our clock)
         self.running = False
 
     # -- life ----------------------------------------------------------------------------
@@ -113,6 +115,20 @@ class Node:
         done.addErrback(lambda _: None)  # stopping without etcd: the lease expires by itself
         return done.addBoth(lambda _: self.etcd.close())
 
+    def when_known(self, callback: Callable[[], None]) -> None:
+        """`callback()` once this node knows what to serve: the decisions read and applied,
+        or etcd found unreachable (the primary stands); at once if it knows already. At most
+        two calls after the start (grant, read), each `timeout` per endpoint."""
+        if self.link is Link.STARTING:
+            self._known.append(callback)
+        else:
+            callback()
+
+    def _tell_known(self) -> None:
+        waiting, self._known = self._known, []
+        for callback in waiting:
+            callback()
+
     def _connect(self) -> None:
         """Lease, read, watch, publish; on a failure, try again a lease TTL later."""
         self._retry = None
@@ -122,6 +138,7 @@ class Node:
             return self.etcd.read_prefix(self.prefix)
 
         def read(snapshot: Snapshot) -> None:
+            self.heard = self.clock.seconds()
             self.observers.clear()
             self.choices.clear()
             self._take([Event(EventKind.PUT, kv) for kv in snapshot.kvs.values()])
@@ -139,9 +156,19 @@ class Node:
     def _renew(self) -> None:
         if self.lease is None:
             return
-        lease = self.lease
+        lease, asked = self.lease, self.clock.seconds()
+
+        def stale() -> bool:
+            """Renewals overlap while members time out (each tries every member): a reply
+            about a lease since replaced, or to a call older than one already answered,
+            says nothing of the link now (it used to expire the new lease, or mark the
+            link lost just after it was regained)."""
+            return lease != self.lease or asked < self.heard
 
         def renewed(ttl: int) -> None:
+            if stale():
+                return
+            self.heard = asked
             if ttl > 0:
                 self._linked()
                 return
@@ -150,7 +177,11 @@ class Node:
             self.lease = None
             self._connect()  # a new lease; our verdicts again
 
-        self.etcd.keepalive(lease).addCallbacks(renewed, self._lost)
+        def failed(failure: Any) -> None:
+            if not stale():
+                self._lost(failure)
+
+        self.etcd.keepalive(lease).addCallbacks(renewed, failed)
 
     def _linked(self) -> None:
         if self.link is not Link.OK:
@@ -158,6 +189,7 @@ class Node:
                 log.warning("agreement_regained", observer=self.name, after_s=self._lost_for())
             self.link, self.link_since, self.problem = Link.OK, self.clock.seconds(), ""
             self.evaluate()
+            self._tell_known()
 
     def _lost(self, failure: Any) -> None:
         self.problem = error_detail(failure.value)
@@ -169,6 +201,7 @@ class Node:
                 reason=self.problem,
                 effect="the last decision stands; no switch until etcd answers again",
             )
+            self._tell_known()
         if self.lease is None and self.running and self._retry is None:
             self._retry = self.clock.callLater(self.settings.lease_ttl, self._connect)
 
@@ -234,6 +267,25 @@ class Node:
         if name not in self.observers:
             log.info("observer_joined", observer=name, role=seen.role)
         self.observers[name] = seen
+        if name == self.name:
+            self._own(event.kv)
+
+    def _own(self, kv: KeyValue) -> None:
+        """Our key as etcd holds it. Puts can land out of order: one that timed out on a
+        member is tried on the next while a later round's put goes straight there, and a
+        member cut from the leader can apply a put it kept once healed. etcd then holds an
+        old verdict of ours, which `_publish`, sending only changes, would leave for good.
+        So any other value than the one last sent is replaced at the next round (at most
+        one more put a round, whatever the cause)."""
+        if kv.value != self.published:
+            if self.published is not None:
+                log.info(
+                    "observer_key_stale",
+                    observer=self.name,
+                    revision=kv.mod_revision,
+                    effect="our verdicts are published again at the next round",
+                )
+            self.published = None
 
     def _decision(self, service: str, kv: KeyValue) -> None:
         try:

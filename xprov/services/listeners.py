@@ -3,9 +3,10 @@ all or none, and the descriptor budget that caps each kind of connection."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from twisted.application import service
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.python.failure import Failure
@@ -212,6 +213,18 @@ class Listeners(service.Service):
             except Exception as exc:
                 kind, address = key
                 log.error("listener_lost", kind=kind, listen=str(address), error=error_detail(exc))
+
+    def hold_phones(self) -> None:
+        """Accept no phone's connection or datagram (the admin API still answers): they
+        wait in the kernel's queues until `release_phones`."""
+        for (kind, _), port in self.ports.items():
+            if kind != "admin":
+                cast(FileDescriptor, port).stopReading()
+
+    def release_phones(self) -> None:
+        for (kind, _), port in self.ports.items():
+            if kind != "admin":
+                cast(FileDescriptor, port).startReading()
 
     def listening(self) -> dict[str, list[str]]:
         """kind ("http", "https", "tftp", "admin") -> the addresses bound."""
