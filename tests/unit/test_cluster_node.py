@@ -11,7 +11,7 @@ from twisted.internet.task import Clock
 
 from tests.memory_etcd import MemoryEtcd
 from xprov.cluster.agreement import Choice, Verdict
-from xprov.cluster.etcd import EtcdError
+from xprov.cluster.etcd import EtcdError, Event, EventKind, KeyValue
 from xprov.cluster.node import Link, Node
 from xprov.config import ClusterConfig, MonitorConfig
 from xprov.monitor.loop import ManualChoiceError, Monitor, Target
@@ -196,7 +196,9 @@ def test_a_local_override_holds_on_one_instance_until_released(world: World) -> 
     a, b, w = world.all
     for observer in (a, b, w):
         observer.sees(UP, UP)
-    a.node.local_failover("sip", "virginia")
+    with pytest.raises(ManualChoiceError, match="sip at virginia is unknown to this instance"):
+        a.node.local_failover("sip", "virginia")  # its own probes have not seen it up
+    a.node.local_failover("sip", "virginia", force=True)
     assert (a.active, b.active) == ("virginia", "chicago")
     assert a.node.status()["local_overrides"] == {"sip": "virginia"}
     a.node.local_failover("sip", None)
@@ -297,3 +299,61 @@ def test_an_old_verdict_of_ours_applied_late_is_published_again(world: World, lo
     puts = world.etcd.revision
     a.sees(UP, UP)  # and then only changes, as before
     assert world.etcd.revision == puts
+
+
+def test_a_bad_decision_value_never_freezes_the_service(world: World, log_events) -> None:
+    """Break-it pass: garbage (or a site that does not exist, or an old epoch) in a decision
+    key froze the service's failover: every CAS against it lost. The last good decision
+    stands, status says why, and the next decision replaces the bad value."""
+    a, b, w = world.all
+    for observer in (a, b, w):
+        observer.sees(UP, UP)
+    for value in (b"garbage", Choice("mars", 9, "x", "y", True, 1.0).encode()):
+        world.etcd.put(b"/xprov/decision/sip", value, 0)
+        assert a.active == "chicago" and "sip" in a.node.status()["unreadable_decisions"]
+    for observer in (a, b, w):
+        observer.sees(DOWN, UP)
+    choice = decision(world.etcd)
+    assert choice is not None and choice.site == "virginia" and a.active == "virginia"
+    assert a.node.status()["unreadable_decisions"] == {}
+    world.etcd.put(
+        b"/xprov/decision/sip", Choice("chicago", 1, "replay", "y", False, 1.0).encode(), 0
+    )
+    assert a.active == "virginia"  # an epoch not above the last is not applied
+
+
+def test_one_bad_key_costs_no_other_event_of_its_batch(world: World) -> None:
+    a = world.a
+    good = Choice("virginia", 1, "operator chose virginia", "op", True, 1.0)
+    broken = KeyValue(b"/xprov/decision/sip", b"\xff", 5, 5, 0)
+    fine = KeyValue(b"/xprov/decision/sip", good.encode(), 6, 5, 0)
+    a.node._take([Event(EventKind.PUT, broken), Event(EventKind.PUT, fine)])
+    assert a.active == "virginia"
+
+
+def test_keys_not_under_a_lease_or_badly_named_are_no_observers(world: World) -> None:
+    """Break-it pass: lease-less keys counted as live observers for ever (and could block
+    a majority); a forged key's texts reached terminals unchecked."""
+    a, b, w = world.all
+    for observer in (a, b, w):
+        observer.sees(UP, UP)
+    forged = {
+        "role": "instance",
+        "targets": {"sip@chicago": {"health": "down", "since": 0, "reason": ""}},
+    }
+    world.etcd.put(b"/xprov/observer/evil", json.dumps(forged).encode(), 0)
+    world.etcd.put(b"/xprov/observer/", json.dumps(forged).encode(), 7)
+    assert sorted(a.node.observers) == ["chicago", "virginia", "witness"]
+    with pytest.raises(ValueError, match="control character"):
+        Choice.decode(Choice("chicago", 1, "fine\x1b[2J", "x", False, 1.0).encode())
+    with pytest.raises(ValueError, match="epoch"):
+        Choice.decode(b'{"site":"chicago","epoch":"7","reason":"","by":"","manual":false,"at":1}')
+
+
+def test_our_own_key_deleted_by_hand_is_published_again(world: World) -> None:
+    a, b, w = world.all
+    for observer in (a, b, w):
+        observer.sees(UP, UP)
+    world.etcd.delete(b"/xprov/observer/chicago")
+    a.sees(UP, UP)
+    assert b"/xprov/observer/chicago" in world.etcd.kvs

@@ -19,11 +19,16 @@ observers and manual choices are plain unit tests (tests/unit/test_agreement.py)
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from xprov.monitor.state import Decision, Health, Policy, SiteView, TargetState, decide
+
+TEXT_BYTES = 500  # a decision's or a verdict's texts: they reach logs and terminals
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ class Verdict:
         (its own network is the likelier culprit, so it abstains rather than vote DOWN)."""
         if blind:
             return cls(Health.UNKNOWN, state.since, "this observer's probes all fail")
-        return cls(state.health, state.since, state.reason)
+        return cls(state.health, state.since, _CONTROL.sub(" ", state.reason)[:TEXT_BYTES])
 
 
 # observer name -> target name ("sip@chicago") -> its verdict: the live observers only
@@ -104,20 +109,30 @@ class Choice:
 
     @classmethod
     def decode(cls, data: bytes) -> Choice:
-        """ValueError for anything but a Choice's JSON (a key written by hand, say)."""
+        """ValueError for anything but a Choice's JSON (a key written by hand, say): each
+        field of its type, texts without control characters and at most TEXT_BYTES long
+        (they reach logs and terminals), the epoch a positive 63-bit integer."""
+        if len(data) > 4 * TEXT_BYTES:
+            raise ValueError(f"not a decision: more than {4 * TEXT_BYTES} bytes")
         try:
             raw: Any = json.loads(data)
-            choice = cls(
-                str(raw["site"]),
-                int(raw["epoch"]),
-                str(raw["reason"]),
-                str(raw["by"]),
-                bool(raw["manual"]),
-                float(raw["at"]),
-            )
+            texts = [raw["site"], raw["reason"], raw["by"]]
+            epoch, manual, at = raw["epoch"], raw["manual"], raw["at"]
         except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
             raise ValueError(f"not a decision: {exc}") from None
-        return choice
+        if not all(isinstance(t, str) and len(t) <= TEXT_BYTES for t in texts):
+            raise ValueError(
+                f"not a decision: site, reason and by are texts of {TEXT_BYTES} at most"
+            )
+        if any(_CONTROL.search(t) for t in texts):
+            raise ValueError("not a decision: a control character in a text")
+        if type(epoch) is not int or not 0 < epoch < 2**63 or type(manual) is not bool:
+            raise ValueError(
+                "not a decision: epoch must be a positive integer, manual true or false"
+            )
+        if type(at) not in (int, float) or not math.isfinite(at):
+            raise ValueError("not a decision: at must be a number")
+        return cls(texts[0], epoch, texts[1], texts[2], manual, float(at))
 
 
 def views(
@@ -147,7 +162,8 @@ def next_choice(
     if decision is None or decision.to is None:
         return None, decision
     epoch = current.epoch + 1 if current is not None else 1
-    return Choice(decision.to, epoch, decision.reason, observer, False, now), decision
+    reason = decision.reason[:TEXT_BYTES]
+    return Choice(decision.to, epoch, reason, observer, False, now), decision
 
 
 def manual_choice(
@@ -187,11 +203,16 @@ def publishable(verdicts: Mapping[str, Verdict]) -> dict[str, Any]:
 
 
 def read_verdicts(data: Mapping[str, Any]) -> dict[str, Verdict]:
-    """`publishable`'s inverse; ValueError for anything else."""
+    """`publishable`'s inverse; ValueError for anything else (a reason that is no text of
+    TEXT_BYTES at most without control characters included: it reaches logs)."""
     try:
-        return {
-            str(target): Verdict(Health(v["health"]), float(v["since"]), str(v["reason"]))
+        verdicts = {
+            str(target): Verdict(Health(v["health"]), float(v["since"]), v["reason"])
             for target, v in data.items()
         }
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"not an observer's verdicts: {exc}") from None
+    for v in verdicts.values():
+        if not isinstance(v.reason, str) or len(v.reason) > TEXT_BYTES or _CONTROL.search(v.reason):
+            raise ValueError("not an observer's verdicts: a reason that is not a short text")
+    return verdicts

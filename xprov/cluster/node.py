@@ -32,9 +32,11 @@ from xprov.cluster.agreement import (
     read_verdicts,
 )
 from xprov.cluster.etcd import Event, EventKind, KeyValue, Snapshot
+from xprov.config.cluster import NAME_CHARACTERS
 from xprov.logs import get_logger
 from xprov.monitor.errors import error_detail
 from xprov.monitor.loop import ManualChoiceError
+from xprov.monitor.state import Health
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -81,7 +83,9 @@ class Node:
         self.lease: int | None = None
         self.watch: Watch | None = None
         self.observers: dict[str, Observed] = {}
-        self.choices: dict[str, tuple[Choice, int]] = {}  # service -> (choice, mod_revision)
+        # service -> (its last good decision, the key's mod_revision)
+        self.choices: dict[str, tuple[Choice | None, int]] = {}
+        self.bad: dict[str, str] = {}  # service -> why its key's value was not applied
         self.local: dict[str, str] = {}  # service -> site an operator forced on this node only
         self.mine: dict[str, Verdict] = {}
         self.published: bytes | None = None
@@ -239,7 +243,12 @@ class Node:
 
     def _take(self, events: list[Event]) -> None:
         for event in events:
-            self._event(event)
+            try:
+                self._event(event)
+            except Exception as exc:  # one bad key must not cost the batch's others
+                log.error(
+                    "cluster_event_failed", key=repr(event.kv.key[:100]), reason=repr(exc)[:200]
+                )
         self.evaluate()
 
     def _event(self, event: Event) -> None:
@@ -256,13 +265,20 @@ class Node:
 
     def _observer(self, name: str, event: Event) -> None:
         if event.kind is EventKind.DELETE:
+            if name == self.name:
+                self.published = None  # deleted by hand: ours again at the next round
             if self.observers.pop(name, None) is not None:
                 log.info("observer_gone", observer=name)
             return
         try:
+            if not name or not set(name) <= NAME_CHARACTERS or len(name) > 64:
+                raise ValueError("not an observer's name")
+            if event.kv.lease == 0:  # a live observer's key is always under its lease
+                raise ValueError("not under a lease")
             seen = Observed(json.loads(event.kv.value))
         except (ValueError, KeyError, TypeError) as exc:
-            log.warning("observer_unreadable", observer=name, reason=str(exc)[:200])
+            log.warning("observer_unreadable", observer=name[:64], reason=str(exc)[:200])
+            self.observers.pop(name, None)  # whatever it said before counts no more
             return
         if name not in self.observers:
             log.info("observer_joined", observer=name, role=seen.role)
@@ -288,11 +304,24 @@ class Node:
             self.published = None
 
     def _decision(self, service: str, kv: KeyValue) -> None:
+        """A decision key's new value. One that cannot be applied (not a decision, a site
+        this service does not have, an epoch not above the last) is logged and shown in
+        status, and the last good decision stands: its revision is kept, so the next
+        decision (the rule's or an operator's) replaces the bad value by compare-and-swap."""
+        current = self.choices.get(service)
+        last = current[0] if current else None
         try:
             choice = Choice.decode(kv.value)
+            if choice.site not in self.monitor.order_of(service):
+                raise ValueError(f"{service} has no site {choice.site[:64]!r}")
+            if last is not None and choice.epoch <= last.epoch:
+                raise ValueError(f"epoch {choice.epoch} is not above {last.epoch}")
         except ValueError as exc:
-            log.error("decision_unreadable", service=service, reason=str(exc))
+            self.bad[service] = str(exc)[:200]
+            log.error("decision_unreadable", service=service, reason=self.bad[service])
+            self.choices[service] = (last, kv.mod_revision)
             return
+        self.bad.pop(service, None)
         self.choices[service] = (choice, kv.mod_revision)
         self._apply(service, choice)
 
@@ -337,7 +366,11 @@ class Node:
 
         def done(ok: bool) -> bool:
             self.writing.discard(service)
-            if ok:
+            seen = self.choices.get(service)
+            newer = seen is not None and seen[0] is not None and seen[0].epoch >= choice.epoch
+            if ok and not newer:  # applied at once (an operator's answer shows it); the
+                # watch brings the same decision with its revision
+                self._apply(service, choice)
                 log.warning(
                     "decision_written",
                     service=service,
@@ -396,7 +429,7 @@ class Node:
 
         return self._write(service, choice, current[1] if current else 0).addCallback(written)
 
-    def local_failover(self, service: str, site: str | None) -> None:
+    def local_failover(self, service: str, site: str | None, force: bool = False) -> None:
         """The escape hatch for a total loss of etcd: `site` on this instance only, whatever
         the cluster says, until released (`site` None: follow the decisions again)."""
         if service not in self.monitor.services:
@@ -406,12 +439,17 @@ class Node:
             log.warning("local_override_released", service=service)
             current = self.choices.get(service)
             primary = self.monitor.order_of(service)[0]
-            self._apply(
-                service, current[0] if current else Choice(primary, 0, "primary", "", False, 0.0)
-            )
+            last = current[0] if current else None
+            self._apply(service, last or Choice(primary, 0, "primary", "", False, 0.0))
             return
         if site not in self.monitor.order_of(service):
             raise ManualChoiceError(f"{service} has no site {site!r}")
+        state = self.monitor.states.get(f"{service}@{site}")
+        if not force and (state is None or state.health is not Health.UP):
+            seen = state.health.value if state is not None else "unknown"
+            raise ManualChoiceError(
+                f"{service} at {site} is {seen} to this instance; use force to switch anyway"
+            )
         self.local[service] = site
         log.warning(
             "local_override",
@@ -449,6 +487,8 @@ class Node:
             "decisions": {
                 service: {**json.loads(choice.encode()), "revision": revision}
                 for service, (choice, revision) in sorted(self.choices.items())
+                if choice is not None
             },
+            "unreadable_decisions": dict(self.bad),
             "local_overrides": dict(self.local),
         }

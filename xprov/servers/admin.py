@@ -133,7 +133,7 @@ def _failover(monitor: Monitor, cluster: Node | None, body: dict[str, Any]) -> A
     if cluster is None:
         return monitor.failover(service, site, force)
     if local:
-        return cluster.local_failover(service, site)
+        return cluster.local_failover(service, site, force)
     return cluster.failover(service, site, force)
 
 
