@@ -328,10 +328,15 @@ class Node:
     def _apply(self, service: str, choice: Choice) -> None:
         if service in self.local:
             return  # an operator's local override holds until released
-        if self.monitor.active.current.site_of(service) != choice.site:
+        before = self.monitor.active.current.site_of(service)
+        if before != choice.site:
             by = "operator" if choice.by.startswith("operator") else "cluster"
             reason = f"{choice.reason} (decision {choice.epoch} by {choice.by})"
-            self.monitor.switch(service, choice.site, reason, by)
+            # detection as this observer saw it: from the first failed probe of the site left
+            state = self.monitor.states.get(f"{service}@{before}")
+            since = state.failing_since if state is not None else None
+            detection = None if since is None else self.clock.seconds() - since
+            self.monitor.switch(service, choice.site, reason, by, detection)
         self.monitor.reasons[service] = (choice.site, f"{choice.reason} (decision {choice.epoch})")
 
     # -- deciding ------------------------------------------------------------------------
