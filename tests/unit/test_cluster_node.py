@@ -205,11 +205,14 @@ def test_a_local_override_holds_on_one_instance_until_released(world: World) -> 
     assert a.active == "chicago"
 
 
-def test_concurrent_writers_make_one_change(world: World) -> None:
-    """Both instances decide from the same view at once: the second CAS loses."""
+def test_concurrent_writers_make_one_change(world: World, log_events) -> None:
+    """Both instances decide from the same view at once: the second CAS loses. The writer
+    logs its write even when the watch brought the decision before the write's answer."""
     a, b, w = world.all
     for observer in (a, b, w):
         observer.sees(DOWN, UP)
+    written = [e for e in log_events() if e["event"] == "decision_written"]
+    assert [(e["service"], e["epoch"]) for e in written] == [("sip", 1)]
     puts = [kv for kv in world.etcd.kvs.values() if kv.key == b"/xprov/decision/sip"]
     assert len(puts) == 1 and decision(world.etcd) is not None and decision(world.etcd).epoch == 1
 

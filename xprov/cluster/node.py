@@ -372,10 +372,11 @@ class Node:
         def done(ok: bool) -> bool:
             self.writing.discard(service)
             seen = self.choices.get(service)
-            newer = seen is not None and seen[0] is not None and seen[0].epoch >= choice.epoch
-            if ok and not newer:  # applied at once (an operator's answer shows it); the
+            known = seen is not None and seen[0] is not None and seen[0].epoch >= choice.epoch
+            if ok and not known:  # applied at once (an operator's answer shows it); the
                 # watch brings the same decision with its revision
                 self._apply(service, choice)
+            if ok:
                 log.warning(
                     "decision_written",
                     service=service,
