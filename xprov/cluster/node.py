@@ -308,8 +308,7 @@ class Node:
         this service does not have, an epoch not above the last) is logged and shown in
         status, and the last good decision stands: its revision is kept, so the next
         decision (the rule's or an operator's) replaces the bad value by compare-and-swap."""
-        current = self.choices.get(service)
-        last = current[0] if current else None
+        last = self.last(service)
         try:
             choice = Choice.decode(kv.value)
             if choice.site not in self.monitor.order_of(service):
@@ -341,6 +340,14 @@ class Node:
 
     # -- deciding ------------------------------------------------------------------------
 
+    def last(self, service: str) -> Choice | None:
+        """`service`'s last good decision (None: none yet, the primary)."""
+        return self.choices.get(service, (None, 0))[0]
+
+    def revision(self, service: str) -> int:
+        """Its key's revision, for the next compare-and-swap (0: no key)."""
+        return self.choices.get(service, (None, 0))[1]
+
     def verdicts(self) -> dict[str, Mapping[str, Verdict]]:
         return {name: seen.verdicts for name, seen in self.observers.items()}
 
@@ -350,10 +357,9 @@ class Node:
             return
         verdicts, now = self.verdicts(), self.clock.seconds()
         for service in self.monitor.services:
-            current = self.choices.get(service)
             choice, _ = next_choice(
                 service,
-                current[0] if current else None,
+                self.last(service),
                 self.monitor.order_of(service),
                 verdicts,
                 self.monitor.policy,
@@ -362,7 +368,7 @@ class Node:
                 self.settings.min_observers,
             )
             if choice is not None and service not in self.writing:
-                self._write(service, choice, current[1] if current else 0)
+                self._write(service, choice, self.revision(service))
 
     def _write(self, service: str, choice: Choice, revision: int) -> Deferred[bool]:
         self.writing.add(service)
@@ -412,12 +418,11 @@ class Node:
                 f"no agreement (etcd: {self.problem or 'not connected'}); every instance keeps "
                 "the last decision. To switch this instance alone, use --local"
             )
-        current = self.choices.get(service)
         try:
             choice = manual_choice(
                 service,
                 site,
-                current[0] if current else None,
+                self.last(service),
                 self.monitor.order_of(service),
                 self.verdicts(),
                 force,
@@ -433,7 +438,7 @@ class Node:
             if not ok:
                 raise ManualChoiceError(f"{service}'s decision changed meanwhile; try again")
 
-        return self._write(service, choice, current[1] if current else 0).addCallback(written)
+        return self._write(service, choice, self.revision(service)).addCallback(written)
 
     def local_failover(self, service: str, site: str | None, force: bool = False) -> None:
         """The escape hatch for a total loss of etcd: `site` on this instance only, whatever
@@ -443,9 +448,8 @@ class Node:
         if site is None:
             self.local.pop(service, None)
             log.warning("local_override_released", service=service)
-            current = self.choices.get(service)
             primary = self.monitor.order_of(service)[0]
-            last = current[0] if current else None
+            last = self.last(service)
             self._apply(service, last or Choice(primary, 0, "primary", "", False, 0.0))
             return
         if site not in self.monitor.order_of(service):

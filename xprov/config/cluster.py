@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from xprov.config.model import STANDALONE, ClusterConfig
-from xprov.config.table import CONTROL, Table, read_secret, readable, string_item
+from xprov.config.table import CONTROL, Table, read_credentials, readable, string_item
 
 NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 
@@ -50,11 +50,7 @@ def read_cluster(root: Table, base: Path) -> ClusterConfig:
     }
     if ("certificate" in files) != ("private_key" in files):
         t.problem("certificate", "give both certificate and private_key, or neither")
-    user = t.text("user", None)
-    password = read_secret(t, base) if user is not None else ""
-    if user is None and ("password" in t.data or "password_file" in t.data):
-        t.seen.update(("password", "password_file"))
-        t.problem("user", "missing (the password belongs to a user)")
+    user, password = read_credentials(t, base)
     t.finish()
     return ClusterConfig(
         mode or "standalone",

@@ -35,7 +35,7 @@ from xprov.config.table import (
     allow,
     listeners,
     network,
-    read_secret,
+    read_credentials,
     read_secret_file,
     readable,
     resolve,
@@ -167,12 +167,8 @@ def read_https(root: Table, base: Path) -> HttpsConfig | None:
 def read_auth(root: Table, base: Path) -> AuthConfig:
     t = root.table("auth", required=False) or Table({}, "auth", root.problems)
     mode = t.text("mode", "off", ("off", "digest"))
-    user = t.text("user", None)
-    password = read_secret(t, base) if user is not None else ""
-    if user is None and ("password" in t.data or "password_file" in t.data):
-        t.seen.update(("password", "password_file"))
-        t.problem("user", "missing (the password belongs to a user)")
-    elif user is not None and (not user.strip() or ":" in user):
+    user, password = read_credentials(t, base)
+    if user is not None and (not user.strip() or ":" in user):
         t.problem("user", "must be a name without ':' (RFC 7617)")
     elif (
         user is not None

@@ -215,6 +215,17 @@ def secret_file_problem(exc: Exception) -> str:
     return f"cannot read: {exc if isinstance(exc, ValueError) else type(exc).__name__}"
 
 
+def read_credentials(table: Table, base: Path) -> tuple[str | None, str]:
+    """`user` with its `password` or `password_file` ("" without a user); a password
+    given without a user is a problem."""
+    user = table.text("user", None)
+    password = read_secret(table, base) if user is not None else ""
+    if user is None and ("password" in table.data or "password_file" in table.data):
+        table.seen.update(("password", "password_file"))
+        table.problem("user", "missing (the password belongs to a user)")
+    return user, password
+
+
 def read_secret(table: Table, base: Path) -> str:
     """`password`, or `password_file` (first line) so the secret can live outside the config."""
     password = table.get("password", str, None)
