@@ -161,9 +161,12 @@ class Service(service.MultiService):
         inputs = self.core.inputs
         selection = self.core.active.current
         monitor = self.monitoring.monitor
+        admin = inputs.config.admin
         return {
+            "now": self.reactor.seconds(),
             "version": __version__,
             "uptime_s": round(self.reactor.seconds() - self.started, 1),
+            "page": {"refresh_s": admin.page_refresh if admin is not None else None},
             "config": {
                 "path": str(inputs.config.path),
                 "generation": inputs.config_generation,

@@ -68,6 +68,11 @@ def test_admin_listener_is_apart_from_the_phones(server) -> None:
     assert get(admin, "/status", token=None)[0] == 401
     assert get(admin, "/metrics", token="wrong-token-wrong-token")[0] == 401
     assert get(admin, "/healthz", token=None)[0] == 200
+    # the status page: on the admin listener only, without a token (it holds no data)
+    for path in ("/", "/page/app.js", "/page/app.css"):
+        code, body = get(http, path, token=None)
+        assert code == 404 and b"<title>" not in body and b"<script" not in body
+        assert get(admin, path, token=None)[0] == 200
 
 
 def test_status_metrics_and_convergence_after_a_switch(server) -> None:

@@ -6,6 +6,7 @@ import io
 import json
 
 import pytest
+from twisted.internet.address import IPv4Address
 from twisted.web.test.requesthelper import DummyRequest
 
 from tests.unit.test_monitor_loop import World
@@ -96,3 +97,120 @@ def test_refused_choices_and_bad_requests(api) -> None:
     request.content = io.BytesIO(b"{not json")
     resource.render(request)
     assert request.responseCode == 400
+
+
+def request_with(path: str, method: bytes = b"GET", headers=(), body: bytes = b""):
+    request = DummyRequest([path.strip("/").encode()])
+    request.method, request.path = method, path.encode()
+    request.client = IPv4Address("TCP", "10.0.0.7", 40000)
+    for name, value in headers:
+        request.requestHeaders.addRawHeader(name, value)
+    request.content = io.BytesIO(body)
+    return request
+
+
+@pytest.mark.parametrize(
+    ("path", "media_type", "marker"),
+    [
+        ("/", b"text/html; charset=utf-8", b"<html"),
+        ("/page/app.js", b"text/javascript; charset=utf-8", b""),
+        ("/page/app.css", b"text/css; charset=utf-8", b""),
+    ],
+)
+def test_the_status_page_is_served_without_a_token_and_holds_no_data(
+    api, path, media_type, marker
+) -> None:
+    resource, _ = api
+    request = request_with(path)
+    body = resource.render(request)
+    headers = request.responseHeaders
+    assert (request.responseCode or 200) == 200 and marker in body
+    assert headers.getRawHeaders(b"content-type") == [media_type]
+    csp = headers.getRawHeaders(b"content-security-policy")[0]
+    for rule in (
+        b"default-src 'none'",
+        b"script-src 'self'",
+        b"connect-src 'self'",
+        b"frame-ancestors 'none'",
+        b"form-action 'none'",
+    ):
+        assert rule in csp
+    assert b"unsafe-inline" not in csp and b"unsafe-eval" not in csp
+    assert headers.getRawHeaders(b"x-content-type-options") == [b"nosniff"]
+    assert headers.getRawHeaders(b"referrer-policy") == [b"no-referrer"]
+    assert headers.getRawHeaders(b"x-frame-options") == [b"DENY"]
+    for status_text in (b"fake sip", b"fake stun", TOKEN.encode()):
+        assert status_text not in body
+
+
+def test_other_paths_under_page_need_the_token(api) -> None:
+    resource, _ = api
+    for path in ("/page/", "/page/../status", "/index.html", "/page/app.js.map"):
+        request = request_with(path)
+        answer = json.loads(resource.render(request))
+        assert request.responseCode == 401 and answer == {"error": "missing or wrong bearer token"}
+
+
+CROSS_SITE = [
+    [(b"origin", b"http://evil.example"), (b"host", b"127.0.0.1:8081")],
+    [(b"origin", b"http://127.0.0.1:8080"), (b"host", b"127.0.0.1:8081")],  # another port
+    [(b"origin", b"null"), (b"host", b"127.0.0.1:8081")],  # a sandboxed frame, a file
+    [(b"origin", b"http://127.0.0.1:8081")],  # no Host to compare with
+    [(b"sec-fetch-site", b"cross-site")],
+    [
+        (b"sec-fetch-site", b"same-site"),
+        (b"origin", b"http://127.0.0.1:8081"),
+        (b"host", b"127.0.0.1:8081"),
+    ],
+]
+
+
+@pytest.mark.parametrize("headers", CROSS_SITE)
+@pytest.mark.parametrize("path", ["/failover", "/failback", "/reload"])
+def test_a_post_from_another_sites_page_is_refused_even_with_the_token(
+    api, log_events, headers, path
+) -> None:
+    resource, world = api
+    world.monitor.failover("stun", "virginia")  # a failback would have something to do
+    before = world.monitor.status()
+    body = json.dumps({"service": "sip", "site": "virginia"}).encode()
+    request = request_with(
+        path, b"POST", [(b"authorization", f"Bearer {TOKEN}".encode()), *headers], body
+    )
+    answer = resource.render(request)
+    assert request.responseCode == 403
+    assert json.loads(answer) == {"error": "cross-site request refused"}
+    assert world.monitor.status() == before  # nothing moved
+    [event] = [e for e in log_events() if e["event"] == "security"]
+    assert event["transport"] == "admin" and event["reason"].startswith("cross-site request (")
+    assert TOKEN not in json.dumps(log_events())
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [],  # curl, `xprov failover`: no browser headers
+        [
+            (b"sec-fetch-site", b"same-origin"),
+            (b"origin", b"http://127.0.0.1:8081"),
+            (b"host", b"127.0.0.1:8081"),
+        ],
+        [(b"sec-fetch-site", b"none")],  # typed by the user
+    ],
+)
+def test_a_post_from_the_page_itself_or_a_command_line_is_served(api, headers) -> None:
+    resource, _ = api
+    request = request_with(
+        "/failover",
+        b"POST",
+        [(b"authorization", f"Bearer {TOKEN}".encode()), *headers],
+        json.dumps({"service": "sip", "site": "virginia"}).encode(),
+    )
+    answer = json.loads(resource.render(request))
+    assert (request.responseCode or 200) == 200
+    sip = answer["monitor"]["services"]["sip"]
+    assert (sip["active"], sip["manual"], sip["manual_by"]) == (
+        "virginia",
+        "virginia",
+        "admin 10.0.0.7",
+    )

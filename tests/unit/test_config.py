@@ -164,6 +164,14 @@ def test_db_password_is_not_in_repr(valid: dict, config_path: Path) -> None:
             lambda d: d["security"].update(repeat_window=-1),
             "security.repeat_window: -1 is out of range 0..86400",
         ),
+        (
+            lambda d: d["admin"].update(page_refresh=0.1),
+            "admin.page_refresh: 0.1 is out of range 0.2..60.0",
+        ),
+        (
+            lambda d: d["admin"].update(page_refresh="1s"),
+            "admin.page_refresh: expected an integer or a number, got a string",
+        ),
     ],
 )
 def test_each_error_names_its_key(valid: dict, config_path: Path, mutate, expected: str) -> None:

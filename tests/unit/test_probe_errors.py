@@ -344,7 +344,7 @@ def test_an_icmp_error_without_an_answer_fails_at_the_deadline(fake_udp, kind) -
     assert transport.sent == [transport.sent[0]] * (1 + len(retransmit_at))
     clock.advance(0.001)
     assert result_of(probing_now) == ProbeResult(
-        False, timeout, "no reply; ICMP port unreachable seen", Cause.TARGET
+        False, timeout, "no reply; ICMP port unreachable seen", Cause.TARGET, timed_out=True
     )
     assert transport.stopped
 
@@ -355,7 +355,7 @@ def test_the_last_icmp_error_is_named_and_none_is_a_timeout(fake_udp, kind) -> N
     clock = Clock()
     silent = start(clock, 1.0)
     clock.advance(1.0)
-    assert result_of(silent) == ProbeResult(False, 1.0, "timeout", Cause.TARGET)
+    assert result_of(silent) == ProbeResult(False, 1.0, "timeout", Cause.TARGET, timed_out=True)
     refused = start(clock, 1.0)
     exchange = fake_udp[1][0]
     exchange.connectionRefused()

@@ -408,6 +408,12 @@ ROWS = [
         ["10.0.0.0/8"],
     ),
     Row(
+        "admin.page_refresh",
+        {"admin.page_refresh": 5},
+        lambda svc: svc.status()["page"]["refresh_s"],
+        5.0,
+    ),
+    Row(
         "admin.token",
         {"admin.token": "a-new-admin-token-0123456789"},
         lambda svc: svc.admin_api.token,

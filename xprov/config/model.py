@@ -165,6 +165,7 @@ class AdminConfig:
     listen: tuple[Listen, ...]
     token: str = field(repr=False)
     allow: tuple[Network, ...] = ()
+    page_refresh: float = 1.0  # seconds between two looks of the status page at /status
 
 
 @dataclass(frozen=True)

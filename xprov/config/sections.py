@@ -290,8 +290,9 @@ def read_admin(root: Table, base: Path, http: HttpConfig) -> AdminConfig | None:
     for address in set(listen) & set(http.listen):
         t.problem("listen", f"{address} is a phones' listener: the admin API needs its own")
     allowed = allow(t)
+    page_refresh = t.number("page_refresh", 1.0, 0.2, 60.0)  # None: a problem was noted
     t.finish()
-    return AdminConfig(listen, token or "", allowed)
+    return AdminConfig(listen, token or "", allowed, 1.0 if page_refresh is None else page_refresh)
 
 
 def read_vars(table: Table | None) -> Mapping[str, Scalar]:

@@ -21,6 +21,7 @@ from twisted.python.threadpool import ThreadPool
 from xprov.cluster.agreement import Verdict
 from xprov.logs import get_logger
 from xprov.monitor import registry
+from xprov.monitor.history import History, ManualChoice, Switch
 from xprov.monitor.probe import failed, result_of
 from xprov.monitor.registry import Probe, ProbeContext, ServiceType
 from xprov.monitor.state import (
@@ -29,6 +30,7 @@ from xprov.monitor.state import (
     Health,
     Policy,
     ProbeResult,
+    Recent,
     TargetState,
     Transition,
     all_failing,
@@ -110,6 +112,7 @@ class Monitor:
         self.manual: dict[str, str] = {}  # service -> site chosen by an operator
         self.switches: Counter[tuple[str, str]] = Counter()  # (service, by) -> count
         self.reasons: dict[str, tuple[str, str]] = {}  # service -> (site, why it is there)
+        self.history = History(started)  # the last switches and manual choices, for operators
         self.rounds = 0
         self.blind = False
         self.not_made: frozenset[str] = frozenset()  # targets whose last probe was not made
@@ -159,6 +162,7 @@ class Monitor:
         self.policy = Policy(settings.failback, settings.hold_down)
         sites = {(t.service, t.site) for t in self.targets}
         self.manual = {s: site for s, site in self.manual.items() if (s, site) in sites}
+        self.history.forget(set(self.manual))
 
     def _round(self) -> None:
         started = self.clock.seconds()
@@ -263,6 +267,7 @@ class Monitor:
         selection = self.active.switch({service: site})
         self.switches[(service, by)] += 1
         states = self._states_of(service)
+        detection_s = None if detection is None else round(detection, 3)
         log.warning(
             "switch",
             service=service,
@@ -271,8 +276,20 @@ class Monitor:
             by=by,
             reason=reason,
             generation=selection.generation,
-            detection_s=None if detection is None else round(detection, 3),
+            detection_s=detection_s,
             failed_probes=self._failures(states.get(before)),
+        )
+        self.history.switched(
+            Switch(
+                self.clock.seconds(),
+                service,
+                before,
+                site,
+                by,
+                reason,
+                detection_s,
+                selection.generation,
+            )
         )
 
     def _failures(self, state: TargetState | None) -> dict[str, Any] | None:
@@ -304,8 +321,9 @@ class Monitor:
 
     # Manual control ------------------------------------------------------------------
 
-    def failover(self, service: str, site: str, force: bool = False) -> None:
-        """Point `service` at `site` and keep it there until `release`/`failback`."""
+    def failover(self, service: str, site: str, force: bool = False, by: str = "operator") -> None:
+        """Point `service` at `site` and keep it there until `release`/`failback`. `by`:
+        who asked, for the status (e.g. "admin 127.0.0.1")."""
         states = self._known(service)
         if site not in states:
             raise ManualChoiceError(f"{service} has no site {site!r}")
@@ -314,6 +332,7 @@ class Monitor:
                 f"{service} at {site} is {states[site].health.value}; use force to switch anyway"
             )
         self.manual[service] = site
+        self.history.chosen(service, ManualChoice(self.clock.seconds(), by))
         self.switch(service, site, f"operator chose {site}", "operator")
 
     def failback(self, service: str, force: bool = False) -> None:
@@ -326,6 +345,7 @@ class Monitor:
                 "use force to fail back anyway"
             )
         self.manual.pop(service, None)
+        self.history.chosen(service, None)
         self.switch(service, primary, f"operator failed back to {primary}", "operator")
 
     def why(self, service: str) -> str:
@@ -349,16 +369,24 @@ class Monitor:
         return {
             "rounds": self.rounds,
             "switching_suspended": self.blind,
-            "services": {
-                service: {
-                    "active": self.active.current.site_of(service),
-                    "manual": self.manual.get(service),
-                    "why": self.why(service),
-                    "holding": self._holding.get(service),
-                }
-                for service in self.services
-            },
+            "services": {service: self._service_status(service) for service in self.services},
+            "switches": [switch.as_json() for switch in self.history.switches],
             "targets": {t.name: _target_status(t, self.states[t.name], now) for t in self.targets},
+        }
+
+    def _service_status(self, service: str) -> dict[str, Any]:
+        choice = self.history.manual.get(service)
+        sites = self.order_of(service)
+        return {
+            "active": self.active.current.site_of(service),
+            "primary": sites[0] if sites else None,
+            "sites": sites,
+            "since": self.history.since(service),
+            "manual": self.manual.get(service),
+            "manual_at": None if choice is None else choice.at,
+            "manual_by": None if choice is None else choice.by,
+            "why": self.why(service),
+            "holding": self._holding.get(service),
         }
 
 
@@ -370,6 +398,8 @@ def _probed(target: Target) -> Hashable:
 
 def _target_status(target: Target, state: TargetState, now: float) -> dict[str, Any]:
     return {
+        "service": target.service,
+        "site": target.site,
         "probe": target.description,
         "state": state.health.value,
         "for_s": round(now - state.since, 1),
@@ -387,7 +417,13 @@ def _target_status(target: Target, state: TargetState, now: float) -> dict[str, 
             {"at": t.at, "before": t.before.value, "after": t.after.value, "reason": t.reason}
             for t in state.transitions
         ],
+        "recent": [_recent(r) for r in state.recent],
     }
+
+
+def _recent(result: Recent) -> list[Any]:
+    """[epoch seconds, outcome, latency in ms]: a list, the status being read every second."""
+    return [round(result.at, 3), result.outcome, round(result.latency * 1000, 1)]
 
 
 def _never_fails(probe: BoundProbe) -> Deferred[ProbeResult]:

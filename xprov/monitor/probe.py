@@ -90,20 +90,22 @@ def run_probe(
         settle(failed(exc, "cannot start: "))
 
     def finish(outcome: Outcome) -> ProbeResult:
-        if timer.active():
+        at_the_deadline = not timer.active()  # the timer fired: no answer settled it
+        if not at_the_deadline:
             timer.cancel()
         with contextlib.suppress(Exception):  # a dead connection may not clean up; no matter
             cleanup()
-        return result_of(outcome, clock.seconds() - started)
+        return result_of(outcome, clock.seconds() - started, at_the_deadline)
 
     return done.addCallback(finish)
 
 
-def result_of(outcome: Outcome, latency: float) -> ProbeResult:
+def result_of(outcome: Outcome, latency: float, timed_out: bool = False) -> ProbeResult:
+    """`timed_out`: the probe's deadline settled it (no answer came in time)."""
     if isinstance(outcome, NotMade):
         return ProbeResult(False, latency, outcome.detail, Cause.LOCAL)
     ok, detail = outcome
-    return ProbeResult(ok, latency, detail)
+    return ProbeResult(ok, latency, detail, timed_out=timed_out)
 
 
 def failed(reason: Failure | BaseException, context: str = "") -> Outcome:

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol
+from typing import Literal, Protocol
 
 from xprov.monitor import registry
 
@@ -36,6 +36,32 @@ class ProbeResult:
     latency: float  # seconds from sending the probe to its verdict
     detail: str  # "200 OK", "timeout", "connection refused", ... never a secret
     cause: Cause = Cause.TARGET
+    timed_out: bool = False  # no answer by the probe's deadline
+
+
+# A probe result as the status page's strip shows it.
+Outcome = Literal["up", "down", "timeout", "not made"]
+# Results kept per target for that strip: 3 minutes at the default 1 s interval.
+RECENT_KEPT = 180
+
+
+def outcome_of(result: ProbeResult) -> Outcome:
+    """ "up", "down" (an answer that is a failure, or a refused connection), "timeout" (no
+    answer by the deadline) or "not made" (this process could not probe)."""
+    if result.cause is Cause.LOCAL:
+        return "not made"
+    if result.ok:
+        return "up"
+    return "timeout" if result.timed_out else "down"
+
+
+@dataclass(frozen=True)
+class Recent:
+    """One probe result on the strip."""
+
+    at: float  # epoch seconds
+    outcome: Outcome
+    latency: float  # seconds
 
 
 @dataclass(frozen=True)
@@ -64,11 +90,13 @@ class TargetState:
     failing_since: float | None = None  # start of the current unbroken run of failures
     last: ProbeResult | None = None
     transitions: deque[Transition] = field(default_factory=lambda: deque(maxlen=20))
+    recent: deque[Recent] = field(default_factory=lambda: deque(maxlen=RECENT_KEPT))
     total_ok: int = 0
     total_failed: int = 0
 
     def record(self, result: ProbeResult, now: float) -> Transition | None:
         self.last = result
+        self.recent.append(Recent(now, outcome_of(result), result.latency))
         if result.cause is Cause.LOCAL:
             # Not an observation of the target: no count moves, but an unobserved moment is
             # no proof of continuous health (an automatic failback waits for more).

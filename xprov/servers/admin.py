@@ -1,7 +1,10 @@
-"""The admin API, on a listener of its own: status, metrics, reload, manual failover.
+"""The admin API, on a listener of its own: status, metrics, reload, manual failover, and
+the operator's status page that reads them.
 
-Every request but /healthz needs `Authorization: Bearer <token>`, compared in constant time.
-Answers are JSON, but /metrics (Prometheus text format).
+Every request but /healthz and the page's files needs `Authorization: Bearer <token>`,
+compared in constant time; a POST that a browser says came from another site's page is
+refused before that (cross-site request forgery). Answers are JSON, but /metrics
+(Prometheus text format) and the page.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from xprov.logs import get_logger
 from xprov.monitor.errors import error_detail
 from xprov.monitor.loop import ManualChoiceError, Monitor
 from xprov.security_log import SECURITY
+from xprov.servers import page
 from xprov.servers.http import PhoneSite
 
 if TYPE_CHECKING:
@@ -49,6 +53,7 @@ class AdminApi(Resource):
         self.token = bearer(token)
         self.monitor, self.status, self.reload, self.metrics = monitor, status, reload, metrics
         self.cluster: Node | None = None  # cluster mode: manual choices go through etcd
+        self.page = page.load()
 
     def reconfigure(self, token: str) -> None:
         """A reload's `[admin]` token (empty: every request refused but /healthz)."""
@@ -65,6 +70,9 @@ class AdminApi(Resource):
     def render_GET(self, request: Request) -> bytes:
         if request.path == b"/healthz":
             return _json(request, 200, {"status": "ok"})
+        asset = self.page.get(request.path)
+        if asset is not None:
+            return _asset(request, asset)
         if not self._authorized(request):
             return _refused(request)
         if request.path == b"/status":
@@ -75,6 +83,13 @@ class AdminApi(Resource):
         return _json(request, 404, {"error": "no such resource"})
 
     def render_POST(self, request: Request) -> Any:
+        forged = page.cross_site(
+            request.getHeader(b"origin"),
+            request.getHeader(b"sec-fetch-site"),
+            request.getHeader(b"host"),
+        )
+        if forged is not None:
+            return _refused(request, 403, f"cross-site request ({forged})")
         if not self._authorized(request):
             return _refused(request)
         if request.path == b"/reload" and self.reload is not None:
@@ -94,7 +109,8 @@ class AdminApi(Resource):
             return _json(request, 400, {"error": str(exc)})
         # in cluster mode the decision key is written first: the answer waits for etcd
         outcomes: list[Any] = []
-        done = maybeDeferred(action, self.monitor, self.cluster, body).addBoth(outcomes.append)
+        by = f"admin {_client(request)}"
+        done = maybeDeferred(action, self.monitor, self.cluster, body, by).addBoth(outcomes.append)
         if outcomes:  # standalone: decided already
             return self._outcome(request, outcomes[0])
         done.addCallback(lambda _: _finish(request, self._outcome(request, outcomes[0])))
@@ -124,20 +140,21 @@ class AdminApi(Resource):
         return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token)
 
 
-def _failover(monitor: Monitor, cluster: Node | None, body: dict[str, Any]) -> Any:
+def _failover(monitor: Monitor, cluster: Node | None, body: dict[str, Any], by: str) -> Any:
     """{"service", "site", "force"?, "local"?}: in cluster mode, a decision for every
-    instance, or with "local" this instance alone (the escape hatch without etcd)."""
+    instance, or with "local" this instance alone (the escape hatch without etcd). `by`:
+    who asks, for the status."""
     service, site, force = str(body["service"]), str(body["site"]), body.get("force") is True
     local = body.get("local") is True
     log.warning("operator_failover", service=service, site=site, force=force, local=local)
     if cluster is None:
-        return monitor.failover(service, site, force)
+        return monitor.failover(service, site, force, by)
     if local:
         return cluster.local_failover(service, site, force)
     return cluster.failover(service, site, force)
 
 
-def _failback(monitor: Monitor, cluster: Node | None, body: dict[str, Any]) -> Any:
+def _failback(monitor: Monitor, cluster: Node | None, body: dict[str, Any], by: str) -> Any:
     """{"service", "force"?, "local"?}: "local" releases this instance's own choice."""
     service, force, local = (
         str(body["service"]),
@@ -157,11 +174,23 @@ def bearer(token: str) -> bytes:
     return token.encode() if token else b"\0no token configured"
 
 
-def _refused(request: Request) -> bytes:
-    """401, and a `security` event for fail2ban (the same shape as the phones' listeners)."""
-    client = getattr(request.getClientAddress(), "host", "?")
-    SECURITY.write("security", client=client, transport="admin", reason="wrong admin token")
-    return _json(request, 401, {"error": "missing or wrong bearer token"})
+def _refused(request: Request, code: int = 401, reason: str = "wrong admin token") -> bytes:
+    """401 (or 403 for a cross-site request), and a `security` event for fail2ban (the same
+    shape as the phones' listeners). The answer says only what was refused."""
+    SECURITY.write("security", client=_client(request), transport="admin", reason=reason)
+    error = "missing or wrong bearer token" if code == 401 else "cross-site request refused"
+    return _json(request, code, {"error": error})
+
+
+def _client(request: Request) -> str:
+    return str(getattr(request.getClientAddress(), "host", "?"))
+
+
+def _asset(request: Request, asset: page.Asset) -> bytes:
+    request.setHeader(b"content-type", asset.media_type)
+    for name, value in page.HEADERS.items():
+        request.setHeader(name, value)
+    return asset.body
 
 
 def _finish(request: Request, answer: bytes) -> None:
