@@ -32,8 +32,9 @@ class Convergence:
         """Phones that polled in the window before `generation` began (or, when nothing
         switched yet, before now) and how many of them have fetched it since."""
         began = self.began.get(generation)  # None: the first selection, no switch yet
-        since = (now if began is None else began) - REGULAR_POLLS * poll_seconds
-        regular = converged = 0
+        window = REGULAR_POLLS * poll_seconds
+        since = (now if began is None else began) - window
+        regular = converged = silent = 0
         delays: list[float] = []  # after the switch, until each phone's first fetch
         for fetched, first, last in self.seen.values():
             current = fetched >= generation
@@ -44,14 +45,18 @@ class Convergence:
                 converged += 1
                 if began is not None:
                     delays.append(first - began)
+            elif last < now - window:
+                silent += 1  # polled before, not for REGULAR_POLLS intervals: gone quiet
         delays.sort()
+        waiting = regular - silent  # the phones still expected
         return {
             "generation": generation,
             "since": began,
             "regular_phones": regular,
             "fetched": converged,
-            "pending": regular - converged,
-            "percent": round(100.0 * converged / regular, 1) if regular else 100.0,
+            "pending": waiting - converged,
+            "silent": silent,
+            "percent": round(100.0 * converged / waiting, 1) if waiting else 100.0,
             "p50_s": round(delays[len(delays) // 2], 1) if delays else None,
             "slowest_s": round(delays[-1], 1) if delays else None,
         }

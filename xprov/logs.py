@@ -92,6 +92,8 @@ class Redactor:
         return event
 
     def _clean(self, key: str, value: Any) -> Any:
+        if isinstance(value, int | float | bool) or value is None:
+            return value  # a count or a flag, even under a secret's name ("wrong token": 5)
         if _SECRET_KEY.search(key):
             return MASK
         if isinstance(value, str):
@@ -100,8 +102,6 @@ class Redactor:
             return {k: self._clean(str(k), v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self._clean("", v) for v in value]
-        if isinstance(value, int | float | bool) or value is None:
-            return value
         return self.scrub(str(value))
 
 

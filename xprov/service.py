@@ -20,6 +20,7 @@ from xprov.build import Built, report_fields
 from xprov.guard import notices
 from xprov.lag import LagMeter
 from xprov.metrics import Sources as MetricSources
+from xprov.monitor import registry
 from xprov.selection import Selection
 from xprov.servers import admin
 from xprov.services.cluster import Cluster
@@ -54,8 +55,14 @@ class Service(service.MultiService):
         self.reactor, self.started = reactor, reactor.seconds()
         self.core = core = Core(built.serving_from(self.started), reactor, process_logs)
         core.active.subscribe(self._switched)
+        self.files_generation = core.active.current.generation  # of the last switch of files
         self.admin_api = admin.AdminApi(
-            cfg.admin.token if cfg.admin else "", None, self.status, self.reload, self.metrics
+            cfg.admin.token if cfg.admin else "",
+            None,
+            self.status,
+            self.reload,
+            self.metrics,
+            cfg.admin.server_names if cfg.admin else frozenset(),
         )
         limit = limit or descriptors.current_limit()
         budget = descriptors.budget_of(cfg, limit.soft)
@@ -143,7 +150,11 @@ class Service(service.MultiService):
 
     def _switched(self, old: Selection, new: Selection) -> None:
         core = self.core
-        core.observer.convergence.switched(new.generation, self.reactor.seconds())
+        if any(old.site_of(s) != new.site_of(s) for s in registry.template_services()):
+            # phones' files changed: convergence counts who fetched them (a db switch
+            # changes no file, so it starts no count that could never complete)
+            self.files_generation = new.generation
+            core.observer.convergence.switched(new.generation, self.reactor.seconds())
         database_moved = old.site_of("db") != new.site_of("db")
         if database_moved and core.inputs.config.inventory.source == "mysql":
             self.refresher.refresh()  # read the newly active database now, not at the next tick
@@ -151,10 +162,9 @@ class Service(service.MultiService):
     # Status ----------------------------------------------------------------------------
 
     def convergence_report(self) -> dict[str, Any]:
-        selection = self.core.active.current
         poll = self.core.inputs.config.provisioning.poll_seconds
         return self.core.observer.convergence.report(
-            selection.generation, self.reactor.seconds(), poll
+            self.files_generation, self.reactor.seconds(), poll
         )
 
     def status(self) -> dict[str, Any]:

@@ -38,6 +38,12 @@ SHOWN_WITHIN = 2.0
 LOST_AFTER = max(5.0, 3 * PAGE_REFRESH)
 DRILL_POLL = 5.0  # seconds between two polls of a simulated phone
 CLOCK = re.compile(r"\b(\d{1,2}):(\d{2}):(\d{2})\b")
+# what the strips show, counted from /status's results (it keeps a bounded number of them)
+RECENT_RANGE = re.compile(
+    r"Recent probes: (up to )?the last \d+ results? of each target "
+    r"\(since \d\d:\d\d:\d\d\), oldest left"
+)
+MAX_TOKEN_CHARS = 1024  # the longest token the page sends (app.js)
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -189,6 +195,10 @@ def test_signed_in_page_shows_every_service_target_and_the_inventory(world, page
         expect(marks.first).to_have_attribute("data-outcome", "up")
         expect(marks.first).to_have_attribute("title", re.compile(r"\S"))
         expect(row.locator(".transitions")).to_contain_text("up")
+    targets = page.locator("section#targets")
+    expect(targets.locator(".legend")).to_contain_text(RECENT_RANGE)
+    expect(targets.locator("thead")).to_contain_text("Recent probes")
+    assert "5 minutes" not in page.content()  # /status keeps a count of results, not a time
     inventory = page.locator("section#inventory")
     expect(inventory.locator(".phones")).to_have_text(re.compile(rf"\b{PHONES}\b"))
     assert status["inventory"]["phones"] == PHONES
@@ -210,6 +220,12 @@ def test_signed_in_page_shows_every_service_target_and_the_inventory(world, page
     assert not [secret for secret in world.secrets() if secret in html]
 
     # signing out forgets the token and everything shown, the confirmation's text too
+    # a file inventory: the database's switch changes no phone's file, nor the inventory
+    card(page, "db").get_by_role("button", name="Switch DB to virginia").click()
+    message = confirm_dialog(page).locator(".message")
+    expect(message).to_contain_text("No phone's file names the database")
+    expect(message).not_to_contain_text("reads its inventory")
+    confirm_dialog(page).get_by_role("button", name="Cancel").click()
     card(page, "sip").get_by_role("button", name="Switch SIP to virginia").click()
     expect(confirm_dialog(page).locator(".message")).to_contain_text("phones")
     confirm_dialog(page).get_by_role("button", name="Cancel").click()
@@ -243,7 +259,19 @@ def test_without_a_token_or_with_a_wrong_one_nothing_of_the_status(world, page) 
     assert body_text(page) == skeleton
     assert storage(page) == {"session": {}, "local": {}, "cookie": ""}
 
-    page.reload()  # nothing kept from the refused attempt either
+    # a token the server could not take: refused by the form itself, no request sent
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.url))
+    for refused in ("x" * 2000, "x" * (MAX_TOKEN_CHARS + 1), "dev-admin-tökén-change-me"):
+        page.get_by_label("Admin token").fill(refused)
+        page.get_by_role("button", name="Sign in").click()
+        expect(error).to_have_text("The admin token is at most 1,024 printable ASCII characters.")
+        expect(page.locator("main#dashboard")).to_be_hidden()
+        page.get_by_label("Admin token").fill("")
+    assert sent == [], sent
+    assert storage(page) == {"session": {}, "local": {}, "cookie": ""}
+
+    page.reload()  # nothing kept from the refused attempts either
     expect(page.locator("form#login")).to_be_visible()
     assert_nothing_of(status, page.content())
     assert page.problems == []
@@ -339,6 +367,11 @@ def test_primary_softswitch_killed_the_page_shows_the_switch_and_convergence(
             "data-state", "down"
         )
         expect(sip.get_by_role("button", name="Fail back SIP to chicago")).to_be_visible()
+        # to the primary only by failing back: a manual switch there would pin it
+        expect(sip.locator("button.failover")).to_have_count(0)
+        detected = page.locator("section#switches thead th").last
+        expect(detected).to_contain_text("Detected after")
+        expect(detected).to_have_attribute("title", re.compile("first failed probe"))
 
         # the simulated phones fetch the new address, the bar fills as they do
         generation = world.status()["convergence"]["generation"]
@@ -396,12 +429,30 @@ def test_failover_and_failback_buttons_with_confirmation(world, page) -> None:
         newest = page.locator("tr.switch").first
         expect(newest.locator(".by")).to_contain_text("operator")
         expect(newest.locator(".after")).to_contain_text("virginia")
+        expect(sip.locator("button.failover")).to_have_count(0)  # chicago: by failing back
 
         sip.get_by_role("button", name="Fail back SIP to chicago").click()
         expect(dialog).to_be_visible()
+        expect(message).to_contain_text("chicago's SIP address")
+        expect(message).to_contain_text("returns to its primary site chicago")
         dialog.locator("button.confirm").click()
         expect(page.locator("#action-result")).to_have_attribute("data-outcome", "ok")
         expect(sip.locator(".active")).to_contain_text("chicago")
+        expect(sip.locator("button.failback")).to_be_hidden()
+        info = world.service("sip")
+        assert (info["active"], info["manual"]) == ("chicago", None)
+
+        # pinned at the primary (through the API): failing back only releases the pin
+        answer = world.request("POST", "/failover", {"service": "sip", "site": "chicago"})
+        assert answer.code == 200, answer.body
+        sip.get_by_role("button", name="Fail back SIP to chicago").click()
+        expect(dialog).to_be_visible()
+        expect(message).to_have_text(
+            "SIP stays at chicago; the monitor decides again from now on "
+            "(phones fetch nothing new)."
+        )
+        dialog.locator("button.confirm").click()
+        expect(page.locator("#action-result")).to_have_attribute("data-outcome", "ok")
         expect(sip.locator("button.failback")).to_be_hidden()
         info = world.service("sip")
         assert (info["active"], info["manual"]) == ("chicago", None)
@@ -441,6 +492,13 @@ def test_failover_to_a_dead_site_is_refused_and_says_why(world, page) -> None:
         expect(sip.locator(".active")).to_contain_text("virginia")
         info = world.service("sip")
         assert (info["active"], info["manual"]) == ("virginia", "virginia")
+        # held by hand at a dead site: the monitor will not move it, the page says so
+        held = (
+            "SIP is held at virginia by an operator's choice, and virginia is down: "
+            "fail back to let the monitor decide."
+        )
+        expect(sip.locator(".held")).to_have_text(held)
+        expect(page.locator("#alerts")).to_contain_text(held)
         assert page.problems == []
     finally:
         world.back_to_normal()

@@ -73,6 +73,37 @@ def test_admin_listener_is_apart_from_the_phones(server) -> None:
         code, body = get(http, path, token=None)
         assert code == 404 and b"<title>" not in body and b"<script" not in body
         assert get(admin, path, token=None)[0] == 200
+    # what the break-it pass tried with curl: another site's page, a rebound name
+    for headers in (
+        ["-H", "Origin: http://evil.test:8081"],
+        ["-H", "Sec-Fetch-Site: same-site"],
+        ["-H", "Host: evil.test"],
+    ):
+        out = subprocess.run(
+            [
+                "curl",
+                "-s",
+                "--max-time",
+                "5",
+                "-w",
+                "\n%{http_code}",
+                "-X",
+                "POST",
+                "-H",
+                f"Authorization: Bearer {TOKEN}",
+                *headers,
+                "-d",
+                '{"service": "sip", "site": "virginia", "force": true}',
+                f"http://127.0.0.1:{admin}/failover",
+            ],
+            capture_output=True,
+            check=True,
+            timeout=10,
+        ).stdout
+        body, _, code = out.rpartition(b"\n")
+        assert code == b"403" and b"refused" in body and b"monitor" not in body, (headers, out)
+    status = json.loads(get(admin, "/status")[1])
+    assert status["selection"]["generation"] == 1  # nothing moved
 
 
 def test_status_metrics_and_convergence_after_a_switch(server) -> None:
@@ -138,6 +169,7 @@ def test_status_metrics_and_convergence_after_a_switch(server) -> None:
     ):
         assert line in text, line
     assert "xprov_render_cache_hits_total" in text and "xprov_inventory_age_seconds" in text
+
     assert 'xprov_probe_results_total{result="failed",service="sip",site="chicago"}' in text
 
     human = xprov(config, "status")
@@ -147,3 +179,13 @@ def test_status_metrics_and_convergence_after_a_switch(server) -> None:
     for secret in ("yk-1001-Secret", "provpass", TOKEN):
         assert secret not in text and secret not in json.dumps(status)
         assert secret not in proc.log()
+    # a database switch changes no phone's file: convergence goes on counting generation 2
+    done = xprov(config, "failover", "db", "--to", "virginia", "--force")
+    assert done.returncode == 0, done.stderr
+    status = json.loads(get(admin, "/status")[1])
+    assert status["selection"]["generation"] == 3
+    convergence = status["convergence"]
+    assert (convergence["generation"], convergence["fetched"], convergence["pending"]) == (2, 3, 1)
+    phone_fetch(http, phones[3])  # the last phone's file: generation 3 counts for 2
+    convergence = json.loads(get(admin, "/status")[1])["convergence"]
+    assert (convergence["fetched"], convergence["pending"], convergence["percent"]) == (4, 0, 100.0)

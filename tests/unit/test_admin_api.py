@@ -157,6 +157,7 @@ CROSS_SITE = [
     [(b"origin", b"null"), (b"host", b"127.0.0.1:8081")],  # a sandboxed frame, a file
     [(b"origin", b"http://127.0.0.1:8081")],  # no Host to compare with
     [(b"sec-fetch-site", b"cross-site")],
+    [(b"sec-fetch-site", b"none")],  # no page made it: a browser never POSTs so
     [
         (b"sec-fetch-site", b"same-site"),
         (b"origin", b"http://127.0.0.1:8081"),
@@ -195,7 +196,6 @@ def test_a_post_from_another_sites_page_is_refused_even_with_the_token(
             (b"origin", b"http://127.0.0.1:8081"),
             (b"host", b"127.0.0.1:8081"),
         ],
-        [(b"sec-fetch-site", b"none")],  # typed by the user
     ],
 )
 def test_a_post_from_the_page_itself_or_a_command_line_is_served(api, headers) -> None:
@@ -214,3 +214,72 @@ def test_a_post_from_the_page_itself_or_a_command_line_is_served(api, headers) -
         "virginia",
         "admin 10.0.0.7",
     )
+
+
+@pytest.mark.parametrize(
+    ("host", "known"),
+    [
+        (b"127.0.0.1:8081", True),
+        (b"[::1]:8081", True),
+        (b"localhost:9000", True),  # an ssh tunnel's local port
+        (b"LOCALHOST", True),
+        (b"admin.example.net:8081", True),  # in [admin] server_names
+        (b"evil.test:8081", False),  # a name that resolves to us now: DNS rebinding
+        (b"evil.test", False),
+        (b"127.0.0.1.evil.test:8081", False),
+        (b"[::1", False),
+    ],
+)
+def test_only_our_host_names_are_answered(api, log_events, host, known) -> None:
+    resource, world = api
+    resource.reconfigure(TOKEN, frozenset({"admin.example.net"}))
+    auth = (b"authorization", f"Bearer {TOKEN}".encode())
+    get = request_with("/status", headers=[auth, (b"host", host)])
+    answer = json.loads(resource.render(get))
+    post = request_with(
+        "/failover",
+        b"POST",
+        [auth, (b"host", host)],
+        json.dumps({"service": "sip", "site": "virginia"}).encode(),
+    )
+    moved = json.loads(resource.render(post))
+    if known:
+        assert (get.responseCode or 200, post.responseCode or 200) == (200, 200)
+        assert "monitor" in answer and moved["monitor"]["services"]["sip"]["active"] == "virginia"
+        return
+    refusal = {"error": "request from an unknown Host refused"}
+    assert (get.responseCode, answer, post.responseCode, moved) == (403, refusal, 403, refusal)
+    assert world.active.current.site_of("sip") == "chicago"
+    assert [e["reason"] for e in log_events() if e["event"] == "security"] == [
+        "unknown Host (DNS rebinding?)"
+    ] * 2
+
+
+def test_a_wrong_token_is_told_the_scheme_and_other_methods_are_refused(api) -> None:
+    resource, _ = api
+    request = request_with("/status", headers=[(b"authorization", b"Bearer nope")])
+    assert json.loads(resource.render(request)) == {"error": "missing or wrong bearer token"}
+    assert request.responseHeaders.getRawHeaders(b"www-authenticate") == [
+        b'Bearer realm="xprov admin"'
+    ]
+    for method in (b"OPTIONS", b"PUT", b"DELETE", b"PATCH", b"TRACE"):
+        request = request_with("/failover", method)
+        assert json.loads(resource.render(request)) == {"error": "method not allowed"}
+        assert request.responseCode == 405
+        assert request.responseHeaders.getRawHeaders(b"allow") == [b"GET, HEAD, POST"]
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"[" * 3000 + b"]" * 1000, "expected a JSON object, not nested so deep"),
+        (json.dumps({"site": "virginia"}).encode(), "missing key 'service'"),
+    ],
+)
+def test_bad_bodies_get_a_clear_400(api, body, error) -> None:
+    resource, world = api
+    request = request_with(
+        "/failover", b"POST", [(b"authorization", f"Bearer {TOKEN}".encode())], body
+    )
+    assert json.loads(resource.render(request)) == {"error": error}
+    assert request.responseCode == 400 and world.active.current.site_of("sip") == "chicago"

@@ -29,6 +29,29 @@ def test_convergence_counts_regular_pollers_after_a_switch() -> None:
     assert report["since"] == 200.0
 
 
+def test_phones_gone_quiet_after_a_switch_are_silent_not_pending_forever() -> None:
+    """The break-it pass left 20 phones "pending" for ten minutes after they stopped polling:
+    a phone unheard of for REGULAR_POLLS intervals is counted apart, out of the percentage."""
+    c = Convergence()
+    for i in range(4):
+        c.fetched(f"phone{i}", 1, 100.0 + i)  # polled before the switch at 120
+    c.switched(2, 120.0)
+    c.fetched("phone0", 2, 130.0)
+    at_180 = c.report(2, 180.0, POLL)  # within one poll: everyone may still come
+    assert (at_180["fetched"], at_180["pending"], at_180["silent"]) == (1, 3, 0)
+    assert at_180["percent"] == 25.0
+    # phone1 last heard at 101: silent once 180 s (3 polls) have passed, i.e. after 281
+    at_281 = c.report(2, 281.0, POLL)
+    assert (at_281["pending"], at_281["silent"]) == (3, 0)
+    at_282 = c.report(2, 281.5, POLL)
+    assert (at_282["pending"], at_282["silent"], at_282["regular_phones"]) == (2, 1, 4)
+    late = c.report(2, 1000.0, POLL)
+    assert (late["fetched"], late["pending"], late["silent"], late["percent"]) == (1, 0, 3, 100.0)
+    c.fetched("phone2", 2, 1001.0)  # a silent phone that comes back is converged
+    back = c.report(2, 1002.0, POLL)
+    assert (back["fetched"], back["silent"], back["regular_phones"]) == (2, 2, 4)
+
+
 def test_a_phone_that_boots_after_the_switch_counts_as_converged() -> None:
     c = Convergence()
     c.switched(2, 10.0)
@@ -47,6 +70,7 @@ def test_report_before_any_switch_has_no_delays() -> None:
         "regular_phones": 2,
         "fetched": 2,
         "pending": 0,
+        "silent": 0,
         "percent": 100.0,
         "p50_s": None,
         "slowest_s": None,
@@ -70,8 +94,14 @@ def test_after_a_switch_a_regular_phone_polled_within_three_intervals_before_it(
     c = Convergence()
     c.fetched("phone", 1, last_fetch)
     c.switched(2, 200.0)
-    report = c.report(2, 1000.0, POLL)  # long after: a silent phone is still waited for
+    report = c.report(2, 200.0, POLL)  # at the switch: a regular phone is waited for
     assert (report["regular_phones"], report["pending"]) == (pending, pending)
+    report = c.report(2, 1000.0, POLL)  # long after: unheard of since, it has gone quiet
+    assert (report["regular_phones"], report["pending"], report["silent"]) == (
+        pending,
+        0,
+        pending,
+    )
 
 
 def test_report_after_a_switch() -> None:
@@ -90,6 +120,7 @@ def test_report_after_a_switch() -> None:
         "regular_phones": 3,
         "fetched": 2,
         "pending": 1,
+        "silent": 0,
         "percent": 66.7,
         "p50_s": 12.4,
         "slowest_s": 12.4,

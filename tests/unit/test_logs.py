@@ -48,6 +48,18 @@ def test_secret_values_and_keys_are_redacted(output) -> None:
     assert "user 1001 password ***" in text
 
 
+def test_counts_under_a_secrets_name_stay_numbers(output) -> None:
+    """The break-it pass saw "counts": {"wrong admin token": "***"}: how many guesses were
+    suppressed is what an operator needs, and a number is no secret."""
+    log = logs.get_logger("test")
+    log.info("suppressed", counts={"wrong admin token": 5}, token_length=12, password=None)
+    log.info("given", token="1234567", nested={"password": "p4ssw0rd!"})
+    first, second = events(output)
+    assert first["counts"] == {"wrong admin token": 5} and first["token_length"] == 12
+    assert first["password"] is None
+    assert second["token"] == "***" and second["nested"] == {"password": "***"}
+
+
 def test_tracebacks_are_redacted(output) -> None:
     try:
         raise ValueError("bad value hunter2-secret")

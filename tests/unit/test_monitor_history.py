@@ -153,3 +153,18 @@ def test_a_probe_settled_by_its_deadline_is_a_timeout_and_an_answer_is_not() -> 
         "timeout",
     )
     assert (refused.timed_out, outcome_of(refused)) == (False, "down")
+
+
+def test_a_remote_servers_words_are_cleaned_and_bounded() -> None:
+    """The break-it pass forged a SIP 503 whose reason phrase was 1,500 characters with a
+    right-to-left override: it became the service's "why", the switch reason and the log."""
+    from xprov.monitor.errors import DETAIL_LENGTH, printable
+    from xprov.monitor.probe import result_of
+
+    assert printable("503 Service Unavailable") == "503 Service Unavailable"
+    assert printable("503 a\u202eb\x1b[31mc\u200bd\ne") == "503 a?b?[31mc?d?e"
+    long = printable("503 " + "x" * 1500)
+    assert len(long) == DETAIL_LENGTH and long.endswith("...") and long.startswith("503 xx")
+    assert printable("é ünïcode 日本") == "é ünïcode 日本"  # letters of any script stay
+    result = result_of((False, "503 \u202eevil" + "y" * 500), 0.01)
+    assert result.detail.startswith("503 ?evil") and len(result.detail) == DETAIL_LENGTH

@@ -408,6 +408,12 @@ ROWS = [
         ["10.0.0.0/8"],
     ),
     Row(
+        "admin.server_names",
+        {"admin.server_names": ["Admin.Example.NET"]},
+        lambda svc: svc.admin_api.server_names,
+        frozenset({"admin.example.net"}),
+    ),
+    Row(
         "admin.page_refresh",
         {"admin.page_refresh": 5},
         lambda svc: svc.status()["page"]["refresh_s"],

@@ -166,6 +166,7 @@ class AdminConfig:
     token: str = field(repr=False)
     allow: tuple[Network, ...] = ()
     page_refresh: float = 1.0  # seconds between two looks of the status page at /status
+    server_names: frozenset[str] = frozenset()  # Host names the listener answers to
 
 
 @dataclass(frozen=True)

@@ -291,8 +291,18 @@ def read_admin(root: Table, base: Path, http: HttpConfig) -> AdminConfig | None:
         t.problem("listen", f"{address} is a phones' listener: the admin API needs its own")
     allowed = allow(t)
     page_refresh = t.number("page_refresh", 1.0, 0.2, 60.0)  # None: a problem was noted
+    names = t.get("server_names", list, [])
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        t.problem("server_names", "expected a list of host names")
+        names = []
     t.finish()
-    return AdminConfig(listen, token or "", allowed, 1.0 if page_refresh is None else page_refresh)
+    return AdminConfig(
+        listen,
+        token or "",
+        allowed,
+        1.0 if page_refresh is None else page_refresh,
+        frozenset(n.lower() for n in names),
+    )
 
 
 def read_vars(table: Table | None) -> Mapping[str, Scalar]:

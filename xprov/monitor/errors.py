@@ -6,12 +6,16 @@ target's fault. Generic: the service uses `error_detail` for inventory errors to
 from __future__ import annotations
 
 import errno
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
 # Our own process (EMFILE) or host (ENFILE) out of descriptors: errors of ours, not a target's.
 LOCAL_ERRNOS = {errno.EMFILE: "EMFILE", errno.ENFILE: "ENFILE"}
 _CAUSES = 8  # exceptions followed down a chain of causes: Twisted and PyMySQL wrap once or twice
+# Characters of a probe's detail: it quotes remote servers (a SIP reason phrase), and goes to
+# the log, the status, switch reasons and the status page.
+DETAIL_LENGTH = 200
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,14 @@ class NotMade:
     about the target."""
 
     detail: str
+
+
+def printable(text: str, limit: int = DETAIL_LENGTH) -> str:
+    """`text` with every control, format (bidirectional overrides, zero-width) and unassigned
+    character replaced by "?" and cut to `limit` characters ("..." marks a cut): what a
+    remote server says can neither reverse nor flood what an operator reads."""
+    clean = "".join("?" if unicodedata.category(c)[0] == "C" else c for c in text)
+    return clean if len(clean) <= limit else clean[: limit - 3] + "..."
 
 
 def error_detail(reason: Any) -> str:

@@ -30,7 +30,7 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import DatagramProtocol
 from twisted.python.failure import Failure
 
-from xprov.monitor.errors import NotMade, error_detail, local_shortage
+from xprov.monitor.errors import NotMade, error_detail, local_shortage, printable
 from xprov.monitor.state import Cause, ProbeResult
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ def result_of(outcome: Outcome, latency: float, timed_out: bool = False) -> Prob
     if isinstance(outcome, NotMade):
         return ProbeResult(False, latency, outcome.detail, Cause.LOCAL)
     ok, detail = outcome
-    return ProbeResult(ok, latency, detail, timed_out=timed_out)
+    return ProbeResult(ok, latency, printable(detail), timed_out=timed_out)
 
 
 def failed(reason: Failure | BaseException, context: str = "") -> Outcome:

@@ -7,7 +7,7 @@
 //   now, version, uptime_s, page.refresh_s, reactor_lag.{last_minute_max_s, max_s},
 //   inventory.{phones, source, age_s, generation}, restart_pending,
 //   config.{reload_in_progress.for_s, reloads.{ok, failed, last.{at, ok, problems}}},
-//   convergence.{generation, since, regular_phones, fetched, pending, percent, p50_s,
+//   convergence.{generation, since, regular_phones, fetched, pending, silent, percent, p50_s,
 //     slowest_s},
 //   monitor.{switching_suspended, services.<s>.{active, why, holding, manual, primary, sites,
 //     since, manual_at, manual_by}, switches[].{at, service, before, after, by, reason,
@@ -19,18 +19,25 @@
 //
 // Security: the page runs under a CSP without inline script or style. Every text that comes
 // from the server (a probe's detail may quote a remote server) is set with textContent on
-// elements made by createElement: never innerHTML. The token lives in sessionStorage only.
+// elements made by createElement: never innerHTML. Among the page's own words it sits in an
+// element of its own that the style sheet isolates (unicode-bidi: isolate; in an attribute,
+// between FSI and PDI): a right-to-left override in it cannot reverse the words around it.
+// The token lives in sessionStorage only.
 "use strict";
 
 const TOKEN_KEY = "xprov.token";
 const DEFAULT_REFRESH_S = 1; // until the first answer tells page.refresh_s
 const MIN_REFRESH_S = 0.2; // the config's floor for page_refresh: never a busy loop
 const MIN_TIMEOUT_S = 5; // a poll is lost after max(5 s, 3 x refresh) without an answer
-const STRIP_WINDOW_S = 300; // the targets' strip shows the last 5 minutes of results
 const TRANSITIONS_SHOWN = 3; // newest transitions listed per target
 const SERVICE_ORDER = ["sip", "stun", "db"];
 const AGREED = new Set(["ok", "agreed"]); // cluster.agreement when the observers agree
 const ICONS = { up: "✓", down: "✗", unknown: "?", timeout: "⌛", "not made": "⊘" };
+// The longest token the form sends. The configuration asks for 16 characters or more; a
+// header far longer makes the admin listener close the connection, which the page could
+// only report as no answer at all.
+const MAX_TOKEN_CHARS = 1024;
+const TOKEN_REFUSED = "The admin token is at most 1,024 printable ASCII characters.";
 
 // One signed-in session: `epoch` changes at each sign-in/out so that an answer to an
 // earlier session's request is dropped instead of rendered.
@@ -71,6 +78,31 @@ function setText(node, text) {
 function setAttr(node, name, value) {
   if (node.getAttribute(name) !== value) node.setAttribute(name, value);
 }
+
+// A text of the server among the page's words: see setParts.
+const srv = (text) => ({ srv: text === null || text === undefined ? "" : String(text) });
+const srvService = (service) => srv(serviceLabel(service));
+
+// A text of the server in an attribute (a title): between FIRST STRONG ISOLATE and POP
+// DIRECTIONAL ISOLATE, which close any override it opens (Unicode UAX #9, X5c-X6a).
+const isolated = (text) => `\u2068${text ?? ""}\u2069`;
+
+const partsText = (parts) => parts.map((p) => (typeof p === "string" ? p : p.srv)).join("");
+const shownParts = new WeakMap(); // node -> the parts it shows
+
+// Makes `node`'s children `parts`: strings (the page's words) as text, {srv: text} (from the
+// server) each in a span.srv, which the style sheet isolates. Only when they differ.
+function setParts(node, parts) {
+  const key = JSON.stringify(parts);
+  if (shownParts.get(node) === key && node.textContent === partsText(parts)) return;
+  shownParts.set(node, key);
+  node.replaceChildren(
+    ...parts.map((p) => (typeof p === "string" ? p : el("span", { class: "srv", text: p.srv }))),
+  );
+}
+
+// Server texts separated by ", ".
+const listParts = (texts) => texts.flatMap((t, i) => (i ? [", ", srv(t)] : [srv(t)]));
 
 // Makes `parent`'s children one element per item, in order, reusing the element whose
 // data-<keyName> is the item's key (focus, open tooltips and test handles survive a poll).
@@ -206,12 +238,13 @@ function showLogin(message) {
   $("#token").focus();
 }
 
-// The token as the header needs it: trimmed, printable ASCII (fetch throws otherwise).
+// The token as the header needs it: trimmed, printable ASCII (fetch throws on other
+// characters), at most MAX_TOKEN_CHARS; refused here, before any request, otherwise.
 function readToken() {
   const token = $("#token").value.trim();
   if (!token) return { error: "Type the admin token." };
-  if (!/^[\x21-\x7e]+$/.test(token)) {
-    return { error: "An admin token holds printable ASCII characters only, without spaces." };
+  if (token.length > MAX_TOKEN_CHARS || !/^[\x20-\x7e]+$/.test(token)) {
+    return { error: TOKEN_REFUSED };
   }
   return { token };
 }
@@ -276,7 +309,7 @@ function clearDashboard() {
   $("#cluster").hidden = true;
   for (const node of document.querySelectorAll(
     "#alerts, #services .service-list, #dashboard .body, #dashboard tbody, " +
-      "#dashboard tfoot, #cluster thead tr",
+      "#dashboard tfoot, #cluster thead tr, #targets .range",
   )) {
     node.replaceChildren();
   }
@@ -380,24 +413,29 @@ function render(status) {
   }
 }
 
-// What needs attention across sections: suspended switching, a reload, a restart pending.
+// What needs attention across sections: suspended switching, a service held by hand at a
+// site that is down, a reload, a restart pending. Each alert is parts (see setParts).
 function renderAlerts(status, box) {
   const alerts = [];
   if (status.monitor?.switching_suspended) {
-    alerts.push("Switching suspended: every target fails at once (our own network is suspect).");
+    alerts.push(["Switching suspended: every target fails at once (our own network is suspect)."]);
+  }
+  for (const [name, info] of Object.entries(status.monitor?.services ?? {})) {
+    const held = heldDown(name, info, status);
+    if (held) alerts.push(held);
   }
   const running = status.config?.reload_in_progress;
-  if (running) alerts.push(`Reload in progress for ${duration(running.for_s)}.`);
+  if (running) alerts.push([`Reload in progress for ${duration(running.for_s)}.`]);
   const pending = status.restart_pending ?? status.cluster?.restart_pending ?? [];
-  if (pending.length) alerts.push(`Restart pending for ${pending.join(", ")}.`);
+  if (pending.length) alerts.push(["Restart pending for ", ...listParts(pending), "."]);
   alerts.push(...clusterAlerts(status.cluster));
   sync(
     box,
     alerts,
-    (text) => text,
+    (parts) => JSON.stringify(parts),
     "alert",
-    (text) => el("p", { class: "alert" }, warnIcon(), el("span")),
-    (node, text) => setText($("span:last-child", node), text),
+    () => el("p", { class: "alert" }, warnIcon(), el("span")),
+    (node, parts) => setParts($("span:last-child", node), parts),
   );
 }
 
@@ -405,14 +443,42 @@ function renderAlerts(status, box) {
 function clusterAlerts(cluster) {
   if (cluster?.mode !== "etcd") return [];
   const alerts = [];
-  if (cluster.agreement === "starting") alerts.push("Cluster starting: no answer from etcd yet.");
+  if (cluster.agreement === "starting") alerts.push(["Cluster starting: no answer from etcd yet."]);
   else if (!AGREED.has(cluster.agreement)) {
-    alerts.push(`No cluster agreement (${cluster.agreement}): the last decision stands.`);
+    alerts.push([
+      "No cluster agreement (",
+      srv(cluster.agreement),
+      "): the last decision stands.",
+    ]);
   }
   for (const [service, site] of Object.entries(cluster.local_overrides ?? {})) {
-    alerts.push(`Local override: ${serviceLabel(service)} at ${site} on this instance only.`);
+    alerts.push([
+      "Local override: ",
+      srvService(service),
+      " at ",
+      srv(site),
+      " on this instance only.",
+    ]);
   }
   return alerts;
+}
+
+// A service pinned by an operator to a site whose target is down: the monitor will not move
+// it, so the operator must. Parts of the alert, or null.
+function heldDown(name, info, status) {
+  if (!info.manual) return null;
+  if (status.monitor?.targets?.[`${name}@${info.active}`]?.state !== "down") return null;
+  const sites = sitesOf(name, info, status);
+  const elsewhere = failoverSites(info, sites, info.primary ?? sites[0]).length > 0;
+  const site = srv(info.active);
+  return [
+    srvService(name),
+    " is held at ",
+    site,
+    " by an operator's choice, and ",
+    site,
+    ` is down: ${elsewhere ? "fail over, or fail back" : "fail back"} to let the monitor decide.`,
+  ];
 }
 
 const warnIcon = () => el("span", { class: "icon", text: "⚠", attrs: { "aria-hidden": "true" } });
@@ -462,6 +528,7 @@ function createServiceCard(name) {
     el("p", { class: "why" }),
     el("p", { class: "since" }),
     el("p", { class: "manual" }),
+    el("p", { class: "held" }),
     el("p", { class: "holding" }),
     el("div", { class: "actions" }),
   );
@@ -475,17 +542,21 @@ function updateServiceCard(card, name, info, status) {
   updateBadge($(".active-state", card), target?.state ?? "unknown");
   setText($(".active", card), info.active);
   setText($(".role", card), info.active === primary ? " (primary)" : " (not the primary)");
-  setText($(".why", card), info.why ? `Why: ${info.why}` : "");
+  setParts($(".why", card), info.why ? ["Why: ", srv(info.why)] : []);
   setText(
     $(".since", card),
     typeof info.since === "number" ? `Since ${whenAgo(info.since, now)}` : "",
   );
   const manual = $(".manual", card);
   manual.hidden = !info.manual;
-  setText(manual, info.manual ? manualText(info, now) : "");
+  setParts(manual, info.manual ? manualParts(info, now) : []);
+  const held = $(".held", card);
+  const heldParts = heldDown(name, info, status);
+  held.hidden = !heldParts;
+  setParts(held, heldParts ?? []);
   const holding = $(".holding", card);
   holding.hidden = !info.holding;
-  setText(holding, info.holding ? `Cannot switch: ${info.holding}` : "");
+  setParts(holding, info.holding ? ["Cannot switch: ", srv(info.holding)] : []);
   card.classList.toggle("is-manual", Boolean(info.manual));
   $(".tag", card).hidden = !info.manual;
   updateActions($(".actions", card), name, info, sites, primary);
@@ -500,23 +571,32 @@ function sitesOf(name, info, status) {
   return [...new Set([info.primary, info.active, ...sites].filter(Boolean))];
 }
 
-function manualText(info, now) {
-  const who = info.manual_by ? ` by ${info.manual_by}` : "";
+function manualParts(info, now) {
+  const who = info.manual_by ? [" by ", srv(info.manual_by)] : [];
   const when = typeof info.manual_at === "number" ? ` at ${whenAgo(info.manual_at, now)}` : "";
-  return `Manual choice: ${info.manual}${who}${when}; it stays until fail back.`;
+  return ["Manual choice: ", srv(info.manual), ...who, `${when}; it stays until fail back.`];
 }
 
-// A failover button per site other than the active one; failback when manual or away from
-// the primary.
+// The sites a failover button goes to: neither the active one nor the primary. A manual
+// switch to the primary would pin it there and silently stop automatic failover; failback
+// goes there and hands the service back to the automatic rule.
+const failoverSites = (info, sites, primary) =>
+  sites.filter((site) => site !== info.active && site !== primary);
+
+// A failover button per site that is neither active nor primary; failback when manual or
+// away from the primary.
 function updateActions(box, name, info, sites, primary) {
-  const buttons = sites
-    .filter((site) => site !== info.active)
-    .map((site) => ({ kind: "failover", site, label: `Switch ${serviceLabel(name)} to ${site}` }));
+  const label = srvService(name);
+  const buttons = failoverSites(info, sites, primary).map((site) => ({
+    kind: "failover",
+    site,
+    parts: ["Switch ", label, " to ", srv(site)],
+  }));
   if (info.manual || info.active !== primary) {
     buttons.push({
       kind: "failback",
       site: primary,
-      label: `Fail back ${serviceLabel(name)} to ${primary}`,
+      parts: ["Fail back ", label, " to ", srv(primary)],
     });
   }
   sync(
@@ -530,17 +610,18 @@ function updateActions(box, name, info, sites, primary) {
         attrs: { type: "button", "data-service": name, "data-site": b.site },
       }),
     (button, b) => {
-      setText(button, b.label);
+      setParts(button, b.parts);
       button.disabled = session.busy;
     },
   );
 }
 
-// Probe targets: one row per target, with its state, latency, last error, a strip of the
-// last 5 minutes and its recent transitions.
+// Probe targets: one row per target, with its state, latency, last error, a strip of its
+// recent results and its recent transitions.
 function renderTargets(status, section) {
   const targets = status.monitor?.targets ?? {};
   const names = Object.keys(targets).sort(byServiceThenName);
+  setText($(".legend .range", section), recentRange(Object.values(targets), status.now));
   sync(
     $("tbody", section),
     names,
@@ -570,6 +651,21 @@ function createTargetRow() {
   );
 }
 
+// What the strips show, from the results themselves: the server keeps a bounded number per
+// target, so their time span depends on the monitor's interval.
+function recentRange(targets, now) {
+  const lists = targets.map((t) => resultsOf(t.recent));
+  const most = Math.max(0, ...lists.map((r) => r.length));
+  if (!most) return "Recent probes: no result yet.";
+  const oldest = Math.min(...lists.filter((r) => r.length).map((r) => r[0][0]));
+  const upTo = lists.every((r) => r.length === most) ? "the" : "up to the";
+  const since = clock(oldest, now);
+  return `Recent probes: ${upTo} last ${plural(most, "result")} of each target (since ${since}), oldest left.`;
+}
+
+const resultsOf = (recent) =>
+  Array.isArray(recent) ? recent.filter((r) => Array.isArray(r) && typeof r[0] === "number") : [];
+
 function updateTargetRow(row, name, target, now) {
   setText($(".name", row), name);
   setText($(".probe", row), target.probe ?? "");
@@ -577,27 +673,26 @@ function updateTargetRow(row, name, target, now) {
   setText($(".for", row), `for ${duration(target.for_s)}`);
   const last = target.last;
   setText($(".latency", row), last ? ms(last.latency_ms) : "–");
-  setText($(".detail", row), lastText(last, target));
-  updateStrip($(".strip", row), target.recent ?? [], now);
+  setParts($(".detail", row), lastParts(last, target));
+  updateStrip($(".strip", row), resultsOf(target.recent), now);
   updateTransitions($(".transitions", row), target.transitions ?? [], now);
 }
 
-// The last probe's result in words; a failure that is ours (not made) says so.
-function lastText(last, target) {
-  if (!last) return "no probe yet";
-  const detail = last.detail || (last.ok ? "ok" : "failed");
-  if (last.ok) return detail;
+// The last probe's result in words (parts); a failure that is ours (not made) says so.
+function lastParts(last, target) {
+  if (!last) return ["no probe yet"];
+  const detail = last.detail ? srv(last.detail) : last.ok ? "ok" : "failed";
+  if (last.ok) return [detail];
   const whose = last.cause === "local" ? "not made (our side): " : "";
   const streak = target.consecutive_failures
     ? ` (${plural(target.consecutive_failures, "failure")} in a row)`
     : "";
-  return `${whose}${detail}${streak}`;
+  return [whose, detail, streak];
 }
 
-// One small mark per result of the last 5 minutes, oldest first; its title gives time and
-// latency; the strip's accessible name counts the outcomes.
-function updateStrip(strip, recent, now) {
-  const shown = recent.filter((r) => Array.isArray(r) && now - r[0] <= STRIP_WINDOW_S);
+// One small mark per result the server keeps (all of `recent`), oldest first; its title
+// gives time and latency; the strip's accessible name counts the outcomes.
+function updateStrip(strip, shown, now) {
   sync(
     strip,
     shown,
@@ -606,11 +701,8 @@ function updateStrip(strip, recent, now) {
     () => el("span", { class: "mark" }),
     (mark, [at, outcome, latency]) => {
       setAttr(mark, "data-outcome", String(outcome));
-      setAttr(
-        mark,
-        "title",
-        `${clock(at, now)} ${outcome}${typeof latency === "number" ? `, ${latency} ms` : ""}`,
-      );
+      const took = typeof latency === "number" ? `, ${latency} ms` : "";
+      setAttr(mark, "title", `${clock(at, now)} ${isolated(outcome)}${took}`);
     },
   );
   const counts = {};
@@ -618,7 +710,8 @@ function updateStrip(strip, recent, now) {
   const summary = Object.entries(counts)
     .map(([o, n]) => `${n} ${o}`)
     .join(", ");
-  setAttr(strip, "aria-label", `Last 5 minutes: ${summary || "no result"}`);
+  const since = shown.length ? ` since ${clock(shown[0][0], now)}` : "";
+  setAttr(strip, "aria-label", `Recent probes${since}: ${summary || "no result"}`);
 }
 
 function updateTransitions(list, transitions, now) {
@@ -630,10 +723,13 @@ function updateTransitions(list, transitions, now) {
     "key",
     () => el("li"),
     (item, t) =>
-      setText(
-        item,
-        `${clock(t.at, now)} ${t.before} → ${t.after}${t.reason ? `: ${t.reason}` : ""}`,
-      ),
+      setParts(item, [
+        `${clock(t.at, now)} `,
+        srv(t.before),
+        " → ",
+        srv(t.after),
+        ...(t.reason ? [": ", srv(t.reason)] : []),
+      ]),
   );
 }
 
@@ -695,13 +791,23 @@ function renderConvergence(status, section) {
   }
   if (!$("#convergence-bar", body)) body.replaceChildren(...convergenceSkeleton());
   const bar = $("#convergence-bar", body);
+  // silent: polled before the switch, unheard of for three poll intervals since (counted
+  // apart by the server, out of its percentage)
+  const silent = c.silent ?? 0;
+  const expected = c.regular_phones - silent;
   const none = !c.regular_phones;
-  bar.max = none ? 1 : c.regular_phones;
-  bar.value = none ? 0 : c.fetched;
+  bar.max = none || expected <= 0 ? 1 : expected;
+  bar.value = none ? 0 : expected <= 0 ? 1 : c.fetched;
   setText($(".fetched", body), c.fetched);
-  setText($(".of", body), `of ${c.regular_phones} phones polling regularly`);
+  setText(
+    $(".of", body),
+    silent
+      ? `of ${expected} phones still polling (${silent} gone quiet)`
+      : `of ${c.regular_phones} phones polling regularly`,
+  );
   setText($(".percent", body), none ? "–" : `${c.percent}%`);
   setText($(".pending", body), c.pending);
+  setText($(".silent", body), silent);
   setText($(".slowest", body), typeof c.slowest_s === "number" ? seconds(c.slowest_s) : "–");
   setText($(".p50", body), typeof c.p50_s === "number" ? seconds(c.p50_s) : "–");
   setText($(".generation", body), c.generation);
@@ -710,7 +816,11 @@ function renderConvergence(status, section) {
   $(".count", body).hidden = none;
   setText(
     $(".verdict", body),
-    none ? "Nothing to count: no phone has polled yet." : complete ? "✓ Complete." : "In progress.",
+    none
+      ? "Nothing to count: no phone polled in the three poll intervals before the switch."
+      : complete
+        ? "✓ Complete."
+        : "In progress.",
   );
 }
 
@@ -733,6 +843,7 @@ function convergenceSkeleton() {
     el("p", { class: "verdict" }),
     facts([
       ["Pending", "pending"],
+      ["Gone quiet", "silent"],
       ["Slowest", "slowest"],
       ["Median", "p50"],
       ["Generation", "generation"],
@@ -907,10 +1018,10 @@ function renderClusterFacts(cluster, body, now) {
       ]),
     );
   }
-  setText($(".name", body), `${cluster.name ?? "–"} (${cluster.role ?? "?"})`);
+  setParts($(".name", body), [srv(cluster.name ?? "–"), " (", srv(cluster.role ?? "?"), ")"]);
   const agreement = $(".agreement", body);
   const ok = AGREED.has(cluster.agreement);
-  setText(agreement, `${ok ? "✓" : "⚠"} ${cluster.agreement ?? "–"}`);
+  setParts(agreement, [`${ok ? "✓" : "⚠"} `, srv(cluster.agreement ?? "–")]);
   setAttr(agreement, "data-state", ok ? "up" : "down");
   setText($(".since", body), whenAgo(cluster.since, now));
   setText($(".problem", body), cluster.problem ?? "none");
@@ -918,10 +1029,13 @@ function renderClusterFacts(cluster, body, now) {
     $(".inventories", body),
     cluster.inventories_agree === false ? "⚠ differ between instances" : "agree",
   );
-  const overrides = Object.entries(cluster.local_overrides ?? {}).map(
-    ([s, site]) => `${serviceLabel(s)} at ${site}`,
-  );
-  setText($(".overrides", body), overrides.join(", ") || "none");
+  const overrides = Object.entries(cluster.local_overrides ?? {}).flatMap(([s, site], i) => [
+    ...(i ? [", "] : []),
+    srvService(s),
+    " at ",
+    srv(site),
+  ]);
+  setParts($(".overrides", body), overrides.length ? overrides : ["none"]);
 }
 
 function fillObserverRow(row, name, seen, targets) {
@@ -968,19 +1082,25 @@ function openConfirm(action) {
   if (!status) return;
   pendingAction = action;
   const dialog = $("#confirm");
-  const label = serviceLabel(action.service);
-  const verb =
-    action.kind === "failover"
-      ? `Switch ${label} to ${action.site}`
-      : `Fail back ${label} to ${action.site}`;
-  setText($("#confirm-title", dialog), `${verb}?`);
-  setText($(".message", dialog), phonesEffect(action, status));
+  const label = srvService(action.service);
+  const site = srv(action.site);
+  const verb = action.kind === "failover" ? "Switch " : "Fail back ";
+  setParts($("#confirm-title", dialog), [verb, label, " to ", site, "?"]);
+  setParts($(".message", dialog), phonesEffect(action, status));
   const state = status.monitor?.targets?.[`${action.service}@${action.site}`]?.state ?? "unknown";
-  setText(
+  setParts(
     $(".warning", dialog),
     state === "up"
-      ? ""
-      : `⚠ ${label} at ${action.site} is ${state} right now: the server refuses unless you tick Force.`,
+      ? []
+      : [
+          "⚠ ",
+          label,
+          " at ",
+          site,
+          " is ",
+          srv(state),
+          " right now: the server refuses unless you tick Force.",
+        ],
   );
   $("#confirm-force").checked = Boolean(action.force);
   setText(
@@ -991,25 +1111,68 @@ function openConfirm(action) {
   $(".cancel", dialog).focus();
 }
 
-// What the move does to phones and to the automatic rule, in words for the operator.
+// What the move does to phones and to the automatic rule, in words for the operator (parts).
 function phonesEffect(action, status) {
-  const label = serviceLabel(action.service);
+  const label = srvService(action.service);
+  const site = srv(action.site);
+  const cluster =
+    status.cluster?.mode === "etcd"
+      ? [" In cluster mode the choice applies to every instance."]
+      : [];
+  const info = status.monitor?.services?.[action.service];
+  if (action.kind === "failback" && info?.active === action.site) {
+    // only a manual pin to release: nothing moves
+    return [
+      label,
+      " stays at ",
+      site,
+      "; the monitor decides again from now on (phones fetch nothing new).",
+      ...cluster,
+    ];
+  }
+  const rule =
+    action.kind === "failover"
+      ? [
+          " This manual choice stays until you fail back: meanwhile the monitor does not move ",
+          label,
+          " by itself.",
+        ]
+      : [
+          " ",
+          label,
+          " returns to its primary site ",
+          site,
+          " and is handed back to the automatic rule.",
+        ];
+  return [...effectOnPhones(action, status, label, site), ...rule, ...cluster];
+}
+
+// What phones (and, for the database, xprov) do after `action` moves the service.
+function effectOnPhones(action, status, label, site) {
+  if (action.service === "db") {
+    const nothing = "No phone's file names the database: phones fetch nothing new.";
+    const source = String(status.inventory?.source ?? "");
+    if (source.startsWith("mysql"))
+      return ["xprov reads its inventory from ", site, `'s database at once. ${nothing}`];
+    if (source.startsWith("file:"))
+      return [
+        `${nothing} The inventory is read from a file: ` +
+          "only the database the monitor reports as active changes.",
+      ];
+    return [nothing];
+  }
   const phones = status.inventory?.phones;
   const count =
     typeof phones === "number" ? `${plural(phones, "phone")} of the inventory` : "The phones";
   const get = phones === 1 ? "gets" : "get";
-  const fetch =
-    action.service === "db"
-      ? `xprov reads its inventory from ${action.site}'s database at once; phones' files do not name the database, so phones fetch nothing new.`
-      : `${count} ${get} ${action.site}'s ${label} address on their next poll of their configuration file. ` +
-        "SPA phones reboot to apply a changed file; Yealink phones on current firmware apply it without a reboot.";
-  const rule =
-    action.kind === "failover"
-      ? `This manual choice stays until you fail back: meanwhile the monitor does not move ${label} by itself.`
-      : `${label} returns to its primary site ${action.site} and is handed back to the automatic rule.`;
-  const cluster =
-    status.cluster?.mode === "etcd" ? " In cluster mode the choice applies to every instance." : "";
-  return `${fetch} ${rule}${cluster}`;
+  return [
+    `${count} ${get} `,
+    site,
+    "'s ",
+    label,
+    " address on their next poll of their configuration file. " +
+      "SPA phones reboot to apply a changed file; Yealink phones on current firmware apply it without a reboot.",
+  ];
 }
 
 function closeConfirm() {
@@ -1036,7 +1199,7 @@ async function onConfirm() {
 
 // POST the action; its 200 answer is the new status, rendered at once.
 async function runAction(action) {
-  const label = serviceLabel(action.service);
+  const label = srvService(action.service);
   const path = action.kind === "failover" ? "/failover" : "/failback";
   const body =
     action.kind === "failover"
@@ -1044,10 +1207,13 @@ async function runAction(action) {
       : { service: action.service, force: action.force };
   const epoch = session.epoch;
   setBusy(true);
-  showResult(
-    "pending",
-    `${action.kind === "failover" ? "Switching" : "Failing back"} ${label} to ${action.site}…`,
-  );
+  showResult("pending", [
+    `${action.kind === "failover" ? "Switching" : "Failing back"} `,
+    label,
+    " to ",
+    srv(action.site),
+    "…",
+  ]);
   let answer = null;
   try {
     answer = await request(path, session.token, { method: "POST", body });
@@ -1061,35 +1227,45 @@ async function runAction(action) {
 }
 
 function showAnswer(action, answer) {
-  const label = serviceLabel(action.service);
+  const label = srvService(action.service);
   if (!answer) {
-    showResult(
-      "error",
-      `No answer from the server: ${label} may or may not have moved; the services above show where it is.`,
-    );
+    showResult("error", [
+      "No answer from the server: ",
+      label,
+      " may or may not have moved; the services above show where it is.",
+    ]);
     return;
   }
-  const error = answer.body?.error ?? `the server answered ${answer.status}`;
+  const error = answer.body?.error
+    ? srv(answer.body.error)
+    : `the server answered ${answer.status}`;
   if (answer.status === 200) {
     if (isStatus(answer.body)) received(answer);
     const verb = action.kind === "failover" ? "switched" : "failed back";
-    showResult("ok", `${label} ${verb} to ${action.site}${action.force ? " (forced)" : ""}.`);
+    showResult("ok", [
+      label,
+      ` ${verb} to `,
+      srv(action.site),
+      `${action.force ? " (forced)" : ""}.`,
+    ]);
   } else if (answer.status === 401) {
     signOut("The server no longer accepts this token.");
   } else if (answer.status === 409) {
-    showResult("refused", `Refused: ${error}`, action);
+    showResult("refused", ["Refused: ", error], action);
   } else {
-    showResult("error", `Failed (${answer.status}): ${error}`);
+    showResult("error", [`Failed (${answer.status}): `, error]);
   }
 }
 
-// The outcome of the last action; a refusal offers to confirm again with force ticked.
-function showResult(outcome, text, refusedAction) {
+// The outcome of the last action (parts); a refusal offers to confirm again with force ticked.
+function showResult(outcome, parts, refusedAction) {
   const box = $("#action-result");
   box.dataset.outcome = outcome;
+  const text = el("span", { class: "text" });
+  setParts(text, parts);
   const children = [
     el("span", { class: "icon", text: RESULT_ICONS[outcome], attrs: { "aria-hidden": "true" } }),
-    el("span", { class: "text", text }),
+    text,
   ];
   if (refusedAction) {
     const again = refusedAction.kind === "failover" ? "Switch anyway" : "Fail back anyway";

@@ -48,16 +48,25 @@ class AdminApi(Resource):
         status: Callable[[], dict[str, Any]],
         reload: Callable[[], Deferred[dict[str, Any]]] | None = None,
         metrics: Callable[[], bytes] | None = None,
+        server_names: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__()
         self.token = bearer(token)
+        self.server_names = server_names  # Host names of this listener besides addresses
         self.monitor, self.status, self.reload, self.metrics = monitor, status, reload, metrics
         self.cluster: Node | None = None  # cluster mode: manual choices go through etcd
         self.page = page.load()
 
-    def reconfigure(self, token: str) -> None:
-        """A reload's `[admin]` token (empty: every request refused but /healthz)."""
-        self.token = bearer(token)
+    def reconfigure(self, token: str, server_names: frozenset[str] = frozenset()) -> None:
+        """A reload's `[admin]` token (empty: every request refused but /healthz) and
+        `server_names`."""
+        self.token, self.server_names = bearer(token), server_names
+
+    def render(self, request: Request) -> Any:
+        if request.method not in (b"GET", b"HEAD", b"POST"):
+            request.setHeader(b"allow", b"GET, HEAD, POST")
+            return _json(request, 405, {"error": "method not allowed"})
+        return super().render(request)
 
     def use_monitor(self, monitor: Monitor | None) -> None:
         """The monitor failover/failback act on; None: disabled (they answer 409)."""
@@ -73,6 +82,8 @@ class AdminApi(Resource):
         asset = self.page.get(request.path)
         if asset is not None:
             return _asset(request, asset)
+        if not page.known_host(request.getHeader(b"host"), self.server_names):
+            return _refused(request, 403, "unknown Host (DNS rebinding?)")
         if not self._authorized(request):
             return _refused(request)
         if request.path == b"/status":
@@ -83,13 +94,15 @@ class AdminApi(Resource):
         return _json(request, 404, {"error": "no such resource"})
 
     def render_POST(self, request: Request) -> Any:
+        if not page.known_host(request.getHeader(b"host"), self.server_names):
+            return _refused(request, 403, "unknown Host (DNS rebinding?)")
         forged = page.cross_site(
             request.getHeader(b"origin"),
             request.getHeader(b"sec-fetch-site"),
             request.getHeader(b"host"),
         )
         if forged is not None:
-            return _refused(request, 403, f"cross-site request ({forged})")
+            return _refused(request, 403, f"cross-site request ({forged})", "cross-site request")
         if not self._authorized(request):
             return _refused(request)
         if request.path == b"/reload" and self.reload is not None:
@@ -105,6 +118,8 @@ class AdminApi(Resource):
             body = json.loads(content.read(MAX_BODY + 1) or b"{}")
             if not isinstance(body, dict) or len(json.dumps(body)) > MAX_BODY:
                 raise ValueError("expected a JSON object")
+        except RecursionError:  # 4 KB of "[[[[": deeper than the decoder recurses
+            return _json(request, 400, {"error": "expected a JSON object, not nested so deep"})
         except ValueError as exc:
             return _json(request, 400, {"error": str(exc)})
         # in cluster mode the decision key is written first: the answer waits for etcd
@@ -122,7 +137,9 @@ class AdminApi(Resource):
         exc = outcome.value
         if isinstance(exc, ManualChoiceError):
             return _json(request, 409, {"error": str(exc)})
-        if isinstance(exc, ValueError | KeyError | TypeError):
+        if isinstance(exc, KeyError):
+            return _json(request, 400, {"error": f"missing key {exc}"})
+        if isinstance(exc, ValueError | TypeError):
             return _json(request, 400, {"error": f"{type(exc).__name__}: {exc}"})
         return _json(request, 503, {"error": f"no agreement: {error_detail(exc)}"})
 
@@ -146,7 +163,7 @@ def _failover(monitor: Monitor, cluster: Node | None, body: dict[str, Any], by: 
     who asks, for the status."""
     service, site, force = str(body["service"]), str(body["site"]), body.get("force") is True
     local = body.get("local") is True
-    log.warning("operator_failover", service=service, site=site, force=force, local=local)
+    log.warning("operator_failover", service=service, site=site, force=force, local=local, by=by)
     if cluster is None:
         return monitor.failover(service, site, force, by)
     if local:
@@ -161,7 +178,7 @@ def _failback(monitor: Monitor, cluster: Node | None, body: dict[str, Any], by: 
         body.get("force") is True,
         body.get("local") is True,
     )
-    log.warning("operator_failback", service=service, force=force, local=local)
+    log.warning("operator_failback", service=service, force=force, local=local, by=by)
     if cluster is None:
         return monitor.failback(service, force)
     if local:
@@ -174,12 +191,20 @@ def bearer(token: str) -> bytes:
     return token.encode() if token else b"\0no token configured"
 
 
-def _refused(request: Request, code: int = 401, reason: str = "wrong admin token") -> bytes:
-    """401 (or 403 for a cross-site request), and a `security` event for fail2ban (the same
-    shape as the phones' listeners). The answer says only what was refused."""
+def _refused(
+    request: Request,
+    code: int = 401,
+    reason: str = "wrong admin token",
+    refused: str = "request from an unknown Host",
+) -> bytes:
+    """401 (the token), or 403 (`refused`: a request another site's page sent, or for a
+    Host that is not ours), and a `security` event for fail2ban (the same shape as the
+    phones' listeners). The answer says only what was refused."""
     SECURITY.write("security", client=_client(request), transport="admin", reason=reason)
-    error = "missing or wrong bearer token" if code == 401 else "cross-site request refused"
-    return _json(request, code, {"error": error})
+    if code == 401:
+        request.setHeader(b"www-authenticate", b'Bearer realm="xprov admin"')  # RFC 6750
+        return _json(request, 401, {"error": "missing or wrong bearer token"})
+    return _json(request, code, {"error": f"{refused} refused"})
 
 
 def _client(request: Request) -> str:

@@ -144,7 +144,10 @@ class ReloadCoordinator(service.Service):
         self.tftp.reconfigure(cfg, budget.caps.tftp)
         core.active.reconfigure(cfg.sites, cfg.failover.primary)
         core.provisioner.use(inputs)
-        self.admin_api.reconfigure(cfg.admin.token if cfg.admin else "")
+        self.admin_api.reconfigure(
+            cfg.admin.token if cfg.admin else "",
+            cfg.admin.server_names if cfg.admin else frozenset(),
+        )
         self.monitoring.reconfigure(cfg)
         core.apply_logs(cfg, built.secrets)
         self.listeners.reconfigure(cfg, budget)
