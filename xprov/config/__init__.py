@@ -32,6 +32,7 @@ from xprov.config.model import (
     MonitorConfig,
     Network,
     ProvisioningConfig,
+    PushConfig,
     Scalar,
     SecurityConfig,
     SipService,
@@ -41,6 +42,7 @@ from xprov.config.model import (
     TftpConfig,
     secret_name,
 )
+from xprov.config.push import read_push
 from xprov.config.sections import (
     MIN_SHARED_PASSWORD,
     read_admin,
@@ -78,6 +80,7 @@ __all__ = [
     "MonitorConfig",
     "Network",
     "ProvisioningConfig",
+    "PushConfig",
     "Scalar",
     "SecurityConfig",
     "SipService",
@@ -123,6 +126,7 @@ def parse(data: Mapping[str, Any], path: Path) -> Config:
         sites=sites,
         vars=read_vars(root.table("vars", required=False)),
         cluster=read_cluster(root, base),
+        push=read_push(root, base),
     )
     if config.https and config.https.bind_mac:
         for key, url in (

@@ -192,6 +192,22 @@ class LoggingConfig:
 class FailoverConfig:
     primary: str
     backup: str
+    # per-device files name the other site as the phone's own second SIP server
+    phone_redundancy: bool = False
+
+
+@dataclass(frozen=True)
+class PushConfig:
+    """[push]: NOTIFY each phone after a switch (docs/phone-redundancy.md)."""
+
+    enabled: bool = True
+    rate: float = 100.0  # NOTIFYs per second at most, every phone once per switch
+    contacts: str = "location"  # "location": the active db site's table; "file"
+    contacts_file: Path | None = None  # contacts = "file": [[contacts]] user, uri
+    location_table: str = "location"  # Kamailio usrloc's table (schema version 8)
+    timeout: float = 5.0  # seconds the contacts query may take
+    bind: str = "0.0.0.0"  # source address of the NOTIFYs (an ephemeral UDP port)
+    services: tuple[str, ...] = ("sip", "stun")  # a switch of these pushes
 
 
 @dataclass(frozen=True)
@@ -233,6 +249,7 @@ class Config:
     sites: Mapping[str, Site]
     vars: Mapping[str, Scalar]
     cluster: ClusterConfig = STANDALONE
+    push: PushConfig | None = None  # None: no push after a switch
 
     def secrets(self) -> list[str]:
         """Every secret value in this config, for log redaction."""

@@ -84,5 +84,6 @@ def read_failover(root: Table, sites: Mapping[str, Site]) -> FailoverConfig:
             t.problem(key, f"site {name!r} is not defined under [sites]")
     if primary and primary == backup:
         t.problem("backup", "must be a different site from primary")
+    redundancy = t.get("phone_redundancy", bool, False)
     t.finish()
-    return FailoverConfig(primary, backup)
+    return FailoverConfig(primary, backup, redundancy is True)
