@@ -42,8 +42,15 @@ class World:
         phones: int,
         netns: Namespace | None = None,
         monitor: dict[str, Any] | None = None,
+        phone_redundancy: bool = False,
+        push: dict[str, Any] | None = None,
     ) -> None:
+        """`phone_redundancy`: `[failover] phone_redundancy = true` (files name the other
+        site's SIP server second); `push`: a `[push]` table (with `contacts = "file"`, the
+        `contacts_file` the drill writes: `self.contacts`)."""
         self.tmp, self.phones, self.netns = tmp, phones, netns
+        self.phone_redundancy, self.push = phone_redundancy, push
+        self.contacts = tmp / "xprov" / "contacts.toml"
         self.monitor = {"interval": 1.0, "timeout": 1.0, "fall": 3, "rise": 2, **(monitor or {})}
         self.hosts = dict(
             zip(SITES, netns.addresses if netns else ("127.0.0.1", "127.0.0.2"), strict=True)
@@ -89,9 +96,20 @@ class World:
             directory, sites, self.monitor, http_port=self.http, tftp_port=self.tftp
         )
         (directory / "inventory.toml").write_text(inventory_toml(self.phones))
+        self._redundancy_and_push()
         self.xprov = XprovProcess(self.config, self.http, directory / "xprov.log").__enter__()
         wait_for(self.all_up, 30, "every target up")
         return self
+
+    def _redundancy_and_push(self) -> None:
+        text = self.config.read_text()
+        if self.phone_redundancy:
+            text = text.replace("[failover]\n", "[failover]\nphone_redundancy = true\n", 1)
+        if self.push is not None:
+            self.contacts.write_text("")  # the drill writes its phones' contacts here
+            table = {"contacts": "file", "contacts_file": str(self.contacts), **self.push}
+            text += "\n[push]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in table.items())
+        self.config.write_text(text)
 
     def status(self) -> dict[str, Any]:
         """The server's status, or {} while its admin port is not answering yet."""
