@@ -1,7 +1,8 @@
 """The drill's phones with their own second server and a NOTIFY port (issue 18), against real
 Kamailio, coturn and MariaDB at two sites and xprov: NOTIFYs written by hand reach each
 phone's port (a Yealink fetches on check-sync, an SPA challenges and fetches on the
-authenticated retry), and the phones' OPTIONS really go unanswered once the softswitch dies."""
+authenticated retry), and the phones' OPTIONS really go unanswered once the softswitch dies;
+then the `redundancy` scenario's fast variant, xprov's own templates and push included."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import subprocess
 import time
 import tomllib
 
+from tests.bench import drill_scenario
 from tests.drill_world import World
 from tests.helpers import XPROV, wait_for
 from tests.inventory_db import synthetic
+from xprov.drill import firmware
 
 PHONES, POLL = 6, 30.0
 
@@ -139,3 +142,38 @@ def test_phones_answer_a_notify_and_fetch_at_once(tmp_path) -> None:
     second = sip["second_server"]
     assert second["phones"] == 0 and second["failed_over"]["50%"] is None
     assert result["errors"] == {}
+
+
+def test_the_four_variants_in_the_order_that_must_hold(tmp_path) -> None:
+    """The `redundancy` scenario's fast variant: 20 phones every 5 s, chicago's Kamailio
+    killed with neither remedy, the phones' second server, the push, and both. Orderings
+    whose margin is a timer or a reboot (at least 30 s), not a race."""
+    phones, poll = 20, 5.0
+    spas = sum(1 for p in synthetic(phones) if p["vendor"] == "linksys")
+    results = drill_scenario.redundancy_set(phones, poll, tmp_path, keepalive=1.0)
+    sip = {variant: drill_scenario.sip_figures(result) for variant, result in results.items()}
+    working = {variant: figures["working"]["100%"] for variant, figures in sip.items()}
+    assert None not in working.values(), working
+    for result in results.values():
+        assert result["errors"] == {} and result["phones"] == phones
+    # with push, every phone fetched on its NOTIFY, within a poll period of the switch; an
+    # SPA only after it answered 401 and got the authenticated retry
+    for variant in ("push", "both"):
+        push = sip[variant]["push"]
+        assert push["phones_notified"] == phones, variant
+        assert push["answers"] == {"200": phones, "401": spas}, variant
+        assert push["fetched_on_notify"]["100%"] is not None, variant
+        assert push["fetched_on_notify"]["100%"] < poll, variant
+    assert "push" not in sip["neither"] and "push" not in sip["second server"]
+    # with the second server, an SPA's file never names the backup first (its SRV list
+    # keeps its order: no reboot), yet it works: by its own fallback, one Timer F (16 s)
+    # after a request of its own, before and without any file naming the backup
+    for variant in ("second server", "both"):
+        second = sip[variant]["second_server"]
+        assert sip[variant]["phones_on_new_site"] == phones - spas, variant
+        assert second["phones"] >= spas, variant
+        assert second["request_wait"]["50%"] >= firmware.SPA.timer_f, variant
+    assert sip["neither"]["phones_on_new_site"] == phones
+    # the SPAs' reboot (at least 30 s after a changed file) is what the second server saves
+    assert working["second server"] < working["neither"]
+    assert working["both"] < working["push"]
