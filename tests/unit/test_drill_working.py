@@ -67,6 +67,16 @@ def test_the_first_route_wins_and_a_later_reboot_moves_working_to_its_end() -> N
     assert later.incoming == later.working and round(later.working, 2) == 16.45  # type: ignore[arg-type]
 
 
+def test_a_request_sent_to_a_new_files_first_server_is_no_failover() -> None:
+    files = [seen(970.0, "chicago", 1), seen(1005.0, "virginia", 2)]
+    sip = [
+        SipEvent(990.0, "answered", str(CHICAGO), "chicago", 990.0),
+        SipEvent(1005.01, "answered", str(VIRGINIA), "virginia", 1005.0),  # the new file's
+    ]
+    yealink = figures(files, sip, KILL, SWITCH, ["sip"], "virginia", 0.0, True)
+    assert yealink.failover is None and yealink.wait is None and yealink.working == 5.0
+
+
 def phone(i: int, vendor: str) -> SimPhone:
     return SimPhone(f"0015650000{i:02x}", vendor, "http", None, ("f",), 0.0, vendor == "linksys")
 
