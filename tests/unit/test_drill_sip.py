@@ -10,10 +10,13 @@ import tomllib
 
 import pytest
 
+from tests.helpers import sample_config
+from xprov.build import load
 from xprov.drill import firmware, sipmsg
 from xprov.drill.phones import SimPhone, SipServer, proxies, sip_servers, sites_in
 from xprov.drill.sipside import contacts_toml
-from xprov.provisioning import Provisioner
+from xprov.provisioning import Provisioner, Served
+from xprov.selection import ActiveSites
 
 
 def test_the_firmware_timers_and_where_they_come_from() -> None:
@@ -235,3 +238,34 @@ def test_the_contacts_file_the_pusher_reads() -> None:
         ]
     }
     assert re.search(r"pw|password", text) is None
+
+
+def test_the_servers_of_xprovs_own_files_with_phone_redundancy(tmp_path) -> None:
+    """The templates' files (issue 18, docs/phone-redundancy.md "Order of the servers"),
+    parsed as the simulated phones parse them, before and after a SIP switch."""
+    redundancy = {'backup = "virginia"\n': 'backup = "virginia"\nphone_redundancy = true\n'}
+    inputs = load(sample_config(tmp_path, replace=redundancy, tftp_port=6969, admin_port=8081))
+    served = Provisioner(inputs, ActiveSites(inputs.config.sites, "chicago"))
+    config = inputs.config
+
+    def servers(name: str, vendor: str) -> tuple[list[str | None], bool, str | None]:
+        body = served.provide(name)
+        assert isinstance(body, Served)
+        named = sip_servers(vendor, body.body, config)
+        return (
+            [s.site for s in named.servers],
+            named.concurrent,
+            sites_in(vendor, body.body, config)["sip"],
+        )
+
+    yealink, spa = "00156574b150.cfg", "0002fdff2103.xml"
+    assert servers(yealink, "yealink") == (["chicago", "virginia"], True, "chicago")
+    assert servers(spa, "linksys") == (["chicago", "virginia"], False, "chicago")
+    before = served.provide(spa)
+    assert isinstance(before, Served)
+    served.active.switch({"sip": "virginia"})
+    # a Yealink's server 1 follows the switch; an SPA's SRV list keeps its order, byte for byte
+    assert servers(yealink, "yealink") == (["virginia", "chicago"], True, "virginia")
+    assert servers(spa, "linksys") == (["chicago", "virginia"], False, "chicago")
+    after = served.provide(spa)
+    assert isinstance(after, Served) and after.body == before.body
