@@ -82,9 +82,11 @@ def phone(i: int, vendor: str) -> SimPhone:
 
 
 def test_the_figures_of_the_second_server_and_the_push() -> None:
-    phones = [phone(1, "yealink"), phone(2, "linksys")]
+    phones = [phone(1, "yealink"), phone(2, "linksys"), phone(3, "yealink")]
     record = Record(started=960.0, ended=1080.0, keepalive=1.0, notifies={})
     record.seen = {
+        # polled after the switch: by its file at 6 s, no failover, no NOTIFY
+        phones[2].mac: [seen(970.0, "chicago", 1), seen(1006.0, "virginia", 2)],
         phones[0].mac: [seen(970.0, "chicago", 1), seen(1008.0, "virginia", 2, trigger="push")],
         phones[1].mac: [
             seen(970.0, "chicago", 1, SipServers((CHICAGO, VIRGINIA))),
@@ -103,18 +105,19 @@ def test_the_figures_of_the_second_server_and_the_push() -> None:
     ]
     sip = convergence(record, phones, KILL, ["sip"], "virginia", (30.0, 60.0), switched=SWITCH)
     assert sip["working"]["100%"] == 16.8  # the SPA by its second server; the Yealink at 8 s
-    assert sip["fetched"]["100%"] is None and sip["phones_on_new_site"] == 1
+    assert sip["fetched"]["100%"] is None and sip["phones_on_new_site"] == 2
     second = sip["second_server"]
     assert second["phones"] == 2 and second["keepalive_s"] == 1.0
+    # of the two phones that failed over, not of all three
     assert second["failed_over"] == {"50%": 16.8, "95%": 32.2, "100%": 32.2}
     assert second["request_wait"]["100%"] == 32.0  # 32.05: Timer F, then virginia's answer
-    assert second["incoming"]["50%"] == 0.0  # the Yealink, concurrent
+    assert second["incoming"] == {"50%": 0.0, "95%": 16.8, "100%": 16.8}  # Yealinks: concurrent
     assert sip["push"] == {
         "phones_notified": 2,
         "answers": {"200": 2, "401": 1},
-        "fetched_on_notify": {"50%": 4.5, "95%": 8.5, "100%": 8.5},
+        "fetched_on_notify": {"50%": 8.5, "95%": None, "100%": None},  # of all three
     }
-    assert sip["refetched"] == sip["push"]["fetched_on_notify"]
+    assert sip["refetched"] == {"50%": 4.5, "95%": 8.5, "100%": 8.5}
     mark = {"at": KILL, "what": "sip killed", "services": ["sip"]}
     record.selections = [
         (960.0, 1, {"sip": "chicago"}),

@@ -350,12 +350,13 @@ def convergence(
     if switched is not None:
         out["refetched"] = report.milestones([r.refetched for r in rows], total)
     if record.keepalive is not None and services == ["sip"]:
+        moved = [r for r in rows if r.failover is not None]  # by their own fallback
         out["second_server"] = {
             "keepalive_s": record.keepalive,
-            "failed_over": report.milestones([r.failover for r in rows], total),
-            "request_wait": report.milestones([r.wait for r in rows], total),
+            "phones": len(moved),
+            "failed_over": report.milestones([r.failover for r in moved], len(moved)),
+            "request_wait": report.milestones([r.wait for r in moved], len(moved)),
             "incoming": report.milestones([r.incoming for r in rows], total),
-            "phones": sum(1 for r in rows if r.failover is not None),
         }
     if record.notifies is not None and switched is not None:
         out["push"] = pushed(record, phones, switched)
