@@ -352,8 +352,8 @@ def sip_figures(result: dict[str, Any]) -> dict[str, Any]:
 REDUNDANCY_TABLE = (
     "| variant | kill -> switch (s) | working 50% / 95% / 100% (s after the kill) "
     "| fetched after the switch, 100% (s) | own second server: phones that failed over; "
-    "the last of them, its request's wait, calls to every phone 100% (s) | push: answers, fetched on the "
-    "NOTIFY 100% (s after the switch) |\n|---|---|---|---|---|---|"
+    "the last of them, its request's wait, calls to every phone 100% (s) "
+    "| push: answers, fetched on the NOTIFY 100% (s after the switch) |\n|---|---|---|---|---|---|"
 )
 
 
