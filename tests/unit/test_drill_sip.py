@@ -17,6 +17,7 @@ from xprov.drill.phones import SimPhone, SipServer, proxies, sip_servers, sites_
 from xprov.drill.sipside import contacts_toml
 from xprov.provisioning import Provisioner, Served
 from xprov.selection import ActiveSites
+from xprov.sipmessage import MAX_MESSAGE
 
 
 def test_the_firmware_timers_and_where_they_come_from() -> None:
@@ -161,7 +162,7 @@ def test_a_message_read_with_compact_and_folded_headers() -> None:
     assert answer is not None and answer.status == 200 and answer.method is None
     assert answer.branch == "z9hG4bKy"
     assert sipmsg.parse(b"GET / HTTP/1.1\r\n\r\n") is None
-    assert sipmsg.parse(b"SIP/2.0 200 OK" + b" " * sipmsg.MAX_MESSAGE) is None
+    assert sipmsg.parse(b"SIP/2.0 200 OK" + b" " * MAX_MESSAGE) is None
 
 
 def test_the_response_copies_what_rfc_3261_says() -> None:

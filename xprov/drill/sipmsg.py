@@ -5,17 +5,11 @@ bytes in, bytes out; no socket, no clock."""
 
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-# A SIP message over UDP fits one datagram (RFC 3261 section 18.1.1: at most the path MTU,
-# 1,300 bytes advised; 64 KB is UDP's own bound). Anything longer is not looked at.
-MAX_MESSAGE = 65_535
-
-# RFC 3261 section 7.3.3: the compact forms of the headers we read
-COMPACT = {"v": "via", "f": "from", "t": "to", "i": "call-id", "l": "content-length", "o": "event"}
+from xprov.auth import digest_response, parse_params
+from xprov.sipmessage import COMPACT, MAX_MESSAGE, via_branch
 
 # The Event each vendor acts on (fact sheet 3.1, 3.2): the token before any parameter.
 RESYNC_EVENT = {"yealink": "check-sync", "linksys": "resync"}
@@ -55,14 +49,14 @@ class Message:
 
     @property
     def branch(self) -> str | None:
-        """The top Via's branch: the transaction (RFC 3261 section 17.2.3)."""
+        """The top Via's branch: the transaction (RFC 3261 section 17.2.3); None if none."""
         via = self.header("via")
-        found = re.search(r";\s*branch=([^;,\s]+)", via or "", re.IGNORECASE)
-        return found[1] if found else None
+        return via_branch(via.split(",")[0]) or None if via else None
 
 
 def parse(datagram: bytes) -> Message | None:
-    """The message in a UDP datagram; None if it is not SIP (or longer than MAX_MESSAGE).
+    """The message in a UDP datagram, request or response (xprov.sipmessage reads responses
+    only); None if it is not SIP, or longer than the largest UDP payload (MAX_MESSAGE).
     The body, if any, is not kept: nothing here reads one."""
     if len(datagram) > MAX_MESSAGE:
         return None
@@ -109,7 +103,8 @@ def response(
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-# -- digest (RFC 2617 section 3.2; RFC 3261 section 22.4) ---------------------------------
+# -- digest (RFC 2617 section 3.2; RFC 3261 section 22.4): xprov.auth's, as the HTTP server
+# checks phones and the push answers them
 
 
 def challenge(realm: str, nonce: str) -> str:
@@ -117,49 +112,10 @@ def challenge(realm: str, nonce: str) -> str:
     return f'Digest realm="{realm}", nonce="{nonce}", algorithm=MD5, qop="auth"'
 
 
-_PARAM = re.compile(r'\s*([A-Za-z-]+)\s*=\s*("((?:[^"\\]|\\.)*)"|[^,\s]+)\s*(?:,|$)')
-
-
-def digest_params(value: str) -> dict[str, str] | None:
-    """The parameters of an Authorization value (`Digest a="b", c=d`), names in lower case;
-    None if it is not a digest."""
-    scheme, _, rest = value.strip().partition(" ")
-    if scheme.lower() != "digest":
-        return None
-    out = {}
-    for match in _PARAM.finditer(rest):
-        quoted = match[3]
-        out[match[1].lower()] = quoted if quoted is not None else match[2]
-    return out
-
-
-def _md5(text: str) -> str:
-    return hashlib.md5(text.encode()).hexdigest()
-
-
-def digest_response(
-    user: str,
-    realm: str,
-    password: str,
-    method: str,
-    uri: str,
-    nonce: str,
-    qop: tuple[str, str, str] | None = None,
-) -> str:
-    """The `response` a client sends (RFC 2617 section 3.2.2.1, MD5). `qop`: (qop, nc,
-    cnonce) when the challenge offered one, else the RFC 2069 form."""
-    ha1 = _md5(f"{user}:{realm}:{password}")
-    ha2 = _md5(f"{method}:{uri}")
-    if qop is None:
-        return _md5(f"{ha1}:{nonce}:{ha2}")
-    kind, nc, cnonce = qop
-    return _md5(f"{ha1}:{nonce}:{nc}:{cnonce}:{kind}:{ha2}")
-
-
 def authorized(value: str | None, method: str, credentials: tuple[str, str], nonce: str) -> bool:
     """Does the Authorization `value` prove `credentials` (user, password) for our realm
     and `nonce`? Both the qop=auth and the RFC 2069 form are taken."""
-    params = digest_params(value or "")
+    params = parse_params(value or "")
     if params is None:
         return False
     user, password = credentials
@@ -175,7 +131,7 @@ def authorized(value: str | None, method: str, credentials: tuple[str, str], non
         method,
         params.get("uri", ""),
         nonce,
-        None if qop is None else (qop, params["nc"], params["cnonce"]),
+        None if qop is None else (params["nc"], params["cnonce"]),
     )
     return params.get("response", "").lower() == expected
 

@@ -22,7 +22,8 @@ from xprov.config import SipService
 from xprov.drill import sipmsg
 from xprov.drill.firmware import Timers, timers_of
 from xprov.drill.phones import SimPhone, SipServer, SipServers
-from xprov.monitor.sip import Request, build_options
+from xprov.monitor.sip import build_options
+from xprov.sipmessage import MAX_MESSAGE, Request
 
 if TYPE_CHECKING:
     from xprov.drill.clients import IDrillReactor
@@ -40,9 +41,9 @@ MAX_ANSWERED = 16
 
 Outcome = Literal["answered", "timeout"]
 
-# A SIP datagram fits (sipmsg.MAX_MESSAGE: UDP's own bound); what is longer is cut, and then
-# not read as SIP.
-MAX_DATAGRAM = sipmsg.MAX_MESSAGE
+# A SIP datagram fits (xprov.sipmessage.MAX_MESSAGE: UDP's own bound); what is longer is
+# cut, and then not read as SIP.
+MAX_DATAGRAM = MAX_MESSAGE
 
 
 @dataclass(frozen=True)
