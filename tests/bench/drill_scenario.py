@@ -3,6 +3,7 @@
     python -m tests.bench.drill_scenario [--phones 1000] [--poll 60]
                                          [--scenarios sip,stun,db,site,cluster,redundancy]
                                          [--cluster-events kill,hang,site] [--tftp-share F]
+                                         [--variants neither,second server,push,both]
                                          [--keepalive 1] [--kills 10] [--loss-minutes 10]
                                          [--json-out FILE]
 
@@ -753,6 +754,11 @@ def main() -> int:
         "--tftp-share", type=float, help="cluster set: share of phones on TFTP (xprov drill's)"
     )
     parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"redundancy: which of {', '.join(VARIANTS)} (comma-separated)",
+    )
+    parser.add_argument(
         "--keepalive",
         type=float,
         default=1.0,
@@ -789,7 +795,13 @@ def main() -> int:
             )
             print(REDUNDANCY_TABLE, flush=True)
             more = [] if args.tftp_share is None else ["--tftp-share", str(args.tftp_share)]
-            redundancy = redundancy_set(args.phones, args.poll, tmp, args.keepalive, more=more)
+            variants = [v for v in args.variants.split(",") if v]
+            unknown = set(variants) - set(VARIANTS)
+            if unknown:
+                parser.error(f"unknown variants {sorted(unknown)}")
+            redundancy = redundancy_set(
+                args.phones, args.poll, tmp, args.keepalive, variants, more=more
+            )
             results["redundancy"] = redundancy
             print("\n".join(redundancy_readings(redundancy)), flush=True)
         if args.kills:
