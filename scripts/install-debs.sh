@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(curl wrk tftp-hpa atftp tftpd-hpa kamailio kamailio-tls-modules coturn mariadb-server
           mariadb-client openssl iproute2 procps debhelper dpkg-dev python3-venv lintian systemd
           nftables util-linux etcd-server etcd-client
-          chromium fonts-liberation)
+          chromium fonts-liberation sip-tester)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -470,3 +470,107 @@ class Namespace:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# SIPp's message log (-trace_msg): a line of dashes and a time stamp, then what happened
+_SIPP_ENTRY = re.compile(
+    r"^-{40,} .*\n(UDP message (?:received|sent)) [\[(]\d+\]? ?bytes\)? ?:\n\n", re.M
+)
+
+
+class Sipp(Peer):
+    """SIPp (Debian sip-tester) as a UAS on loopback UDP, playing one scenario file of
+    tests/data/sipp/ for `calls` incoming calls (a NOTIFY exchange each), then exiting: 0
+    when every call went as the scenario says (its regexp checks and digest checks
+    included), another code otherwise. Its control and RTP-echo sockets, which it always
+    opens, are on loopback ports of our choosing too. `keys` fill the scenario's
+    [keywords] (-key)."""
+
+    name = "sipp"
+    SCENARIOS = Path(__file__).parent / "data" / "sipp"
+
+    def __init__(
+        self,
+        directory: Path,
+        scenario: str,
+        port: int,
+        host: str = "127.0.0.1",
+        calls: int = 1,
+        keys: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(directory)
+        self.scenario, self.port, self.host, self.calls = scenario, port, host, calls
+        self.keys = keys or {}
+
+    def command(self) -> list[str]:
+        keys = [arg for key, value in self.keys.items() for arg in ("-key", key, value)]
+        return [
+            "sipp",
+            "-sf",
+            str(self.SCENARIOS / self.scenario),
+            "-t",
+            "u1",
+            "-i",
+            self.host,
+            "-p",
+            str(self.port),
+            "-ci",
+            self.host,
+            "-cp",
+            str(free_udp_tcp_port(self.host)),
+            "-mi",
+            self.host,
+            "-mp",
+            str(free_udp_tcp_port(self.host)),
+            "-m",
+            str(self.calls),
+            "-nostdin",
+            *keys,
+            "-trace_msg",
+            "-message_file",
+            str(self.dir / "messages.log"),
+            "-trace_logs",
+            "-log_file",
+            str(self.dir / "actions.log"),
+            "-trace_err",
+            "-error_file",
+            str(self.dir / "errors.log"),
+        ]
+
+    def ready(self) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind((self.host, self.port))
+            except OSError:
+                return True  # SIPp holds its port
+        return False
+
+    def wait(self, timeout: float = 30.0) -> int:
+        """SIPp's exit code once it has played its calls (bounded by `timeout`)."""
+        assert self.proc is not None
+        wait_for(lambda: self.proc.poll() is not None, timeout, "sipp to finish its calls")
+        self._reap()
+        return self.proc.returncode
+
+    def _text(self, name: str) -> str:
+        path = self.dir / name
+        # bytes decoded as they are: the messages' CRLFs stay (read_text would make them LF)
+        return path.read_bytes().decode(errors="replace") if path.exists() else ""
+
+    def messages(self, direction: str = "received") -> list[str]:
+        """The SIP messages SIPp received (or "sent"), in order, as they came."""
+        text = self._text("messages.log")
+        parts = _SIPP_ENTRY.split(text)[1:]  # [kind, message, kind, message, ...]
+        # each message as it came, then a newline of the log's own
+        return [
+            message.removesuffix("\n")
+            for kind, message in zip(parts[::2], parts[1::2], strict=True)
+            if kind == f"UDP message {direction}"
+        ]
+
+    def actions(self) -> str:
+        """What the scenario's <log> actions wrote."""
+        return self._text("actions.log")
+
+    def errors(self) -> str:
+        return self._text("errors.log")

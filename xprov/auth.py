@@ -152,22 +152,32 @@ class DigestAuth:
         return issued, f"{stamp}:{salt}"
 
     def _expected(
-        self, params: Mapping[str, str], ha1: str, ha2: str, nonce: str
+        self,
+        params: Mapping[str, str],
+        account: tuple[str, str],
+        method: str,
+        uri: str,
+        nonce: str,
     ) -> tuple[int, str] | Verdict:
         """The answer's count and the response it must carry for its qop (RFC 7616 section
         3.4.1), or why it cannot be checked."""
         qop = params.get("qop")
+        counted: tuple[str, str] | None = None  # RFC 2069, old firmware: no qop, no count
+        nc = SPENT  # without a count a nonce serves once
         if qop == "auth":
-            nc_text, cnonce = params.get("nc"), params.get("cnonce")
-            nc = _count(nc_text)
-            if nc is None:
+            nc_text, cnonce = params.get("nc", ""), params.get("cnonce")
+            count = _count(nc_text)
+            if count is None:
                 return _failed("malformed nonce count")
             if not cnonce:  # RFC 7616 section 3.4: required with qop (and not empty)
                 return _failed("missing cnonce")
-            return nc, self.md5(f"{ha1}:{nonce}:{nc_text}:{cnonce}:auth:{ha2}")
-        if qop is None:  # RFC 2069, old firmware: no count, so a nonce serves once
-            return SPENT, self.md5(f"{ha1}:{nonce}:{ha2}")
-        return _failed("unsupported qop")
+            nc, counted = count, (nc_text, cnonce)
+        elif qop is not None:
+            return _failed("unsupported qop")
+        user, password = account
+        return nc, digest_response(
+            user, self.realm, password, method, uri, nonce, counted, self.md5
+        )
 
     def verify(
         self,
@@ -202,8 +212,7 @@ class DigestAuth:
         if nonce is None or known_nonce is None:
             return _failed("forged or foreign nonce")
         issued, identity = known_nonce
-        ha1 = self.md5(f"{user}:{self.realm}:{password}")
-        counted = self._expected(params, ha1, self.md5(f"{method}:{uri}"), nonce)
+        counted = self._expected(params, (user or "", password), method, uri, nonce)
         if isinstance(counted, Verdict):
             return counted
         nc, expected = counted
@@ -223,10 +232,33 @@ class DigestAuth:
         return Verdict(Proof.OK, user)
 
 
-def _count(nc_text: str | None) -> int | None:
+def digest_response(
+    user: str,
+    realm: str,
+    password: str,
+    method: str,
+    uri: str,
+    nonce: str,
+    counted: tuple[str, str] | None,
+    md5: Callable[[str], str] = _md5,
+) -> str:
+    """The `response` of an MD5 Digest answer, 32 lower-case hex digits (RFC 7616 section
+    3.4.1, RFC 2617 section 3.2.2.1): with `qop=auth`, `counted` is its (nc, cnonce) as sent
+    ("00000001", "0a4f113b"); None: no qop (RFC 2069). The server checks an answer with it
+    (`DigestAuth.verify`) and the push answers a phone's challenge with it
+    (xprov/push/notify.py)."""
+    ha1 = md5(f"{user}:{realm}:{password}")
+    ha2 = md5(f"{method}:{uri}")
+    if counted is None:
+        return md5(f"{ha1}:{nonce}:{ha2}")
+    nc, cnonce = counted
+    return md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
+
+
+def _count(nc_text: str) -> int | None:
     """The value of an `nc` parameter: 8 hex digits, not zero (RFC 7616 section 3.4); None
-    if it is missing or malformed."""
-    if nc_text is None or not _NC.match(nc_text):
+    if it is missing ("") or malformed."""
+    if not _NC.match(nc_text):
         return None
     nc = int(nc_text, 16)
     return nc if nc > 0 else None

@@ -16,7 +16,7 @@ from xprov.config import Config
 from xprov.inventory import Inventory, Phone
 from xprov.mac import colon_mac
 from xprov.render import RenderCache, RenderError, Templates
-from xprov.selection import ActiveSites, Selection, service_variables
+from xprov.selection import ActiveSites, Selection, service_variables, sip_servers
 from xprov.vendors import VENDORS, FileRequest, identify, shared_requests
 
 
@@ -164,8 +164,14 @@ class Provisioner:
                 "poll_minutes": max(1, config.provisioning.poll_seconds // 60),
                 "auth": config.auth.mode,  # "off", or how per-device files are protected
                 "second_url": config.provisioning.second_url,  # None: off
+                # the phone's own second SIP server (sip_servers); off: files as before
+                "phone_redundancy": config.failover.phone_redundancy,
+                # the keys a resync NOTIFY needs after a switch ([push]); off: none
+                "push": config.push is not None and config.push.enabled,
             },
             **service_variables(config, selection),
+            # every site's SIP, in the order the vendor's firmware wants (ServerOrder)
+            "sip_servers": sip_servers(config, selection, VENDORS[request.vendor].SERVER_ORDER),
             **VENDORS[request.vendor].context(request, model),
         }
 

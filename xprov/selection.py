@@ -13,6 +13,7 @@ from typing import Any
 
 from xprov.config import Config
 from xprov.monitor import registry
+from xprov.vendors.base import ServerOrder
 
 
 @dataclass(frozen=True)
@@ -71,3 +72,19 @@ def service_variables(config: Config, selection: Selection) -> dict[str, Any]:
         values = config.sites[name].service(service)
         out[service] = None if values is None else {**asdict(values), "site": name}
     return out
+
+
+def sip_servers(config: Config, selection: Selection, order: ServerOrder) -> list[dict[str, Any]]:
+    """Every site's SIP values, each the shape of the `sip` template variable (with `site`),
+    for a phone's own list of servers ([failover] phone_redundancy). `order` is the
+    vendor's (`ServerOrder`): CONFIGURED is [failover] primary, backup, then any other site
+    by name, the same list whatever the selection; ACTIVE_FIRST moves the SIP service's
+    active site to the front of that list. Computed here, once per vendor, so a template
+    only walks the list (docs/phone-redundancy.md, "Phone keys")."""
+    failover = config.failover
+    names = [name for name in (failover.primary, failover.backup) if name in config.sites]
+    names += sorted(set(config.sites) - set(names))
+    if order is ServerOrder.ACTIVE_FIRST:
+        active = selection.site_of("sip")
+        names = [active, *(name for name in names if name != active)]
+    return [{**asdict(config.sites[name].sip), "site": name} for name in names]

@@ -4,6 +4,7 @@ that hangs (issue 18)."""
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
@@ -184,3 +185,70 @@ def test_a_hanging_database_fails_the_push_and_xprov_goes_on(tmp_path: Path, mar
             assert server.proc is not None and server.proc.poll() is None
             assert [e["problem"] for e in server.events("push_failed")] == [last["problem"]]
             assert "provpass" not in server.log()
+
+
+def answer_ok(request: bytes) -> bytes:
+    """A 200 to a NOTIFY (RFC 3261 section 8.2.6.2: Via, From, Call-ID and CSeq copied, a
+    tag added to To)."""
+    head = request.decode().split("\r\n\r\n", 1)[0].split("\r\n")[1:]
+    copied = [h for h in head if h.split(":", 1)[0].lower() in ("via", "from", "call-id", "cseq")]
+    to = next(h for h in head if h.split(":", 1)[0].lower() == "to")
+    lines = ["SIP/2.0 200 OK", *copied, f"{to};tag=phone1", "Content-Length: 0"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_a_failover_notifies_the_phone_in_the_contacts_file(tmp_path: Path) -> None:
+    """xprov with `contacts = "file"`: `xprov failover sip` sends the listed phone (a T46G on
+    a UDP socket of ours) a check-sync NOTIFY; its 200 is counted in /status."""
+    http_port = free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as phone:
+        phone.bind(("127.0.0.1", 0))
+        phone.settimeout(0.5)
+        port = phone.getsockname()[1]
+        (tmp_path / "contacts.toml").write_text(
+            f'[[contacts]]\nuser = "1001"\nuri = "sip:1001@127.0.0.1:{port}"\n'
+            '[[contacts]]\nuser = "4242"\nuri = "sip:4242@127.0.0.1:9"\n'  # not ours
+        )
+        config = sample_config(tmp_path, http_port=http_port)
+        config.write_text(
+            config.read_text() + '\n[push]\ncontacts = "file"\ncontacts_file = "contacts.toml"\n'
+            'bind = "127.0.0.1"\nservices = ["sip"]\n'
+        )
+        with XprovProcess(config, http_port, tmp_path / "xprov.log") as server:
+            done = xprov(config, "failover", "sip", "--to", "virginia", "--force")
+            assert done.returncode == 0, done.stderr
+            request, source = None, None
+            deadline = time.monotonic() + 20
+            while request is None and time.monotonic() < deadline:
+                try:
+                    request, source = phone.recvfrom(65535)
+                except TimeoutError:
+                    continue
+            assert request is not None, "no NOTIFY came"
+            text = request.decode()
+            assert text.startswith(f"NOTIFY sip:1001@127.0.0.1:{port} SIP/2.0\r\n")
+            headers = {
+                line.split(":", 1)[0].lower(): line.split(":", 1)[1].strip()
+                for line in text.split("\r\n\r\n")[0].split("\r\n")[1:]
+            }
+            assert headers["event"].startswith("check-sync")
+            assert headers["subscription-state"].startswith("terminated")
+            assert "yk-1001-Secret" not in text
+            phone.sendto(answer_ok(request), source)
+
+            def pushed() -> dict | None:
+                last = server.status()["push"]["last"]
+                return last if last and last["done_at"] is not None else None
+
+            last = wait_for(pushed, 30, "the push to end")
+            assert {k: last[k] for k in ("contacts", "unknown", "sent", "ok", "pending")} == {
+                "contacts": 1,
+                "unknown": 1,
+                "sent": 1,
+                "ok": 1,
+                "pending": 0,
+            }
+            assert last["services"] == ["sip"] and last["source"].startswith("file:")
+            (done_event,) = server.events("push_done")
+            assert done_event["ok"] == 1
+            assert "yk-1001-Secret" not in server.log()

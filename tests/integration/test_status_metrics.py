@@ -77,7 +77,7 @@ def test_admin_listener_is_apart_from_the_phones(server) -> None:
     for headers in (
         ["-H", "Origin: http://evil.test:8081"],
         ["-H", "Sec-Fetch-Site: same-site"],
-        ["-H", "Host: evil.test"],
+        ["-H", "Host: evil.test", "-H", "Sec-Fetch-Site: same-origin"],  # DNS rebinding
     ):
         out = subprocess.run(
             [

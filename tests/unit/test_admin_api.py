@@ -234,12 +234,13 @@ def test_only_our_host_names_are_answered(api, log_events, host, known) -> None:
     resource, world = api
     resource.reconfigure(TOKEN, frozenset({"admin.example.net"}))
     auth = (b"authorization", f"Bearer {TOKEN}".encode())
-    get = request_with("/status", headers=[auth, (b"host", host)])
+    browser = (b"sec-fetch-site", b"same-origin")  # a rebound name is the page's own origin
+    get = request_with("/status", headers=[auth, browser, (b"host", host)])
     answer = json.loads(resource.render(get))
     post = request_with(
         "/failover",
         b"POST",
-        [auth, (b"host", host)],
+        [auth, browser, (b"host", host)],
         json.dumps({"service": "sip", "site": "virginia"}).encode(),
     )
     moved = json.loads(resource.render(post))
@@ -283,3 +284,24 @@ def test_bad_bodies_get_a_clear_400(api, body, error) -> None:
     )
     assert json.loads(resource.render(request)) == {"error": error}
     assert request.responseCode == 400 and world.active.current.site_of("sip") == "chicago"
+
+
+def test_a_client_that_is_no_browser_may_use_any_host_name(api) -> None:
+    """Prometheus scrapes by host name and sends neither Origin nor Sec-Fetch-Site: DNS
+    rebinding is an attack through a browser, so only a browser's request is held to it."""
+    resource, _ = api
+    request = request_with(
+        "/status",
+        headers=[(b"authorization", f"Bearer {TOKEN}".encode()), (b"host", b"xprov1.dc1:8081")],
+    )
+    assert "monitor" in json.loads(resource.render(request))
+    assert (request.responseCode or 200) == 200
+    request = request_with(
+        "/status",
+        headers=[
+            (b"authorization", f"Bearer {TOKEN}".encode()),
+            (b"host", b"xprov1.dc1:8081"),
+            (b"origin", b"http://xprov1.dc1:8081"),
+        ],
+    )
+    assert json.loads(resource.render(request)) == {"error": "request from an unknown Host refused"}

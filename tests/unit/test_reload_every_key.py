@@ -514,6 +514,16 @@ ROWS = [
         ["virginia", "chicago"],
     ),
     Row(
+        "failover.phone_redundancy",
+        {"failover.phone_redundancy": True},
+        lambda svc: [
+            line
+            for line in fetch(svc, "00156574b150.cfg").splitlines()
+            if line.startswith("account.1.sip_server.2.address")
+        ],
+        ["account.1.sip_server.2.address = 127.0.0.2"],
+    ),
+    Row(
         "monitor.enabled",
         {"monitor.enabled": False},
         lambda svc: (svc.monitoring.monitor, svc.admin_api.monitor),

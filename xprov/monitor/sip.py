@@ -11,9 +11,7 @@ ends nothing (anyone can forge one): without a reply by the deadline the detail 
 from __future__ import annotations
 
 import ipaddress
-import secrets
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from twisted.internet import endpoints, ssl
@@ -28,6 +26,7 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 
+from xprov import sipmessage
 from xprov.config import SipService
 from xprov.monitor.errors import NotMade
 from xprov.monitor.probe import (
@@ -40,6 +39,7 @@ from xprov.monitor.probe import (
 )
 from xprov.monitor.registry import ProbeContext
 from xprov.monitor.state import ProbeResult
+from xprov.sipmessage import MAX_MESSAGE, Request, Response, hostport, parse_response
 
 if TYPE_CHECKING:
     from xprov.monitor.probe import IProbeReactor
@@ -47,46 +47,13 @@ if TYPE_CHECKING:
 DOWN_CODES = frozenset({408, 500, 503, 504})
 USER_AGENT = "xprov-monitor"
 RETRANSMIT_AT = (0.5, 1.5)
-_COMPACT = {"v": "via", "i": "call-id", "f": "from", "t": "to", "l": "content-length"}
-MAX_MESSAGE = 65535
-
-
-@dataclass(frozen=True)
-class Request:
-    """The identifiers a reply must echo."""
-
-    branch: str
-    call_id: str
-    tag: str
-    cseq: int = 1
-
-    @classmethod
-    def fresh(cls) -> Request:
-        return cls(
-            "z9hG4bK" + secrets.token_hex(8), secrets.token_hex(12) + "@xprov", secrets.token_hex(4)
-        )
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    reason: str
-    headers: dict[str, list[str]]  # lower-case full names
-
-    def first(self, name: str) -> str:
-        values = self.headers.get(name)
-        return values[0] if values else ""
-
-
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def build_options(
     target: SipService, transport: str, local: tuple[str, int], request: Request
 ) -> bytes:
-    here = _hostport(*local)
-    there = _hostport(target.host, target.port)
+    here = hostport(*local)
+    there = hostport(target.host, target.port)
     uri = f"sip:{there}" + ("" if transport == "udp" else f";transport={transport}")
     lines = [
         f"OPTIONS {uri} SIP/2.0",
@@ -103,42 +70,9 @@ def build_options(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
 
 
-def parse_response(data: bytes) -> Response | None:
-    """A SIP response's status and headers; None for anything else."""
-    head, _, _ = data.partition(b"\r\n\r\n")
-    try:
-        lines = head.decode("utf-8").split("\r\n")
-        version, status, *reason = lines[0].split(" ", 2)
-        if version != "SIP/2.0" or len(status) != 3 or not status.isdigit():
-            return None
-        headers: dict[str, list[str]] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep:
-                continue
-            key = name.strip().lower()
-            headers.setdefault(_COMPACT.get(key, key), []).append(value.strip())
-        return Response(int(status), reason[0] if reason else "", headers)
-    except (UnicodeDecodeError, ValueError):
-        return None
-
-
-def _branch(via: str) -> str:
-    for param in via.split(";")[1:]:
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "branch":
-            return value.strip()
-    return ""
-
-
 def matches(response: Response, request: Request) -> bool:
-    top_via = response.first("via").split(",")[0]
-    cseq = response.first("cseq").split()
-    return (
-        _branch(top_via) == request.branch
-        and response.first("call-id") == request.call_id
-        and cseq == [str(request.cseq), "OPTIONS"]
-    )
+    """The reply answers our OPTIONS (branch, Call-ID and CSeq)."""
+    return sipmessage.matches(response, request, "OPTIONS")
 
 
 def verdict(response: Response, down_codes: Collection[int] = DOWN_CODES) -> Verdict | None:

@@ -82,7 +82,7 @@ class AdminApi(Resource):
         asset = self.page.get(request.path)
         if asset is not None:
             return _asset(request, asset)
-        if not page.known_host(request.getHeader(b"host"), self.server_names):
+        if not self._known_host(request):
             return _refused(request, 403, "unknown Host (DNS rebinding?)")
         if not self._authorized(request):
             return _refused(request)
@@ -94,7 +94,7 @@ class AdminApi(Resource):
         return _json(request, 404, {"error": "no such resource"})
 
     def render_POST(self, request: Request) -> Any:
-        if not page.known_host(request.getHeader(b"host"), self.server_names):
+        if not self._known_host(request):
             return _refused(request, 403, "unknown Host (DNS rebinding?)")
         forged = page.cross_site(
             request.getHeader(b"origin"),
@@ -150,6 +150,12 @@ class AdminApi(Resource):
             lambda summary: _finish(request, _json(request, 200 if summary["ok"] else 409, summary))
         )
         return NOT_DONE_YET
+
+    def _known_host(self, request: Request) -> bool:
+        """A browser's request (it says where it comes from: `Sec-Fetch-Site`, `Origin`) must
+        name this listener in its Host; Prometheus, curl and `xprov` may use any name."""
+        browser = request.getHeader(b"sec-fetch-site") or request.getHeader(b"origin")
+        return browser is None or page.known_host(request.getHeader(b"host"), self.server_names)
 
     def _authorized(self, request: Request) -> bool:
         """`Authorization: Bearer <token>`, the scheme in any case (RFC 9110 section 11.1)."""

@@ -26,6 +26,7 @@ from xprov.push import contacts
 from xprov.push.contacts import ContactList, ContactsError
 from xprov.push.model import Contact, PushResult
 from xprov.push.pusher import Pusher
+from xprov.push.transaction import NotifySender
 from xprov.services.core import Core
 
 if TYPE_CHECKING:
@@ -44,10 +45,7 @@ class Sender(Protocol):
 
 def open_sender(reactor: Any, bind: str) -> Sender:
     """The NOTIFY socket on `bind` (an ephemeral port); raises if it cannot be bound."""
-    from xprov.push.transaction import NotifySender  # type: ignore[import-not-found,unused-ignore]
-
-    sender: Sender = NotifySender(reactor, bind)
-    return sender
+    return NotifySender(reactor, bind)
 
 
 @dataclass(frozen=True)

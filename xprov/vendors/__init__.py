@@ -11,13 +11,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from xprov.vendors import linksys, yealink
-from xprov.vendors.base import FileRequest, FileSpec
+from xprov.vendors.base import FileRequest, FileSpec, ServerOrder
 
 __all__ = [
     "VENDORS",
     "VENDOR_NAMES",
     "FileRequest",
     "FileSpec",
+    "ServerOrder",
     "all_templates",
     "identify",
     "shared_requests",
@@ -28,6 +29,7 @@ __all__ = [
 class Vendor(Protocol):
     NAME: str
     FILES: Mapping[str, FileSpec]
+    SERVER_ORDER: ServerOrder  # of `sip_servers` in its templates
 
     def identify(self, name: str, user_agent: str | None) -> FileRequest | None: ...
 

@@ -44,3 +44,16 @@ class Evidence(enum.Enum):
     PROJECTS = "two or more public provisioning projects"
     PROJECT = "one public provisioning project"
     INFERRED = "inferred from its family or series, said beside the row"
+
+
+class ServerOrder(enum.Enum):
+    """How a vendor's per-device file orders the phone's own list of SIP servers, with
+    [failover] phone_redundancy on (`xprov.selection.sip_servers`, docs/phone-redundancy.md).
+    A property of the firmware: what a changed file costs the phone."""
+
+    # The firmware applies a changed server without a reboot: the active site first, so
+    # new requests go to the working server at once; a switch reorders the list.
+    ACTIVE_FIRST = "active first"
+    # Any changed value reboots the phone: [failover] primary, backup, then the others, the
+    # same list whatever the selection; the phone moves down the list by its own timers.
+    CONFIGURED = "configured"

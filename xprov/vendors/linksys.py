@@ -11,10 +11,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from xprov.mac import normalize_mac
-from xprov.vendors.base import FileRequest, FileSpec, UserAgent
+from xprov.vendors.base import FileRequest, FileSpec, ServerOrder, UserAgent
 from xprov.vendors.linksys_models import MODELS
 
 NAME = "linksys"
+# An SPA reboots on any changed value (reference/phones.md, "Reboot behaviour"): its static
+# SRV list keeps [failover] primary at p=0 whatever the selection, so a SIP switch changes
+# nothing in its file; the phone moves to p=1 by its own timers.
+SERVER_ORDER = ServerOrder.CONFIGURED
 _XML = "text/xml; charset=utf-8"
 FILES = {
     "model": FileSpec("linksys/model.xml", _XML, per_device=False, per_model=True),

@@ -12,10 +12,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from xprov.mac import normalize_mac
-from xprov.vendors.base import FileRequest, FileSpec, UserAgent
+from xprov.vendors.base import FileRequest, FileSpec, ServerOrder, UserAgent
 from xprov.vendors.yealink_models import MODELS
 
 NAME = "yealink"
+# A Yealink applies a changed server address without a reboot (reference/phones.md, "Reboot
+# behaviour"): account.X.sip_server.1 is the active site, so a switch moves it first.
+SERVER_ORDER = ServerOrder.ACTIVE_FIRST
 _TEXT = "text/plain; charset=utf-8"
 FILES = {
     "device_boot": FileSpec("yealink/device.boot", _TEXT, per_device=True),
