@@ -181,12 +181,13 @@ class Pusher:
         record = self.last
         assert record is not None and self._queue
         contact = self._queue.popleft()
-        self._last_sent = self.clock.seconds()
         record.sent += 1
         try:
             running = self.send(contact)
         except Exception as exc:  # a sender that cannot send: counted, the push goes on
             running = fail(exc)
+        # read once the datagram is out: the next one leaves at least 1/rate after it
+        self._last_sent = self.clock.seconds()
         self._in_flight.add(running)
         running.addBoth(self._answered, record, running)
         if self._queue:
