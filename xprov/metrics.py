@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from xprov.monitor.loop import Monitor
     from xprov.observe import Observer
     from xprov.provisioning import Provisioner
+    from xprov.push.pusher import Pusher
     from xprov.selection import ActiveSites
     from xprov.servers.tftp import TftpServer
 
@@ -34,6 +35,7 @@ class Sources:
     lag: Callable[[], float]  # the event loop's longest lateness in the last minute, s
     now: Callable[[], float]  # the process's one clock (s), for the inventory's age
     cluster: Callable[[], dict[str, Any]] = dict  # `Cluster.status()`; {}: standalone
+    push: Callable[[], Pusher | None] = lambda: None  # NOTIFYs after a switch
 
 
 class XprovCollector:
@@ -49,6 +51,7 @@ class XprovCollector:
         yield from self._selection()
         yield from self._inventory()
         yield from self._cluster()
+        yield from self._push()
 
     def _requests(self) -> Iterator[Metric]:
         family = CounterMetricFamily(
@@ -236,6 +239,30 @@ class XprovCollector:
             "xprov_cluster_inventories_agree",
             "1 when every live instance serves an inventory with the same content hash",
             value=1.0 if cluster.get("inventories_agree") else 0.0,
+        )
+
+    def _push(self) -> Iterator[Metric]:
+        pusher = self.sources.push()
+        if pusher is None:
+            return
+        results = CounterMetricFamily(
+            "xprov_push", "NOTIFYs sent after a switch, by result", labels=["outcome"]
+        )
+        for outcome, count in pusher.totals.items():
+            results.add_metric([outcome], count)
+        yield results
+        skipped = CounterMetricFamily(
+            "xprov_push_skipped",
+            "Registrations a push left out (unknown: no phone of the inventory; invalid)",
+            labels=["reason"],
+        )
+        for reason, count in pusher.skipped.items():
+            skipped.add_metric([reason], count)
+        yield skipped
+        yield GaugeMetricFamily(
+            "xprov_push_pending",
+            "NOTIFYs of a push not sent yet, or sent and not answered yet",
+            value=pusher.pending,
         )
 
 

@@ -27,6 +27,7 @@ from xprov.services.cluster import Cluster
 from xprov.services.core import Core
 from xprov.services.listeners import Listeners
 from xprov.services.monitoring import Monitoring
+from xprov.services.push import Push
 from xprov.services.refresher import InventoryRefresher
 from xprov.services.reload import ReloadCoordinator
 from xprov.services.tftp import Tftp
@@ -36,8 +37,8 @@ log = logs.get_logger("xprov.service")
 
 class Service(service.MultiService):
     """One xprov process: the shared `core`, the admin API, and the children `listeners`,
-    `tftp`, `monitoring`, `refresher`, `reloader` (started in that order, stopped in the
-    reverse)."""
+    `tftp`, `push`, `cluster`, `monitoring`, `refresher`, `reloader` (started in that order,
+    stopped in the reverse)."""
 
     def __init__(
         self,
@@ -70,6 +71,7 @@ class Service(service.MultiService):
         self.tftp = Tftp(core, budget.caps.tftp)
         self.listeners = Listeners(core, limit, budget, self.admin_api, self.tftp)
         self.refresher = InventoryRefresher(core)
+        self.push = Push(core)  # NOTIFYs after a switch ([push])
         self.cluster = Cluster(
             cfg.cluster,
             lambda: self.monitoring.monitor,
@@ -86,11 +88,14 @@ class Service(service.MultiService):
             self.refresher,
             self.admin_api,
             self.cluster,
+            self.push,
         )
-        # the cluster before the monitor: no round may be judged by the standalone rule
+        # the cluster before the monitor: no round may be judged by the standalone rule; the
+        # push's socket before either: the cluster's first decision may be a switch
         children = (
             self.listeners,
             self.tftp,
+            self.push,
             self.cluster,
             self.monitoring,
             self.refresher,
@@ -198,6 +203,7 @@ class Service(service.MultiService):
             "cluster": self.cluster.status(),
             "restart_pending": self.cluster.restart_pending,
             "convergence": self.convergence_report(),
+            "push": self.push.status(),
             "listen": self.listeners.listening(),
             "descriptors": self.listeners.descriptors(),
             "reactor_lag": {
@@ -223,4 +229,5 @@ class Service(service.MultiService):
             lag=lambda: self.lag.recent_max_s(),
             now=self.reactor.seconds,  # the service's one clock (time.time on a real reactor)
             cluster=self.cluster.status,
+            push=lambda: self.push.pusher,
         )

@@ -22,6 +22,7 @@ def status_lines(status: dict[str, Any]) -> list[str]:
         *_cluster(status.get("cluster") or {}),
         *_services(status.get("monitor") or {}),
         *_convergence(status.get("convergence")),
+        *_push(status.get("push")),
     ]
 
 
@@ -100,8 +101,25 @@ def _convergence(convergence: dict[str, Any] | None) -> list[str]:
         f"convergence: {convergence['fetched']} of {convergence['regular_phones']} phones "
         f"polling regularly fetched generation {convergence['generation']} "
         f"({convergence['percent']}%, {convergence['pending']} pending"
+        + (f", {convergence['silent']} silent" if convergence.get("silent") else "")
         + (f", slowest after {slowest} s" if slowest is not None else "")
         + ")"
+    ]
+
+
+def _push(push: dict[str, Any] | None) -> list[str]:
+    """The last push after a switch (shape: `services.push.Push.status`)."""
+    last = (push or {}).get("last")
+    if not last:
+        return []
+    if last.get("problem"):
+        return [f"push: not sent: {last['problem']}"]
+    outcomes = ", ".join(
+        f"{last[k]} {k}" for k in ("ok", "timeout", "error", "unauthorized", "unreachable")
+    )
+    return [
+        f"push: {last['sent']} of {last['contacts']} phones notified after generation "
+        f"{last['generation']} ({outcomes}, {last['pending']} pending)"
     ]
 
 

@@ -28,6 +28,7 @@ from xprov.inventory import mysql_source
 from xprov.inventory.file_source import load_file
 from xprov.provisioning import Served
 from xprov.service import Service
+from xprov.services import push as push_service
 
 DELETE = object()  # a row's change that removes the key
 
@@ -110,6 +111,31 @@ def tftp(svc: Service) -> Any:
     return svc.tftp.server
 
 
+OPEN_SOCKETS: list[FakeSocket] = []
+
+
+class FakeSocket:
+    """A NOTIFY socket (xprov.push.transaction.NotifySender) that only knows its bind and
+    whether it is open (in OPEN_SOCKETS)."""
+
+    def __init__(self, reactor: Any, bind: str) -> None:
+        self.bind = bind
+        OPEN_SOCKETS.append(self)
+
+    def close(self) -> None:
+        OPEN_SOCKETS.remove(self)
+
+
+def push_source(attribute: str) -> Callable[[Service], Any]:
+    """What the next push reads its contacts from (`Push.contact_source`)."""
+    return lambda svc: getattr(svc.push.contact_source(), attribute)
+
+
+def push_sockets(svc: Service) -> list[str]:
+    """The binds of the NOTIFY sockets open now (one: a new bind closed the old socket)."""
+    return [socket.bind for socket in OPEN_SOCKETS]
+
+
 # -- the configs ---------------------------------------------------------------------------
 
 
@@ -181,6 +207,16 @@ def full_document(tmp: Path, pki: certs.Pki) -> dict[str, Any]:
         "private_key": str(pki.t46g[1]),
         "user": "xprov",
         "password": "etcd-pass-2026",
+    }
+    doc["push"] = {
+        "enabled": True,
+        "rate": 100,
+        "contacts": "file",
+        "contacts_file": str(tmp / "contacts.toml"),
+        "location_table": "location",
+        "timeout": 5.0,
+        "bind": "127.0.0.1",
+        "services": ["sip", "stun"],
     }
     return doc
 
@@ -625,6 +661,41 @@ ROWS = [
         True,
     ),
     Row(
+        "push.enabled",
+        {"push.enabled": False},
+        lambda svc: (push_sockets(svc), svc.push.pushes_on()),
+        ([], ()),
+    ),
+    Row("push.rate", {"push.rate": 250}, lambda svc: svc.push.pusher.rate, 250.0),
+    Row(
+        "push.contacts",
+        {"push.contacts": "location", "push.contacts_file": DELETE},
+        lambda svc: (svc.push.contact_source().kind, svc.push.contact_source().site),
+        ("location", "chicago"),
+    ),
+    Row(
+        "push.contacts_file",
+        {"push.contacts_file": "CONTACTS2"},
+        lambda svc: push_source("path")(svc).name,
+        "contacts2.toml",
+    ),
+    Row(
+        "push.location_table",
+        {"push.location_table": "location8"},
+        push_source("table"),
+        "location8",
+        base={"push.contacts": "location", "push.contacts_file": DELETE},
+    ),
+    Row(
+        "push.timeout",
+        {"push.timeout": 9},
+        push_source("timeout"),
+        9.0,
+        base={"push.contacts": "location", "push.contacts_file": DELETE},
+    ),
+    Row("push.bind", {"push.bind": "127.0.0.2"}, push_sockets, ["127.0.0.2"]),
+    Row("push.services", {"push.services": ["stun"]}, lambda svc: svc.push.pushes_on(), ("stun",)),
+    Row(
         "vars.*",
         {"vars.ntp_server": "ntp.example.net"},
         lambda svc: "ntp.example.net" in yealink_common(svc),
@@ -693,6 +764,7 @@ def resolve(value: Any, files: dict[str, Any]) -> Any:
         "AUTHPASS": str(tmp / "authpass"),
         "TEMPLATES2": str(files["templates"]),
         "INVENTORY2": str(tmp / "inventory2.toml"),
+        "CONTACTS2": str(tmp / "contacts2.toml"),
     }
     if isinstance(value, list):
         return [resolve(v, files) for v in value]
@@ -706,6 +778,8 @@ def test_a_reload_applies_the_key(row: Row, files: dict[str, Any], monkeypatch) 
         logs, "configure", lambda fmt, level, stream=None: CONFIGURED.append((fmt, level))
     )
     monkeypatch.setattr(logs.REDACTOR, "install", lambda secrets: None)
+    monkeypatch.setattr(push_service, "open_sender", FakeSocket)
+    OPEN_SOCKETS.clear()
     tmp = files["tmp"]
     # `source = "mysql"` on a machine without a database: the read gives the file's phones
     monkeypatch.setattr(
@@ -722,6 +796,7 @@ def test_a_reload_applies_the_key(row: Row, files: dict[str, Any], monkeypatch) 
     path.write_text(dump(before))
     svc = Service(build(path), MemoryReactor(), Limit(65536, 65536), logs.ProcessLogs())
     svc.listeners.startService()
+    svc.push.startService()  # its NOTIFY socket (a fake here)
     try:
         assert row.seen(svc) != row.expect, "the test config already has the new value"
         after = changed(before, {k: resolve(v, files) for k, v in row.changes.items()})
@@ -729,6 +804,7 @@ def test_a_reload_applies_the_key(row: Row, files: dict[str, Any], monkeypatch) 
         assert svc.reloader._swap(build(path))["ok"] is True
         assert row.seen(svc) == row.expect
     finally:
+        svc.push.stopService()
         svc.listeners.stopService()
         svc.refresher.loop and svc.refresher.loop.running and svc.refresher.loop.stop()
 

@@ -191,3 +191,39 @@ def test_cluster_lines_say_when_there_is_no_agreement_and_what_waits_for_a_resta
     assert status_text.reloaded_line({**done, "restart_pending": ["cluster.name"]}).endswith(
         "; RESTART PENDING for cluster.name"
     )
+
+
+def test_the_last_push_and_phones_gone_quiet_are_told() -> None:
+    last = {
+        "generation": 3,
+        "contacts": 1000,
+        "sent": 990,
+        "ok": 950,
+        "timeout": 30,
+        "error": 5,
+        "unauthorized": 3,
+        "unreachable": 2,
+        "pending": 10,
+        "problem": None,
+    }
+    convergence = {
+        "fetched": 7,
+        "regular_phones": 10,
+        "generation": 3,
+        "percent": 87.5,
+        "pending": 1,
+        "silent": 2,
+        "slowest_s": None,
+    }
+    lines = status_text.status_lines({"push": {"last": last}, "convergence": convergence})
+    assert lines[1:] == [
+        "convergence: 7 of 10 phones polling regularly fetched generation 3 "
+        "(87.5%, 1 pending, 2 silent)",
+        "push: 990 of 1000 phones notified after generation 3 (950 ok, 30 timeout, 5 error, "
+        "3 unauthorized, 2 unreachable, 10 pending)",
+    ]
+    failed = {"last": {**last, "problem": "location table `location` at chicago: timed out"}}
+    assert status_text.status_lines({"push": failed})[1:] == [
+        "push: not sent: location table `location` at chicago: timed out"
+    ]
+    assert status_text.status_lines({"push": {"last": None}})[1:] == []

@@ -21,6 +21,7 @@ from xprov.services.cluster import Cluster
 from xprov.services.core import Core
 from xprov.services.listeners import Listeners
 from xprov.services.monitoring import Monitoring
+from xprov.services.push import Push
 from xprov.services.refresher import InventoryRefresher
 from xprov.services.tftp import Tftp
 
@@ -46,10 +47,11 @@ class ReloadCoordinator(service.Service):
         refresher: InventoryRefresher,
         admin_api: admin.AdminApi,
         cluster: Cluster,
+        push: Push,
     ) -> None:
         self.core, self.listeners, self.tftp = core, listeners, tftp
         self.monitoring, self.refresher, self.admin_api = monitoring, refresher, admin_api
-        self.cluster = cluster
+        self.cluster, self.push = cluster, push
         self.builder = daemon_pool("xprov-builder", 1)
         self.reloads: dict[str, Any] = {"ok": 0, "failed": 0, "last": None}
         self.config_loaded_at: float = core.reactor.seconds()
@@ -152,6 +154,7 @@ class ReloadCoordinator(service.Service):
         core.apply_logs(cfg, built.secrets)
         self.listeners.reconfigure(cfg, budget)
         self.refresher.reconfigure(cfg)
+        self.push.reconfigure(cfg)
         restart_pending = self.cluster.reconfigure(cfg)  # [cluster]: at the next start
         self.config_loaded_at = core.reactor.seconds()
         self.reloads["ok"] += 1
