@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections import Counter
@@ -124,8 +125,11 @@ class Drill:
                 self.reactor, self.phones, self._pushed, self.record.notifies, self.sip_host
             )
             ports = self.notify.start()
-            with open(self.push, "w") as f:
+            # whole or not at all: xprov reads the file at every push
+            partial = f"{self.push}.partial"
+            with open(partial, "w") as f:
                 f.write(contacts_toml(self.phones, ports, self.sip_host))
+            os.replace(partial, self.push)
         if self.probes is not None:
             self.probes.start()
         for phone in self.phones:
@@ -323,7 +327,9 @@ def convergence(
     `services` at `target`, and when it worked again (xprov.drill.working: by its file, an
     SPA after its reboot, or by its own second server). With `switched` (when the server
     switched): `refetched`, each phone's first fetch after it. With --second-server,
-    `second_server` (the second-server route alone); with --push, `push`."""
+    `second_server`: how many phones failed over by their own fallback (`phones`), their
+    `failed_over` and `request_wait` milestones (of those phones), and `incoming` (of all);
+    with --push and `switched`, `push` (see `pushed`)."""
     rng = random.Random(seed)
     rows = []
     for phone in phones:
