@@ -4,6 +4,7 @@ MariaDB at each site, and xprov with its monitor on, serving N phones from a fil
 from __future__ import annotations
 
 import datetime as dt
+import re
 import socket
 import time
 from pathlib import Path
@@ -46,13 +47,16 @@ class World:
         push: dict[str, Any] | None = None,
         services: tuple[str, ...] = ("sip", "stun", "db"),
         peers: dict[tuple[str, str], Peer] | None = None,
+        security: dict[str, int] | None = None,
     ) -> None:
         """`phone_redundancy`: `[failover] phone_redundancy = true` (files name the other
         site's SIP server second); `push`: a `[push]` table (with `contacts = "file"`, the
         `contacts_file` the drill writes: `self.contacts`); `services`: the sites' services
-        (sip is required); `peers`: another world's, shared (started and stopped by it)."""
+        (sip is required); `peers`: another world's, shared (started and stopped by it);
+        `security`: `[security]` keys of the sample config given other values."""
         self.tmp, self.phones, self.netns = tmp, phones, netns
         self.services, self.shared = services, peers is not None
+        self.security = security or {}
         self.phone_redundancy, self.push = phone_redundancy, push
         self.contacts = tmp / "xprov" / "contacts.toml"
         self.monitor = {"interval": 1.0, "timeout": 1.0, "fall": 3, "rise": 2, **(monitor or {})}
@@ -110,6 +114,9 @@ class World:
 
     def _redundancy_and_push(self) -> None:
         text = self.config.read_text()
+        for key, value in self.security.items():
+            text, found = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
+            assert found == 1, key
         if self.phone_redundancy:
             text = text.replace("[failover]\n", "[failover]\nphone_redundancy = true\n", 1)
         if self.push is not None:

@@ -289,6 +289,12 @@ VARIANTS = {
     "both": (True, True),
 }
 PUSH = {"bind": "127.0.0.1"}  # loopback only; the rate is [push]'s default (100/s)
+# Every simulated phone fetches from 127.0.0.1: the per-source caps, meant for one phone (or
+# one NAT), would count the whole fleet as one source. Under a push, 100 phones a second
+# fetch at once; on a loaded machine their fetches overlap beyond 64 connections and 8 TFTP
+# transfers, and the caps refuse them (a first run: 142 HTTP connections closed, 80 TFTP
+# reads evicted). Raised to the listeners' own caps (max_connections, max_transfers).
+ONE_SOURCE = {"max_connections_per_source": 10_000, "max_tftp_per_source": 1000}
 # Seconds the phones go on after the kill, at least (a poll period and 15 s otherwise): an
 # SPA's request to the dead server gives up after Timer F (16 s) and its p=1 answers, a
 # keepalive later at most; a Yealink has its new file within a poll period
@@ -309,7 +315,9 @@ def variant_world(variant: str, phones: int, **more: Any) -> Callable[[Path], Wo
     """A maker of the world for a variant: `[failover] phone_redundancy` and `[push]` as it
     says; `more`: World's other arguments."""
     second, push = VARIANTS[variant]
-    return lambda d: World(d, phones, phone_redundancy=second, push=PUSH if push else None, **more)
+    return lambda d: World(
+        d, phones, phone_redundancy=second, push=PUSH if push else None, security=ONE_SOURCE, **more
+    )
 
 
 def redundancy_variant(
