@@ -4,6 +4,7 @@ MariaDB at each site, and xprov with its monitor on, serving N phones from a fil
 from __future__ import annotations
 
 import datetime as dt
+import re
 import socket
 import time
 from pathlib import Path
@@ -42,13 +43,27 @@ class World:
         phones: int,
         netns: Namespace | None = None,
         monitor: dict[str, Any] | None = None,
+        phone_redundancy: bool = False,
+        push: dict[str, Any] | None = None,
+        services: tuple[str, ...] = ("sip", "stun", "db"),
+        peers: dict[tuple[str, str], Peer] | None = None,
+        security: dict[str, int] | None = None,
     ) -> None:
+        """`phone_redundancy`: `[failover] phone_redundancy = true` (files name the other
+        site's SIP server second); `push`: a `[push]` table (with `contacts = "file"`, the
+        `contacts_file` the drill writes: `self.contacts`); `services`: the sites' services
+        (sip is required); `peers`: another world's, shared (started and stopped by it);
+        `security`: `[security]` keys of the sample config given other values."""
         self.tmp, self.phones, self.netns = tmp, phones, netns
+        self.services, self.shared = services, peers is not None
+        self.security = security or {}
+        self.phone_redundancy, self.push = phone_redundancy, push
+        self.contacts = tmp / "xprov" / "contacts.toml"
         self.monitor = {"interval": 1.0, "timeout": 1.0, "fall": 3, "rise": 2, **(monitor or {})}
         self.hosts = dict(
             zip(SITES, netns.addresses if netns else ("127.0.0.1", "127.0.0.2"), strict=True)
         )
-        self.peers: dict[tuple[str, str], Peer] = {}
+        self.peers: dict[tuple[str, str], Peer] = dict(peers or {})
         self.xprov: XprovProcess | None = None
 
     def _peer(self, service: str, site: str) -> Peer:
@@ -65,23 +80,14 @@ class World:
         return peer
 
     def start(self) -> World:
-        for service in ("sip", "stun", "db"):
-            for site in SITES:
-                self.peers[(service, site)] = self._peer(service, site).start()
-        sites: dict[str, dict[str, dict[str, Any]]] = {}
-        for site in SITES:
-            sip, stun, db = (self.peers[(s, site)] for s in ("sip", "stun", "db"))
-            sites[site] = {
-                "sip": {"host": sip.host, "port": sip.port},  # type: ignore[attr-defined]
-                "stun": {"host": stun.host, "port": stun.port},  # type: ignore[attr-defined]
-                "db": {
-                    "host": db.host,
-                    "port": db.port,
-                    "database": MariaDB.DATABASE,  # type: ignore[attr-defined]
-                    "user": MariaDB.USER,
-                    "password": MariaDB.PASSWORD,
-                },
-            }
+        if not self.shared:
+            for service in self.services:
+                for site in SITES:
+                    self.peers[(service, site)] = self._peer(service, site).start()
+        sites = {
+            site: {service: self._values(self.peers[(service, site)]) for service in self.services}
+            for site in SITES
+        }
         self.http, self.tftp = free_port(), free_port(socket.SOCK_DGRAM)
         directory = self.tmp / "xprov"
         directory.mkdir(parents=True, exist_ok=True)
@@ -89,9 +95,35 @@ class World:
             directory, sites, self.monitor, http_port=self.http, tftp_port=self.tftp
         )
         (directory / "inventory.toml").write_text(inventory_toml(self.phones))
+        self._redundancy_and_push()
         self.xprov = XprovProcess(self.config, self.http, directory / "xprov.log").__enter__()
         wait_for(self.all_up, 30, "every target up")
         return self
+
+    @staticmethod
+    def _values(peer: Peer) -> dict[str, Any]:
+        """A peer's table under [sites.<site>.<service>]."""
+        values = {"host": peer.host, "port": peer.port}  # type: ignore[attr-defined]
+        if isinstance(peer, MariaDB):
+            values |= {
+                "database": MariaDB.DATABASE,
+                "user": MariaDB.USER,
+                "password": MariaDB.PASSWORD,
+            }
+        return values
+
+    def _redundancy_and_push(self) -> None:
+        text = self.config.read_text()
+        for key, value in self.security.items():
+            text, found = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
+            assert found == 1, key
+        if self.phone_redundancy:
+            text = text.replace("[failover]\n", "[failover]\nphone_redundancy = true\n", 1)
+        if self.push is not None:
+            self.contacts.write_text("")  # the drill writes its phones' contacts here
+            table = {"contacts": "file", "contacts_file": str(self.contacts), **self.push}
+            text += "\n[push]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in table.items())
+        self.config.write_text(text)
 
     def status(self) -> dict[str, Any]:
         """The server's status, or {} while its admin port is not answering yet."""
@@ -103,7 +135,8 @@ class World:
 
     def all_up(self) -> bool:
         targets = (self.status().get("monitor") or {}).get("targets", {})
-        return len(targets) == 6 and all(t["state"] == "up" for t in targets.values())
+        wanted = len(self.services) * len(SITES)
+        return len(targets) == wanted and all(t["state"] == "up" for t in targets.values())
 
     def kill(self, services: list[str], site: str = "chicago") -> float:
         """SIGKILL the peers of `services` at `site`; the moment of the kill."""
@@ -124,5 +157,6 @@ class World:
         if self.xprov is not None:
             self.xprov.stop()
             self.xprov.__exit__(None, None, None)
-        for peer in self.peers.values():
-            peer.stop()
+        if not self.shared:
+            for peer in self.peers.values():
+                peer.stop()

@@ -16,6 +16,7 @@ from xprov.admin_client import AdminClient, AdminError, Answer
 from xprov.build import BuildError, build, load
 from xprov.config import SERVICES
 from xprov.drill.servers import ATTEMPT_TIMEOUT, parse_server
+from xprov.drill.sipside import KEEPALIVE
 from xprov.mac import normalize_mac
 from xprov.provisioning import Failed, NotFound, Provisioner
 from xprov.selection import ActiveSites
@@ -257,7 +258,17 @@ def cmd_drill(args: argparse.Namespace) -> int:
 
     def run(reactor: Any) -> Any:
         drill = against(
-            cfg, sim, args.host, args.poll, args.jitter, reactor, args.server or (), args.timeout
+            cfg,
+            sim,
+            args.host,
+            args.poll,
+            args.jitter,
+            reactor,
+            args.server or (),
+            args.timeout,
+            second_server=args.second_server,
+            keepalive=args.keepalive,
+            push=args.push,
         )
 
         def done(record: Any) -> None:
@@ -268,6 +279,16 @@ def cmd_drill(args: argparse.Namespace) -> int:
 
     task.react(run)  # exits when the drill is over
     return 0
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def _drill_server(text: str) -> str:
@@ -431,6 +452,26 @@ def parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="measure from the events in FILE "
         "(JSON lines: at, what, services) instead of from the switches seen",
+    )
+    drill.add_argument(
+        "--second-server",
+        action="store_true",
+        help="phones use the second SIP server their file names: each sends an OPTIONS to "
+        "the server it uses every --keepalive s and moves to the next one after its "
+        "firmware's Timer F without an answer (Yealink 32 s, SPA 16 s)",
+    )
+    drill.add_argument(
+        "--keepalive",
+        type=_positive,
+        default=KEEPALIVE,
+        help=f"seconds between two requests of a phone to its SIP server (default {KEEPALIVE:g})",
+    )
+    drill.add_argument(
+        "--push",
+        metavar="FILE",
+        help="each phone listens for a NOTIFY on a UDP port of its own and fetches its files "
+        "at once on its vendor's resync event; their contacts are written to FILE for "
+        '[push] contacts = "file"',
     )
     drill.add_argument("--json", action="store_true", help="print JSON")
     drill.set_defaults(func=cmd_drill)

@@ -1,9 +1,11 @@
 """The failover drill, scripted end to end (`make drill`):
 
     python -m tests.bench.drill_scenario [--phones 1000] [--poll 60]
-                                         [--scenarios sip,stun,db,site,cluster]
+                                         [--scenarios sip,stun,db,site,cluster,redundancy]
                                          [--cluster-events kill,hang,site] [--tftp-share F]
-                                         [--kills 10] [--loss-minutes 10] [--json-out FILE]
+                                         [--variants neither,second server,push,both]
+                                         [--keepalive 1] [--kills 10] [--loss-minutes 10]
+                                         [--json-out FILE]
 
 Real Kamailio, coturn and MariaDB at two sites and xprov with its default monitor settings.
 For each scenario, N simulated phones (`xprov drill`) poll every P seconds; once every phone
@@ -22,6 +24,13 @@ two addresses). Standalone has no instance to lose with the site: there, its one
 stands at the surviving site and only chicago's peers die. One table: kill -> decision, kill
 -> the switch in every surviving instance's log, kill -> 100% of phones fetched the backup,
 and the decisions written (standalone: switches) per service.
+
+`redundancy` (issue 18, only when asked): the primary softswitch killed four times, the same
+phones each time: with neither of the phones' own remedies, with their second server
+(`[failover] phone_redundancy = true`, `xprov drill --second-server`), with a push
+(`[push]` from the drill's contacts file, `xprov drill --push`), and with both. One table:
+time until 50/95/100% of the phones work again (xprov.drill.working: an SPA whose file
+changed after its reboot), beside the seed design.
 """
 
 from __future__ import annotations
@@ -124,6 +133,11 @@ def every_phone_polled(status: dict[str, Any], phones: int) -> bool:
     return bool(convergence.get("regular_phones", 0) >= phones)
 
 
+def polled(world: World, phones: int) -> Callable[[], bool]:
+    """Has `world`'s server seen every phone poll lately? (asked when called)"""
+    return lambda: every_phone_polled(world.status(), phones)
+
+
 def with_phones(
     config: Path,
     poll: float,
@@ -134,12 +148,14 @@ def with_phones(
     events: Path,
     servers: Sequence[str] = (),
     more: Sequence[str] = (),
+    observe: float | None = None,
 ) -> tuple[float, dict[str, Any]]:
     """The phones polling (`drill`); once every phone has polled (`polled`), `hit` breaks
-    something and returns the moment it did; the phones go on for a poll period and more.
-    (that moment, the drill's result measured from it). Bounded: every phone polled within
-    two periods and 30 s, the drill over within its duration and 120 s."""
-    observe = poll + 15.0
+    something and returns the moment it did; the phones go on for `observe` seconds (a
+    poll period and 15 s unless given) and more. (that moment, the drill's result measured
+    from it). Bounded: every phone polled within two periods and 30 s, the drill over
+    within its duration and 120 s."""
+    observe = poll + 15.0 if observe is None else observe
     run = drill(config, poll, poll * 2 + observe + 10, events, servers=servers, more=more)
     try:
         wait_for(polled, poll * 2 + 30, "every phone polled")
@@ -261,6 +277,204 @@ def loss_run(minutes: float, tmp: Path) -> dict[str, Any]:
             }
         finally:
             world.stop()
+
+
+# -- issue 18: the phones' second server and the push, side by side -----------------------
+
+# variant -> (the phones' own second server, a push after the switch)
+VARIANTS = {
+    "neither": (False, False),
+    "second server": (True, False),
+    "push": (False, True),
+    "both": (True, True),
+}
+PUSH = {"bind": "127.0.0.1"}  # loopback only; the rate is [push]'s default (100/s)
+# Every simulated phone fetches from 127.0.0.1: the per-source caps, meant for one phone (or
+# one NAT), would count the whole fleet as one source. Under a push, 100 phones a second
+# fetch at once; on a loaded machine their fetches overlap beyond 64 connections and 8 TFTP
+# transfers, and the caps refuse them (a first run: 142 HTTP connections closed, 80 TFTP
+# reads evicted). Raised to the listeners' own caps (max_connections, max_transfers).
+ONE_SOURCE = {"max_connections_per_source": 10_000, "max_tftp_per_source": 1000}
+# Seconds the phones go on after the kill, at least (a poll period and 15 s otherwise): an
+# SPA's request to the dead server gives up after Timer F (16 s) and its p=1 answers, a
+# keepalive later at most; a Yealink has its new file within a poll period
+REDUNDANCY_OBSERVE_S = 30.0
+# issue 18's goals
+CALLS_WORK_S = 35.0  # second server: calls work again within this of the kill
+PUSH_FETCHED_S = 15.0  # push: 100% fetched the backup within this of the switch
+
+
+def variant_options(variant: str, keepalive: float, contacts: Path) -> list[str]:
+    """`xprov drill`'s options for a variant (VARIANTS)."""
+    second, push = VARIANTS[variant]
+    options = ["--second-server", "--keepalive", str(keepalive)] if second else []
+    return options + (["--push", str(contacts)] if push else [])
+
+
+def variant_world(variant: str, phones: int, **more: Any) -> Callable[[Path], World]:
+    """A maker of the world for a variant: `[failover] phone_redundancy` and `[push]` as it
+    says; `more`: World's other arguments."""
+    second, push = VARIANTS[variant]
+    return lambda d: World(
+        d, phones, phone_redundancy=second, push=PUSH if push else None, security=ONE_SOURCE, **more
+    )
+
+
+def redundancy_variant(
+    variant: str, phones: int, poll: float, tmp: Path, keepalive: float, more: Sequence[str] = ()
+) -> dict[str, Any]:
+    """One variant (VARIANTS): a world configured for it, the phones polling, chicago's
+    Kamailio killed; the drill's result, with `detection_s`."""
+    # short: MariaDB's socket path under it must stay within 107 bytes
+    directory = tmp / f"rv{list(VARIANTS).index(variant)}"
+    world = started(variant_world(variant, phones), directory)
+    try:
+        killed, result = with_phones(
+            world.config,
+            poll,
+            lambda: every_phone_polled(world.status(), phones),
+            lambda: world.kill(["sip"]),
+            "sip killed",
+            ["sip"],
+            world.tmp / "events.jsonl",
+            more=[*more, *variant_options(variant, keepalive, world.contacts)],
+            observe=max(poll + 15.0, REDUNDANCY_OBSERVE_S),
+        )
+        result["detection_s"] = first(after(world.events("switch"), killed), "sip", killed)
+        return result
+    finally:
+        world.stop()
+
+
+def redundancy_together(
+    phones: int, poll: float, tmp: Path, keepalive: float
+) -> dict[str, dict[str, Any]]:
+    """The four variants at once, for a fast run (the test's): one pair of softswitches
+    (SIP only: STUN and the database play no part in a softswitch kill), one xprov and one
+    drill per variant, chicago's Kamailio killed once under all four. Variant -> the
+    drill's result, with `detection_s`. Bounded like `with_phones`."""
+    worlds: dict[str, World] = {}
+    runs: dict[str, subprocess.Popen[str]] = {}
+    observe = max(poll + 15.0, REDUNDANCY_OBSERVE_S)
+    try:
+        for index, variant in enumerate(VARIANTS):
+            peers = next(iter(worlds.values())).peers if worlds else None
+            make = variant_world(variant, phones, services=("sip",), peers=peers)
+            worlds[variant] = started(make, tmp / f"rt{index}")
+        for variant, world in worlds.items():
+            options = variant_options(variant, keepalive, world.contacts)
+            events = world.tmp / "events.jsonl"
+            runs[variant] = drill(world.config, poll, poll * 2 + observe + 10, events, more=options)
+        for world in worlds.values():
+            wait_for(
+                lambda w=world: every_phone_polled(w.status(), phones), poll * 2 + 30, "polled"
+            )
+        killed = next(iter(worlds.values())).kill(["sip"])
+        mark = json.dumps({"at": killed, "what": "sip killed", "services": ["sip"]}) + "\n"
+        out = {}
+        for world in worlds.values():
+            (world.tmp / "events.jsonl").write_text(mark)
+        for variant, run in runs.items():
+            text, err = run.communicate(timeout=poll * 3 + observe + 120)
+            if run.returncode != 0:
+                raise RuntimeError(f"{variant}: {err}")
+            out[variant] = json.loads(text)
+            switched = after(worlds[variant].events("switch"), killed)
+            out[variant]["detection_s"] = first(switched, "sip", killed)
+        return out
+    finally:
+        for run in runs.values():
+            if run.poll() is None:
+                run.kill()
+                run.wait(10)
+        for world in reversed(list(worlds.values())):  # the first, which owns the peers, last
+            world.stop()
+
+
+def redundancy_set(
+    phones: int,
+    poll: float,
+    tmp: Path,
+    keepalive: float,
+    variants: Sequence[str] = tuple(VARIANTS),
+    more: Sequence[str] = (),
+) -> dict[str, dict[str, Any]]:
+    """Each variant in turn; variant -> the drill's result."""
+    out = {}
+    for variant in variants:
+        out[variant] = redundancy_variant(variant, phones, poll, tmp, keepalive, more)
+        print(redundancy_row(variant, out[variant]), flush=True)
+    return out
+
+
+def sip_figures(result: dict[str, Any]) -> dict[str, Any]:
+    """The drill's figures for the killed softswitch (its one event's `sip`)."""
+    (event,) = result["events"]
+    figures: dict[str, Any] = event["convergence"]["sip"]
+    return figures
+
+
+REDUNDANCY_TABLE = (
+    "| variant | kill -> switch (s) | working 50% / 95% / 100% (s after the kill) "
+    "| fetched after the switch, 100% (s) | own second server: phones that failed over; "
+    "failed over 100%, a request's wait 100% (of them), calls to every phone 100% (s) "
+    "| push: answers, fetched on the NOTIFY 100% (s after the switch) |\n|---|---|---|---|---|---|"
+)
+
+
+def redundancy_row(variant: str, result: dict[str, Any]) -> str:
+    sip = sip_figures(result)
+
+    def marks(values: dict[str, float | None], keys: Sequence[str] = ("50%", "95%", "100%")) -> str:
+        return " / ".join("never" if values[k] is None else f"{values[k]:.1f}" for k in keys)
+
+    second, push = sip.get("second_server"), sip.get("push")
+    own = "-"
+    if second:
+        own = (
+            f"{second['phones']} phones; {marks(second['failed_over'], ['100%'])}, "
+            f"{marks(second['request_wait'], ['100%'])}, {marks(second['incoming'], ['100%'])}"
+        )
+    pushed = "-"
+    if push:
+        answers = ", ".join(f"{code} x{n}" for code, n in push["answers"].items()) or "none"
+        pushed = f"{answers}; {marks(push['fetched_on_notify'], ['100%'])}"
+    cells = [
+        variant,
+        str(result.get("detection_s")),
+        marks(sip["working"]),
+        marks(sip.get("refetched") or {"100%": None}, ["100%"]),
+        own,
+        pushed,
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def redundancy_readings(results: dict[str, dict[str, Any]]) -> list[str]:
+    """issue 18's goals, met or missed, and the seed design beside the variants."""
+    out = []
+    if "second server" in results:
+        worked = sip_figures(results["second server"])["working"]["100%"]
+        met = worked is not None and worked <= CALLS_WORK_S
+        out.append(
+            f"second server: calls work again within {CALLS_WORK_S} s of the kill: "
+            f"{'met' if met else 'MISSED'} (100% working after {worked} s)"
+        )
+    if "push" in results:
+        fetched = (sip_figures(results["push"]).get("push") or {}).get("fetched_on_notify", {})
+        last = fetched.get("100%")
+        met = last is not None and last <= PUSH_FETCHED_S
+        out.append(
+            f"push: 100% fetched the backup within {PUSH_FETCHED_S} s of the switch: "
+            f"{'met' if met else 'MISSED'} ({last} s)"
+        )
+    any_result = next(iter(results.values()), None)
+    if any_result is not None:
+        (event,) = any_result["events"]
+        for label, marks in event["seed"].items():
+            out.append(f"seed design, {label}: working after {_marks(marks)}")
+        out.append(f"working: {any_result.get('working_means')}")
+    return out
 
 
 def _token(world: World) -> str:
@@ -603,6 +817,17 @@ def main() -> int:
     parser.add_argument(
         "--tftp-share", type=float, help="cluster set: share of phones on TFTP (xprov drill's)"
     )
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"redundancy: which of {', '.join(VARIANTS)} (comma-separated)",
+    )
+    parser.add_argument(
+        "--keepalive",
+        type=float,
+        default=1.0,
+        help="redundancy: seconds between two requests of a phone to its SIP server",
+    )
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--loss-minutes", type=float, default=10.0)
     parser.add_argument("--json-out")
@@ -610,11 +835,12 @@ def main() -> int:
     results: dict[str, Any] = {"phones": args.phones, "poll_s": args.poll, "scenarios": {}}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        for name in [s for s in args.scenarios.split(",") if s and s != "cluster"]:
+        asked = args.scenarios.split(",")
+        for name in [s for s in asked if s and s not in ("cluster", "redundancy")]:
             result = scenario(name, args.phones, args.poll, tmp)
             results["scenarios"][name] = result
             print(_describe(name, result), flush=True)
-        if "cluster" in args.scenarios.split(","):
+        if "cluster" in asked:
             share = "" if args.tftp_share is None else f", {args.tftp_share:.0%} on TFTP"
             print(f"cluster: {args.phones} phones every {args.poll} s{share}", flush=True)
             events = [e for e in args.cluster_events.split(",") if e]
@@ -624,6 +850,24 @@ def main() -> int:
             print("\n".join([TABLE, *(_row(r) for r in rows), *readings(rows)]), flush=True)
             if "site" in events:
                 print(ALONE_IN_THE_SITE, flush=True)
+        if "redundancy" in asked:
+            share = "" if args.tftp_share is None else f", {args.tftp_share:.0%} on TFTP"
+            print(
+                f"redundancy: {args.phones} phones every {args.poll} s{share}, "
+                f"primary softswitch killed",
+                flush=True,
+            )
+            print(REDUNDANCY_TABLE, flush=True)
+            more = [] if args.tftp_share is None else ["--tftp-share", str(args.tftp_share)]
+            variants = [v for v in args.variants.split(",") if v]
+            unknown = set(variants) - set(VARIANTS)
+            if unknown:
+                parser.error(f"unknown variants {sorted(unknown)}")
+            redundancy = redundancy_set(
+                args.phones, args.poll, tmp, args.keepalive, variants, more=more
+            )
+            results["redundancy"] = redundancy
+            print("\n".join(redundancy_readings(redundancy)), flush=True)
         if args.kills:
             series = detection_series(args.kills, tmp)
             results["detection"] = series

@@ -41,8 +41,9 @@ def test_an_event_from_the_events_file() -> None:
     result = outcome.result(record(phones), phones, [mark], settings)
     assert list(result) == [
         *("requests", "requests_per_s", "errors", "latency_ms"),  # JSON keeps this order
-        *("phones", "poll_s", "jitter_pct", "seconds", "mix", "events"),
+        *("phones", "poll_s", "jitter_pct", "seconds", "mix", "working_means", "events"),
     ]
+    assert result["working_means"] == outcome.WORKING
     assert result["requests"] == 4 and result["requests_per_s"] == 0.1
     assert result["errors"] == {"tftp TimeoutError": 1}
     assert (result["phones"], result["poll_s"], result["jitter_pct"]) == (2, 10.0, 10)
@@ -56,6 +57,8 @@ def test_an_event_from_the_events_file() -> None:
     assert sip["fetched"] == {"50%": 10.0, "95%": 10.0, "100%": 10.0}
     assert sip["phones_on_new_site"] == 2
     assert sip["working"] == sip["fetched"]  # neither phone reboots
+    assert sip["refetched"] == {"50%": 9.0, "95%": 9.0, "100%": 9.0}  # from the switch, 1021
+    assert "second_server" not in sip and "push" not in sip  # neither was on
     assert event["seed"] == report.seed_comparison(2)
 
 

@@ -14,6 +14,14 @@ from xprov.drill import report
 from xprov.drill.phones import SimPhone
 from xprov.drill.run import Record, convergence, summary, switches
 
+# What "working" means in the result (xprov.drill.working; docs/phone-redundancy.md "Drill")
+WORKING = (
+    "a call the phone places reaches a live softswitch without first waiting out a dead "
+    "one, from then on: by its file (naming the new site first; an SPA whose file changed, "
+    "after its reboot) or, with --second-server, by its own fallback (its first request "
+    "after the event unanswered for its firmware's Timer F, its next server answered)"
+)
+
 # A switch seen up to this many seconds before an event's mark still counts as its
 # consequence: the mark is written by whoever broke something, after the fact.
 MARK_SLACK_S = 1.0
@@ -43,8 +51,9 @@ def result(
     record: Record, phones: list[SimPhone], marks: list[dict[str, Any]], settings: Settings
 ) -> dict[str, Any]:
     """The drill's result document: `summary` figures, phones, poll_s, jitter_pct, seconds,
-    mix and `events`, measured from `marks` (the events file) or, if there are none, from
-    every switch of the server's selection the drill saw; and `servers` (see `servers`)
+    mix, working_means (what "working" means) and `events`, measured from `marks` (the
+    events file) or, if there are none, from every switch of the server's selection the
+    drill saw; and `servers` (see `servers`)
     when the phones had several addresses to try."""
     seen = switches(record)
     marks = marks or [
@@ -62,6 +71,7 @@ def result(
         "jitter_pct": round(settings.jitter * 100),
         "seconds": record.ended - record.started,
         "mix": mix(phones),
+        "working_means": WORKING,
         "events": [event(mark, seen, record, phones, settings.reboot) for mark in marks],
     }
     if len(record.servers) > 1:  # one address: the document as before there were several
@@ -103,7 +113,13 @@ def event(
         detection = round(moved["at"] - mark["at"], 2) if detection is None else detection
         if service != "db":  # the database is xprov's own: phones see no change
             figures[service] = convergence(
-                record, phones, mark["at"], [service], moved["moved"][service], reboot
+                record,
+                phones,
+                mark["at"],
+                [service],
+                moved["moved"][service],
+                reboot,
+                switched=moved["server_at"] or moved["at"],
             )
     return {
         "what": mark["what"],

@@ -99,6 +99,8 @@ def describe(result: dict[str, Any]) -> str:
             f"{figures['failed_attempts']} attempts refused or timed out, "
             f"per-device files to {figures['phones']} phones"
         )
+    if result.get("events") and result.get("working_means"):
+        lines.append(f"working: {result['working_means']}")
     for event in result.get("events", []):
         lines.append(f"{event['what']}:")
         if event.get("detection_s") is not None:
@@ -109,9 +111,33 @@ def describe(result: dict[str, Any]) -> str:
                 f"  {service}: phones on the new site after {_marks(fetched)}; "
                 f"working (with reboots) after {_marks(working)}"
             )
+            lines += _redundancy(figures)
         for label, marks in event.get("seed", {}).items():
             lines.append(f"  seed design, {label}: working after {_marks(marks)}")
     return "\n".join(lines)
+
+
+def _redundancy(figures: dict[str, Any]) -> list[str]:
+    """The lines for the phones' second server and the push, when the drill had them."""
+    lines = []
+    if "refetched" in figures:
+        lines.append(f"    fetched their file after the switch: {_marks(figures['refetched'])}")
+    second = figures.get("second_server")
+    if second:
+        lines.append(
+            f"    own second server (a request every {second['keepalive_s']} s): "
+            f"{second['phones']} phones failed over, after {_marks(second['failed_over'])}; "
+            f"a request's own wait {_marks(second['request_wait'])}; "
+            f"calls to the phone reach it after {_marks(second['incoming'])}"
+        )
+    push = figures.get("push")
+    if push:
+        answers = ", ".join(f"{code} x{n}" for code, n in push["answers"].items()) or "none"
+        lines.append(
+            f"    push: {push['phones_notified']} phones got a NOTIFY (answers {answers}); "
+            f"fetched on it, after the switch: {_marks(push['fetched_on_notify'])}"
+        )
+    return lines
 
 
 def _marks(marks: dict[str, float | None]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections import Counter
@@ -18,10 +19,11 @@ from twisted.web.http_headers import Headers
 
 from xprov.admin_client import local_host
 from xprov.config import Config
-from xprov.drill import report
+from xprov.drill import report, working
 from xprov.drill.clients import HttpFetcher, tftp_get
-from xprov.drill.phones import SimPhone, sites_in
+from xprov.drill.phones import SimPhone, SipServers, sip_servers, sites_in
 from xprov.drill.servers import ATTEMPT_TIMEOUT, Server, attempt_of, parse_server
+from xprov.drill.sipside import KEEPALIVE, NotifyPorts, NotifySeen, Probes, SipEvent, contacts_toml
 
 if TYPE_CHECKING:
     from xprov.drill.clients import IDrillReactor
@@ -36,6 +38,9 @@ class Observation:
     sites: dict[str, str | None]  # service -> site the file points at
     body_hash: int
     server: str = ""  # the address that answered (Server's str)
+    # the SIP servers the file names, in the phone's order
+    sip: SipServers = field(default_factory=SipServers)
+    trigger: str = "poll"  # what made the phone fetch: its "poll", or a "push" (NOTIFY)
 
 
 class Fetched(NamedTuple):
@@ -55,10 +60,18 @@ class Record:
     seen: dict[str, list[Observation]] = field(default_factory=dict)  # mac -> device fetches
     # the server's selection as first seen and after every change: (time, generation, active)
     selections: list[tuple[float, int, dict[str, str]]] = field(default_factory=list)
+    # generation -> when the server itself switched to it (its /status `monitor.switches`):
+    # a push starts then, up to STATUS_EVERY before the drill sees the new selection
+    switched_at: dict[int, float] = field(default_factory=dict)
     servers: list[str] = field(default_factory=list)  # the addresses tried, in order
     fetches: Counter[str] = field(default_factory=Counter)  # address -> fetches it answered
     # address -> attempts there refused or timed out (the phone then tried the next one)
     failed_attempts: Counter[str] = field(default_factory=Counter)
+    # --second-server: mac -> what its requests to its SIP servers got (changes only)
+    sip: dict[str, list[SipEvent]] = field(default_factory=dict)
+    keepalive: float | None = None  # seconds between two of a phone's requests (None: off)
+    # --push: mac -> the requests that reached its NOTIFY port, and its answers
+    notifies: dict[str, list[NotifySeen]] | None = None
 
 
 class Drill:
@@ -72,9 +85,17 @@ class Drill:
         reactor: IDrillReactor,
         timeout: float = ATTEMPT_TIMEOUT,
         admin: tuple[str, int, str] | None = None,
+        second_server: bool = False,
+        keepalive: float = KEEPALIVE,
+        push: str | None = None,
+        sip_host: str = "127.0.0.1",
     ) -> None:
         """`servers`: the addresses every phone tries for each file, in order (at least
-        one); `timeout`: seconds for one attempt on one address."""
+        one); `timeout`: seconds for one attempt on one address. `second_server`: the
+        phones probe the SIP server they use every `keepalive` s and move to the next
+        their file names as their firmware does (sipside.Probes); `push`: a path where
+        the phones' contacts are written for `[push] contacts = "file"`, each phone
+        listening there for a NOTIFY that makes it fetch at once; both on `sip_host`."""
         if not servers:
             raise ValueError("a drill needs at least one server")
         self.phones, self.config, self.servers = phones, config, tuple(servers)
@@ -86,12 +107,31 @@ class Drill:
         self._running = False
         self._inflight: set[Deferred[Fetched | None]] = set()
         self._calls: list[IDelayedCall] = []
+        self.probes = (
+            Probes(reactor, phones, self.record.sip, keepalive, sip_host) if second_server else None
+        )
+        self.record.keepalive = keepalive if second_server else None
+        self.push, self.sip_host = push, sip_host
+        self.notify: NotifyPorts | None = None
 
     def run(self, seconds: float) -> Deferred[Record]:
         """Poll for `seconds` (at most an hour), then wait for the last answers."""
         seconds = min(seconds, MAX_SECONDS)
         self._running = True
         self.record.started = time.time()
+        if self.push is not None:
+            self.record.notifies = {}
+            self.notify = NotifyPorts(
+                self.reactor, self.phones, self._pushed, self.record.notifies, self.sip_host
+            )
+            ports = self.notify.start()
+            # whole or not at all: xprov reads the file at every push
+            partial = f"{self.push}.partial"
+            with open(partial, "w") as f:
+                f.write(contacts_toml(self.phones, ports, self.sip_host))
+            os.replace(partial, self.push)
+        if self.probes is not None:
+            self.probes.start()
         for phone in self.phones:
             self._calls.append(self.reactor.callLater(phone.phase, self._poll, phone, phone.phase))
         if self.admin is not None:
@@ -105,6 +145,10 @@ class Drill:
         for call in self._calls:
             if call.active():
                 call.cancel()
+        if self.probes is not None:
+            self.probes.stop()
+        if self.notify is not None:
+            self.notify.stop()
 
         def finished(_: object) -> None:
             self.record.ended = time.time()
@@ -112,16 +156,24 @@ class Drill:
 
         DeferredList(list(self._inflight)).addBoth(finished)
 
-    @inlineCallbacks
-    def _poll(
-        self, phone: SimPhone, scheduled: float
-    ) -> Generator[Deferred[Fetched | None], Fetched | None, None]:
+    def _poll(self, phone: SimPhone, scheduled: float) -> None:
         if not self._running:
             return
         spread = self.poll * self.jitter
         following = scheduled + self.poll + self.rng.uniform(-spread, spread)
         delay = max(0.0, following - (time.time() - self.record.started))
         self._calls.append(self.reactor.callLater(delay, self._poll, phone, following))
+        self._resync(phone, "poll")
+
+    def _pushed(self, phone: SimPhone) -> None:
+        """A NOTIFY told `phone` to fetch: it does at once; its polls go on as before."""
+        if self._running:
+            self._resync(phone, "push")
+
+    @inlineCallbacks
+    def _resync(
+        self, phone: SimPhone, trigger: str
+    ) -> Generator[Deferred[Fetched | None], Fetched | None, None]:
         last = Fetched(b"", "")  # the last file's: the per-device one (SimPhone.files)
         for name in phone.files:
             answer = yield self._fetch(phone, name)
@@ -129,9 +181,12 @@ class Drill:
                 return  # a failed file ends this poll, as it ends a phone's resync
             last = answer
         sites = sites_in(phone.vendor, last.body, self.config)
+        named = sip_servers(phone.vendor, last.body, self.config)
         self.record.seen.setdefault(phone.mac, []).append(
-            Observation(time.time(), sites, hash(last.body), last.server)
+            Observation(time.time(), sites, hash(last.body), last.server, named, trigger)
         )
+        if self.probes is not None:
+            self.probes.configure(phone.mac, named)
 
     def _fetch(self, phone: SimPhone, name: str) -> Deferred[Fetched | None]:
         fetched = self._attempts(phone, name)
@@ -195,8 +250,11 @@ class Drill:
         )
 
         def seen(body: bytes) -> int | None:
-            selection = json.loads(body)["selection"]
+            document = json.loads(body)
+            selection = document["selection"]
             generation: int = selection["generation"]  # the admin API's /status document
+            for switch in (document.get("monitor") or {}).get("switches", []):
+                self.record.switched_at.setdefault(switch["generation"], switch["at"])
             if generation != last:
                 self.record.selections.append((time.time(), generation, selection["active"]))
             return generation
@@ -218,11 +276,15 @@ def against(
     reactor: IDrillReactor,
     servers: Sequence[str] = (),
     timeout: float = ATTEMPT_TIMEOUT,
+    second_server: bool = False,
+    keepalive: float = KEEPALIVE,
+    push: str | None = None,
 ) -> Drill:
     """A drill of `phones` against the server `config` configures, at `host`: its first HTTP
     and TFTP listeners' ports, and its admin API (watched on this machine) if it has one.
     `servers` (`HOST[:HTTP_PORT[:TFTP_PORT]]`, ports defaulting to those listeners'): the
-    addresses each phone tries in order instead of `host` alone. ValueError: a bad one."""
+    addresses each phone tries in order instead of `host` alone. ValueError: a bad one.
+    `second_server`, `keepalive`, `push`: see Drill."""
     admin = None
     if config.admin is not None:
         listen = config.admin.listen[0]
@@ -232,7 +294,19 @@ def against(
     tried = [parse_server(spec, http_port, tftp_port) for spec in servers] or [
         Server(host, http_port, tftp_port)
     ]
-    return Drill(phones, config, tried, poll, jitter, reactor, timeout, admin=admin)
+    return Drill(
+        phones,
+        config,
+        tried,
+        poll,
+        jitter,
+        reactor,
+        timeout,
+        admin=admin,
+        second_server=second_server,
+        keepalive=keepalive,
+        push=push,
+    )
 
 
 def _headers(values: dict[str, str]) -> Headers:
@@ -247,42 +321,85 @@ def convergence(
     target: str,
     reboot: tuple[float, float],
     seed: int = 3,
+    switched: float | None = None,
 ) -> dict[str, Any]:
     """From `event` (a kill, a switch): when each phone first fetched a file pointing
-    `services` at `target`, and when it worked again (SPA phones reboot on a change)."""
+    `services` at `target`, and when it worked again (xprov.drill.working: by its file, an
+    SPA after its reboot, or by its own second server). With `switched` (when the server
+    switched): `refetched`, each phone's first fetch after it. With --second-server,
+    `second_server`: how many phones failed over by their own fallback (`phones`), their
+    `failed_over` and `request_wait` milestones (of those phones), and `incoming` (of all);
+    with --push and `switched`, `push` (see `pushed`)."""
     rng = random.Random(seed)
-    fetched: list[float | None] = []
-    working: list[float | None] = []
+    rows = []
     for phone in phones:
-        first = next(
-            (
-                o.at
-                for o in record.seen.get(phone.mac, [])
-                if o.at >= event and all(o.sites.get(s) == target for s in services)
-            ),
-            None,
+        rows.append(
+            working.figures(
+                record.seen.get(phone.mac, []),
+                record.sip.get(phone.mac, []),
+                event,
+                switched,
+                services,
+                target,
+                rng.uniform(*reboot) if phone.reboots else 0.0,
+                record.keepalive is not None,
+            )
         )
-        fetched.append(None if first is None else first - event)
-        apply = rng.uniform(*reboot) if phone.reboots else 0.0
-        working.append(None if first is None else first - event + apply)
     total = len(phones)
-    return {
+    fetched = [r.fetched for r in rows]
+    out: dict[str, Any] = {
         "fetched": report.milestones(fetched, total),
-        "working": report.milestones(working, total),
+        "working": report.milestones([r.working for r in rows], total),
         "phones_on_new_site": sum(1 for f in fetched if f is not None),
         "curve": report.curve(fetched, total, 5.0, max((f for f in fetched if f), default=0)),
+    }
+    if switched is not None:
+        out["refetched"] = report.milestones([r.refetched for r in rows], total)
+    if record.keepalive is not None and services == ["sip"]:
+        moved = [r for r in rows if r.failover is not None]  # by their own fallback
+        out["second_server"] = {
+            "keepalive_s": record.keepalive,
+            "phones": len(moved),
+            "failed_over": report.milestones([r.failover for r in moved], len(moved)),
+            "request_wait": report.milestones([r.wait for r in moved], len(moved)),
+            "incoming": report.milestones([r.incoming for r in rows], total),
+        }
+    if record.notifies is not None and switched is not None:
+        out["push"] = pushed(record, phones, switched)
+    return out
+
+
+def pushed(record: Record, phones: list[SimPhone], switched: float) -> dict[str, Any]:
+    """What the push did after the switch: phones that got a NOTIFY, the answers they gave
+    (status -> count), and how long after the switch each fetched because of one."""
+    notifies = record.notifies or {}
+    answers: Counter[str] = Counter()
+    reached, fetched = 0, []
+    for phone in phones:
+        got = [n for n in notifies.get(phone.mac, []) if n.at >= switched]
+        reached += bool(got)
+        answers.update(str(n.code) for n in got)
+        seen = record.seen.get(phone.mac, [])
+        first = next((o.at for o in seen if o.trigger == "push" and o.at >= switched), None)
+        fetched.append(None if first is None else first - switched)
+    return {
+        "phones_notified": reached,
+        "answers": dict(sorted(answers.items())),
+        "fetched_on_notify": report.milestones(fetched, len(phones)),
     }
 
 
 def switches(record: Record) -> list[dict[str, Any]]:
-    """Every change of the server's selection the drill saw: when, and which services
-    moved where."""
+    """Every change of the server's selection the drill saw: when (`at`), and when the
+    server says it switched (`server_at`, None if it did not say), and which services moved
+    where."""
     out = []
     for (_, _, before), (at, generation, after) in zip(
         record.selections, record.selections[1:], strict=False
     ):
         moved = {s: site for s, site in after.items() if before.get(s) != site}
-        out.append({"at": at, "generation": generation, "moved": moved})
+        server_at = record.switched_at.get(generation)
+        out.append({"at": at, "server_at": server_at, "generation": generation, "moved": moved})
     return out
 
 
