@@ -117,8 +117,9 @@ def _push(push: dict[str, Any] | None) -> list[str]:
     outcomes = ", ".join(
         f"{last[k]} {k}" for k in ("ok", "timeout", "error", "unauthorized", "unreachable")
     )
+    sent = last["sent"] - last["unreachable"]  # "unreachable": no datagram left
     return [
-        f"push: {last['sent']} of {last['contacts']} phones notified after generation "
+        f"push: NOTIFY sent to {sent} of {last['contacts']} phones after generation "
         f"{last['generation']} ({outcomes}, {last['pending']} pending)"
     ]
 

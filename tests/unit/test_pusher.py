@@ -261,7 +261,7 @@ def test_received_is_preferred_with_the_contacts_user_and_transport() -> None:
         "sip:1001@10.0.0.5 x",
         "http://10.0.0.5/",
         "sip:",
-        "sip:1001@" + "a" * 250,
+        "sip:1001@" + "a" * 510,
         "sip:1001@10.0.0.5\u202e",
         "",
     ],
@@ -521,3 +521,72 @@ def test_metrics_without_a_pusher_have_no_push_family(provisioner) -> None:
     )
     names = [family.name for family in metrics.XprovCollector(sources)._push()]
     assert names == []
+
+
+def test_another_domains_user_gets_no_notify_and_no_credentials() -> None:
+    """Break-it pass: a same-named user of another tenant of the softswitch registered,
+    got the NOTIFY and challenged it: a digest of our line's password, to guess offline."""
+    registrations = [
+        Registration("1001", "sip:1001@10.0.0.66", domain="other-tenant.example"),
+        Registration("2001", "sip:2001@10.0.0.8:5060", domain="XPROV"),  # our SPA's SRV label
+        Registration("1003", "sip:1003@10.0.0.7", domain=None),  # usrloc use_domain off
+    ]
+    found = reached(registrations, INVENTORY, "location:chicago", frozenset({"xprov", "127.0.0.1"}))
+    assert [(c.user, c.uri) for c in found.contacts] == [
+        ("2001", "sip:2001@10.0.0.8:5060"),
+        ("1003", "sip:1003@10.0.0.7"),
+    ]
+    assert found.unknown == 1
+    # no domains to compare (the operator's file): every user of ours
+    assert len(reached(registrations, INVENTORY, "file:x").contacts) == 3
+
+
+def test_a_fresher_registration_we_cannot_send_to_hides_no_usable_one() -> None:
+    """Break-it pass: a multicast contact expiring later silenced the phone."""
+    registrations = [
+        Registration("1001", "sip:1001@224.0.0.1:5060"),  # freshest, unusable
+        Registration("1001", "sip:1001@pbx.example.net:5060"),  # a name: never resolved
+        Registration("1001", "sip:1001@10.0.0.5:5062;transport=tcp"),  # NOTIFYs go over UDP
+        Registration("1001", "sip:1001@10.0.0.6:5062"),  # the usable one
+    ]
+    found = reached(registrations, INVENTORY, "location:chicago")
+    assert [c.uri for c in found.contacts] == ["sip:1001@10.0.0.6:5062"]
+    assert (found.invalid, found.duplicates) == (3, 0)
+    assert len(found.problems) == 3
+
+
+def test_with_phone_redundancy_a_sip_switch_leaves_spa_phones_alone(tmp_path: Path) -> None:
+    """An SPA's file names both servers in a fixed order: a SIP switch changes none of its
+    bytes, so it is not pushed (its NOTIFY would only cost the rate); a STUN switch changes
+    its STUN_Server and pushes it."""
+    path = sample_config(tmp_path)
+    text = path.read_text().replace(
+        'backup = "virginia"\n', 'backup = "virginia"\nphone_redundancy = true\n', 1
+    )
+    path.write_text(text + PUSH.replace('services = ["sip"]', 'services = ["sip", "stun"]'))
+    reactor = MemoryReactor()
+    svc = Service(build(path), reactor, Limit(65536, 65536))
+    opened, reads = Opened(reactor), Reads()
+    svc.push.opener, svc.push.reader = opened, reads
+    svc.push.startService()
+    try:
+        both = [
+            Registration("1001", "sip:1001@127.0.0.1:5062"),
+            Registration("2001", "sip:2001@127.0.0.1:5064"),
+        ]
+        svc.core.active.switch({"sip": "virginia"})
+        reads.calls[-1][1].callback(reached(both, INVENTORY, "f"))
+        for _ in range(20):
+            reactor.advance(0.1)
+        (socket,) = opened.sockets
+        assert [c.vendor for _, c in socket.sent] == ["yealink"]
+        last = svc.status()["push"]["last"]
+        assert (last["contacts"], last["unchanged"]) == (1, 1)
+        svc.core.active.switch({"stun": "virginia"})
+        reads.calls[-1][1].callback(reached(both, INVENTORY, "f"))
+        for _ in range(20):
+            reactor.advance(0.1)
+        assert [c.vendor for _, c in socket.sent] == ["yealink", "yealink", "linksys"]
+        assert svc.status()["push"]["last"]["unchanged"] == 0
+    finally:
+        svc.push.stopService()

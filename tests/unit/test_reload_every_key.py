@@ -687,6 +687,13 @@ ROWS = [
         base={"push.contacts": "location", "push.contacts_file": DELETE},
     ),
     Row(
+        "push.domains",
+        {"push.domains": ["Tenant.Example"]},
+        lambda svc: "tenant.example" in svc.push.contact_source().domains,
+        True,
+        base={"push.contacts": "location", "push.contacts_file": DELETE},
+    ),
+    Row(
         "push.timeout",
         {"push.timeout": 9},
         push_source("timeout"),

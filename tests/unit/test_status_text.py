@@ -219,7 +219,7 @@ def test_the_last_push_and_phones_gone_quiet_are_told() -> None:
     assert lines[1:] == [
         "convergence: 7 of 10 phones polling regularly fetched generation 3 "
         "(87.5%, 1 pending, 2 silent)",
-        "push: 990 of 1000 phones notified after generation 3 (950 ok, 30 timeout, 5 error, "
+        "push: NOTIFY sent to 988 of 1000 phones after generation 3 (950 ok, 30 timeout, 5 error, "
         "3 unauthorized, 2 unreachable, 10 pending)",
     ]
     failed = {"last": {**last, "problem": "location table `location` at chicago: timed out"}}

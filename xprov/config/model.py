@@ -208,6 +208,8 @@ class PushConfig:
     timeout: float = 5.0  # seconds the contacts query may take
     bind: str = "0.0.0.0"  # source address of the NOTIFYs (an ephemeral UDP port)
     services: tuple[str, ...] = ("sip", "stun")  # a switch of these pushes
+    # SIP domains our phones register in, besides the sites' SIP hosts (location `domain`)
+    domains: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

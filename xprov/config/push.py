@@ -40,6 +40,10 @@ def read_push(root: Table, base: Path) -> PushConfig | None:
     if not isinstance(services, list) or not all(s in phone_facing for s in services):
         t.problem("services", f"expected a list of {', '.join(phone_facing)}")
         services = []
+    domains = t.get("domains", list, [])
+    if not isinstance(domains, list) or not all(isinstance(d, str) and d for d in domains):
+        t.problem("domains", "expected a list of SIP domains")
+        domains = []
     t.finish()
     return PushConfig(
         enabled=enabled is True,
@@ -50,4 +54,5 @@ def read_push(root: Table, base: Path) -> PushConfig | None:
         timeout=5.0 if timeout is None else timeout,
         bind=bind if isinstance(bind, str) else "0.0.0.0",
         services=tuple(dict.fromkeys(services)),
+        domains=tuple(d.lower() for d in domains),
     )

@@ -371,13 +371,17 @@ def convergence(
 
 def pushed(record: Record, phones: list[SimPhone], switched: float) -> dict[str, Any]:
     """What the push did after the switch: phones that got a NOTIFY, the answers they gave
-    (status -> count), and how long after the switch each fetched because of one."""
+    (status -> count), and how long after the switch each of them fetched because of it
+    (milestones over the phones notified: a phone whose file the switch left as it was is
+    not pushed)."""
     notifies = record.notifies or {}
     answers: Counter[str] = Counter()
     reached, fetched = 0, []
     for phone in phones:
         got = [n for n in notifies.get(phone.mac, []) if n.at >= switched]
-        reached += bool(got)
+        if not got:
+            continue
+        reached += 1
         answers.update(str(n.code) for n in got)
         seen = record.seen.get(phone.mac, [])
         first = next((o.at for o in seen if o.trigger == "push" and o.at >= switched), None)
@@ -385,7 +389,7 @@ def pushed(record: Record, phones: list[SimPhone], switched: float) -> dict[str,
     return {
         "phones_notified": reached,
         "answers": dict(sorted(answers.items())),
-        "fetched_on_notify": report.milestones(fetched, len(phones)),
+        "fetched_on_notify": report.milestones(fetched, reached),
     }
 
 

@@ -27,14 +27,16 @@ from xprov.inventory.mysql_source import YIELD_EVERY
 from xprov.monitor.errors import error_detail, printable
 from xprov.problems import Problems
 from xprov.push.model import Contact
+from xprov.push.notify import Refusal, target_of
 
 # Registrations read at most, per push: the inventory's scale (100,000 phones). The query
 # says LIMIT, freshest first, so a table past it loses its oldest registrations.
 MAX_CONTACTS = 100_000
 # The operator's file: 100,000 entries of about 60 bytes fit three times over.
 MAX_FILE_BYTES = 16 * 1024 * 1024
-# A URI longer than usrloc's `contact` column (VARCHAR(255)) is no registration of a phone.
-MAX_URI = 255
+# A URI longer than usrloc's `contact` column (VARCHAR(512) in current Kamailio schemas, as
+# the sender's bound) is no registration of a phone.
+MAX_URI = 512
 MAX_REPORTED = 20  # problems kept for the log; the rest are only counted
 
 # Kamailio usrloc schema version 8; `expires` is a DATETIME (a table switched to
@@ -88,6 +90,7 @@ class ContactList:
     truncated: bool = False
     source: str = ""  # "location:chicago" or "file:/etc/xprov/contacts.toml"
     problems: tuple[str, ...] = field(default=(), repr=False)  # the first MAX_REPORTED
+    unchanged: int = 0  # phones left out: this switch changed nothing in their files
 
 
 class _Line(NamedTuple):
@@ -141,13 +144,20 @@ def line_index(inventory: Inventory) -> dict[str, _Line]:
 
 
 def reached(
-    registrations: Iterable[Registration], inventory: Inventory, source: str
+    registrations: Iterable[Registration],
+    inventory: Inventory,
+    source: str,
+    domains: frozenset[str] | None = None,
 ) -> ContactList:
     """One contact per provisioned phone, from `registrations` in order of preference (the
-    freshest first): each phone's lowest-numbered line that registered, and of that line the
-    first registration. Reads at most MAX_CONTACTS registrations. The contact carries the
-    phone's vendor (which event), MAC and that line's digest credentials (an SPA challenges
-    the resync NOTIFY, fact sheet 3.2)."""
+    freshest first): each phone's lowest-numbered line that registered with a contact we
+    can send to, and of that line the first such registration. Reads at most MAX_CONTACTS
+    registrations. The contact carries the phone's vendor (which event), MAC and that line's
+    digest credentials (an SPA challenges the resync NOTIFY, fact sheet 3.2). `domains`: the
+    SIP domains our phones register in; a registration of another domain (a same-named user
+    of another tenant of the softswitch) is `unknown`: it would get the NOTIFY and could
+    challenge it, an offline guessing oracle for our line's password. None: no domain
+    compared (the file's entries name none)."""
     index = line_index(inventory)
     chosen: dict[str, tuple[int, Contact]] = {}  # mac -> (line number, contact)
     unknown = invalid = read = 0
@@ -155,13 +165,16 @@ def reached(
     for registration in itertools.islice(registrations, MAX_CONTACTS):
         read += 1
         uri = reachable_uri(registration)
-        if uri is None:
+        refusal = None if uri is None else target_of(Contact(registration.user, uri))
+        if uri is None or isinstance(refusal, Refusal):
             invalid += 1
             if len(problems) < MAX_REPORTED:
-                problems.append(f"{_who(registration)}: no SIP URI to send to")
+                why = refusal.detail if isinstance(refusal, Refusal) else "no SIP URI to send to"
+                problems.append(f"{_who(registration)}: {why}")
             continue
         line = index.get(registration.user)
-        if line is None:
+        domain = (registration.domain or "").lower()
+        if line is None or (domains is not None and domain and domain not in domains):
             unknown += 1
             continue
         held = chosen.get(line.mac)
@@ -203,12 +216,19 @@ def location_registrations(db: DbService, table: str, timeout: float) -> Iterato
 
 
 def from_location(
-    db: DbService, site: str, table: str, timeout: float, inventory: Inventory
+    db: DbService,
+    site: str,
+    table: str,
+    timeout: float,
+    inventory: Inventory,
+    domains: frozenset[str] | None = None,
 ) -> ContactList:
     """The phones registered at the softswitch, from `table` in `site`'s database
-    (blocking). ContactsError names the database and what went wrong (never its password)."""
+    (blocking), in `domains` (see `reached`). ContactsError names the database and what
+    went wrong (never its password)."""
     try:
-        return reached(location_registrations(db, table, timeout), inventory, f"location:{site}")
+        registrations = location_registrations(db, table, timeout)
+        return reached(registrations, inventory, f"location:{site}", domains)
     except Exception as exc:  # PyMySQL's errors, OSError: all say the same to the operator
         where = f"location table `{table}` at {site} ({db.host}:{db.port})"
         raise ContactsError([f"{where}: {error_detail(exc)}"]) from None

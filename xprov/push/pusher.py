@@ -50,6 +50,7 @@ class PushRecord:
     truncated: bool = False
     source: str = ""
     problem: str | None = None
+    unchanged: int = 0  # phones whose files this switch left as they were: not pushed
     sent: int = 0
     outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
     cancelled: int = 0
@@ -72,6 +73,7 @@ class PushRecord:
             "unknown": self.unknown,
             "invalid": self.invalid,
             "duplicates": self.duplicates,
+            "unchanged": self.unchanged,
             "truncated": self.truncated,
             "problem": self.problem,
             "sent": self.sent,
@@ -115,6 +117,7 @@ class Pusher:
             contacts.duplicates,
             contacts.truncated,
             contacts.source,
+            unchanged=contacts.unchanged,
         )
         self.last = record
         self.skipped["unknown"] += contacts.unknown
@@ -129,6 +132,7 @@ class Pusher:
             unknown=contacts.unknown,
             invalid=contacts.invalid,
             duplicates=contacts.duplicates,
+            unchanged=contacts.unchanged,
             truncated=contacts.truncated,
             rate=self.rate,
             estimated_s=round(max(count - 1, 0) / self.rate, 1),

@@ -9,7 +9,7 @@ phone-redundancy.md, "Contacts and rate")."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,6 +28,8 @@ from xprov.push.model import Contact, PushResult
 from xprov.push.pusher import Pusher
 from xprov.push.transaction import NotifySender
 from xprov.services.core import Core
+from xprov.vendors import VENDORS
+from xprov.vendors.base import ServerOrder
 
 if TYPE_CHECKING:
     from xprov.selection import Selection
@@ -59,6 +61,7 @@ class ContactSource:
     site: str | None = None
     db: DbService | None = None
     path: Path | None = None
+    domains: frozenset[str] | None = None  # our phones' SIP domains; None: not compared
 
     def read(self, inventory: Inventory) -> ContactList:
         """The contacts, mapped to `inventory` (blocking: a thread). ContactsError."""
@@ -68,7 +71,14 @@ class ContactSource:
         if self.db is None:
             raise ContactsError([f"site {self.site}: no [sites.{self.site}.db] to read from"])
         assert self.site is not None
-        return contacts.from_location(self.db, self.site, self.table, self.timeout, inventory)
+        return contacts.from_location(
+            self.db, self.site, self.table, self.timeout, inventory, self.domains
+        )
+
+
+# The SIP domain an SPA registers in with its static SRV list (vendor_templates/linksys:
+# "xprov:SRV=host:port:p=0|...")
+SPA_SRV_LABEL = "xprov"
 
 
 class Push(service.Service):
@@ -134,8 +144,17 @@ class Push(service.Service):
         if settings.contacts == "file":
             return ContactSource("file", settings.timeout, path=settings.contacts_file)
         site = self.core.active.current.site_of("db")
-        db = self.core.inputs.config.sites[site].db
-        return ContactSource("location", settings.timeout, settings.location_table, site, db)
+        sites = self.core.inputs.config.sites
+        # a phone registers in its SIP server's name: a site's host, or our SPA SRV label
+        domains = {s.sip.host.lower() for s in sites.values()} | {SPA_SRV_LABEL}
+        return ContactSource(
+            "location",
+            settings.timeout,
+            settings.location_table,
+            site,
+            sites[site].db,
+            domains=frozenset(domains | set(settings.domains)),
+        )
 
     # Switches ------------------------------------------------------------------------------
 
@@ -178,7 +197,19 @@ class Push(service.Service):
             problem = f"no NOTIFY socket: {self.sender_problem}"
             self.pusher.failed(generation, services, problem)
             return
-        self.pusher.start(found, generation, services)
+        self.pusher.start(self._changed(found, services), generation, services)
+
+    def _changed(self, found: ContactList, services: tuple[str, ...]) -> ContactList:
+        """Leave out the phones this switch changed nothing for: with phone_redundancy, a
+        SIP switch leaves a vendor whose servers are in the configured order (SPA: its SRV
+        list) byte for byte; a NOTIFY would only cost the rate (break-it pass)."""
+        config = self.core.inputs.config
+        if services != ("sip",) or not config.failover.phone_redundancy:
+            return found
+        configured = ServerOrder.CONFIGURED
+        fixed = {name for name, vendor in VENDORS.items() if vendor.SERVER_ORDER is configured}
+        kept = tuple(c for c in found.contacts if c.vendor not in fixed)
+        return replace(found, contacts=kept, unchanged=len(found.contacts) - len(kept))
 
     def _read_failed(self, reason: Any, generation: int, services: tuple[str, ...]) -> None:
         exc = reason.value
