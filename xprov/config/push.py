@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from xprov.config.model import PushConfig
-from xprov.config.table import Table, resolve
+from xprov.config.table import Table, resolve, string_item
 from xprov.monitor import registry
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # a MySQL identifier, unquoted
@@ -40,10 +40,7 @@ def read_push(root: Table, base: Path) -> PushConfig | None:
     if not isinstance(services, list) or not all(s in phone_facing for s in services):
         t.problem("services", f"expected a list of {', '.join(phone_facing)}")
         services = []
-    domains = t.get("domains", list, [])
-    if not isinstance(domains, list) or not all(isinstance(d, str) and d for d in domains):
-        t.problem("domains", "expected a list of SIP domains")
-        domains = []
+    domains = t.items("domains", string_item(t.problems))
     t.finish()
     return PushConfig(
         enabled=enabled is True,

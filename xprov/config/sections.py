@@ -291,10 +291,7 @@ def read_admin(root: Table, base: Path, http: HttpConfig) -> AdminConfig | None:
         t.problem("listen", f"{address} is a phones' listener: the admin API needs its own")
     allowed = allow(t)
     page_refresh = t.number("page_refresh", 1.0, 0.2, 60.0)  # None: a problem was noted
-    names = t.get("server_names", list, [])
-    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
-        t.problem("server_names", "expected a list of host names")
-        names = []
+    names = t.items("server_names", string_item(t.problems))
     t.finish()
     return AdminConfig(
         listen,
